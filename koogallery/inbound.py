@@ -1,0 +1,317 @@
+"""Inbound KooGallery endpoints: verification, envelope, journal, one transaction per call.
+
+Domain apps subclass `KitEndpoint` (or register basic activities, see `activities.py`) and only
+declare a serializer and a `perform` that calls one service. Everything protocol-shaped lives
+here: which header carries what, the verification order of spec §2.3, the response rules of §2.4
+and the journal of STYLE.md §1.
+"""
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers
+
+from . import signing
+from .envelope import envelope_response
+from .journal import Family, InboundCall, Verification, body_digest, redact, redacted_text
+from .jsonbody import BodyError, parse_json
+from .nonces import claim_nonce
+from .resultcodes import KooGalleryError, ResultCode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """What a handler answers: a code (default success), optional message and extra fields."""
+
+    code: ResultCode = ResultCode.SUCCESS
+    fields: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass
+class Call:
+    """What a handler knows of the call it serves (never headers: those stay here)."""
+
+    family: Family
+    endpoint: str
+    body: dict[str, Any]
+    journal: InboundCall
+
+    @property
+    def is_v1(self) -> bool:
+        return self.family in (Family.KIT_V1, Family.BASIC_V1)
+
+
+class Rejected(Exception):
+    def __init__(self, code: ResultCode, message: str | None = None, verification=None):
+        self.code, self.message, self.verification = code, message, verification
+        super().__init__(message)
+
+
+def family_keys(family: Family) -> list[str]:
+    if family in (Family.KIT_V2, Family.KIT_V1):
+        return list(settings.KOOGALLERY_KIT_KEY)
+    return list(settings.KOOGALLERY_BASIC_KEY)
+
+
+def serializer_error_message(errors: Any, prefix: str = "") -> str:
+    """The first violation as `field.path: message`, so the caller can see what to fix."""
+    if isinstance(errors, dict):
+        for name, sub in errors.items():
+            path = (
+                prefix if name == "non_field_errors" else (f"{prefix}.{name}" if prefix else name)
+            )
+            return serializer_error_message(sub, path)
+    if isinstance(errors, list):
+        for index, sub in enumerate(errors):
+            if sub in ({}, [], None):
+                continue
+            if isinstance(sub, (dict, list)):
+                return serializer_error_message(sub, f"{prefix}[{index}]")
+            return f"{prefix}: {sub}" if prefix else str(sub)
+    return f"{prefix}: {errors}" if prefix else str(errors)
+
+
+def validate(serializer_class: type[serializers.Serializer], body: dict) -> dict:
+    serializer = serializer_class(data=body)
+    if not serializer.is_valid():
+        raise Rejected(ResultCode.INVALID_PARAM, serializer_error_message(serializer.errors))
+    return serializer.validated_data
+
+
+def _client_ip(request: HttpRequest) -> str:
+    return (request.META.get("REMOTE_ADDR") or "")[:64]
+
+
+def _short(value: Any, size: int) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    return str(value)[:size]
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class InboundEndpoint(View):
+    """Shared skeleton: subclasses implement `authenticate` and `handle`."""
+
+    endpoint_name = ""
+    family: Family
+
+    # --- hooks --------------------------------------------------------------------------------
+    def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
+        """Verify the call; return the key that matched or raise `Rejected`."""
+        raise NotImplementedError
+
+    def handle(self, call: Call) -> Reply:
+        raise NotImplementedError
+
+    def endpoint_for(self, body: Any) -> str:
+        return self.endpoint_name
+
+    # --- the pipeline -------------------------------------------------------------------------
+    def serve(self, request: HttpRequest, raw: bytes) -> HttpResponse:
+        started = time.monotonic()
+        journal = InboundCall(
+            received_at=timezone.now(),
+            family=self.family,
+            endpoint=self.endpoint_name,
+            method=request.method or "",
+            path=request.path[:255],
+            remote_addr=_client_ip(request),
+            request_size=len(raw),
+            request_sha256=body_digest(raw),
+            query_string=self.journal_query(request),
+            verification=Verification.MISSING,
+        )
+        parsed, parse_error = self.parse(request, raw)
+        self.fill_business_keys(journal, parsed)
+        journal.request_body = redacted_text(raw, parsed)
+        key: str | None = None
+        try:
+            key = self.authenticate(request, raw, parsed)
+            journal.verification = Verification.VERIFIED
+            journal.key_index = family_keys(self.family).index(key)
+            if parse_error:
+                raise Rejected(ResultCode.INVALID_PARAM, parse_error)
+            journal.endpoint = self.endpoint_for(parsed)[:64]
+            response = self.run_in_transaction(parsed, journal, key, started)
+            return response
+        except Rejected as rejection:
+            if rejection.verification:
+                journal.verification = rejection.verification
+            reply = Reply(rejection.code, message=rejection.message)
+        except Exception:
+            logger.exception("KooGallery %s failed", journal.endpoint)
+            journal.error = traceback.format_exc()[-8000:]
+            reply = Reply(ResultCode.INTERNAL_ERROR)
+        response = self.respond(reply, key)
+        self.save_journal(journal, reply, response, started)
+        return response
+
+    def run_in_transaction(self, parsed: dict, journal, key: str, started: float) -> HttpResponse:
+        """Domain writes and the journal row commit together; a rejection rolls both back."""
+        call = Call(family=self.family, endpoint=journal.endpoint, body=parsed, journal=journal)
+        with transaction.atomic():
+            try:
+                reply = self.handle(call)
+            except KooGalleryError as exc:
+                reply = Reply(exc.code, message=exc.message)
+            if reply.code.accepted:
+                response = self.respond(reply, key)
+                self.save_journal(journal, reply, response, started)
+                return response
+            transaction.set_rollback(True)
+        response = self.respond(reply, key)
+        self.save_journal(journal, reply, response, started)
+        return response
+
+    def respond(self, reply: Reply, key: str | None) -> HttpResponse:
+        keys = family_keys(self.family)
+        return envelope_response(
+            reply.code, reply.message, reply.fields, key or (keys[0] if keys else None)
+        )
+
+    def save_journal(self, journal, reply: Reply, response: HttpResponse, started: float) -> None:
+        journal.result_code = reply.code.value
+        journal.result_msg = (reply.message or reply.code.label)[:255]
+        journal.response_body = redacted_text(response.content, _loads_or_none(response.content))
+        journal.duration_ms = round((time.monotonic() - started) * 1000, 3)
+        try:
+            journal.save()
+        except Exception:
+            # The answer still goes out; the failure is visible in the logs.
+            logger.exception("could not write the journal row for %s", journal.endpoint)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def parse(self, request: HttpRequest, raw: bytes) -> tuple[Any, str | None]:
+        content_type = (request.META.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        try:
+            parsed = parse_json(raw)
+        except BodyError as exc:
+            return None, str(exc)
+        if content_type != "application/json":
+            return parsed, f"Content-Type must be application/json, not {content_type or 'none'}"
+        if not isinstance(parsed, dict):
+            return parsed, "body must be a JSON object"
+        return parsed, None
+
+    def journal_query(self, request: HttpRequest) -> str:
+        params = {k: request.GET.get(k) for k in request.GET}
+        return "&".join(f"{k}={v}" for k, v in redact(params).items())[:2000]
+
+    def fill_business_keys(self, journal: InboundCall, body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        journal.tenant_id = _short(body.get("tenantId"), 64)
+        journal.instance_id = _short(body.get("instanceId"), 128)
+        journal.order_id = _short(body.get("orderId"), 64)
+        journal.event_id = _short(body.get("eventId") or body.get("license"), 64)
+        flag = body.get("testFlag")
+        journal.test_flag = None if flag in (None, "") else str(flag) == "1"
+
+
+def _loads_or_none(content: bytes) -> Any:
+    try:
+        return parse_json(content)
+    except BodyError:
+        return None
+
+
+def check_v2_credentials(
+    family: Family, sign_fn, signature, timestamp, nonce, raw: bytes, parsed: Any
+) -> str:
+    """Spec §2.3 steps 2–5, shared by the kit (headers) and basic (query) families."""
+    if not signature:
+        raise Rejected(ResultCode.AUTH_FAILED, "signature missing", Verification.MISSING)
+    if not timestamp or not nonce:
+        raise Rejected(ResultCode.INVALID_PARAM, "timestamp or nonce missing", Verification.MISSING)
+    if not timestamp.isascii() or not timestamp.isdigit():
+        raise Rejected(
+            ResultCode.INVALID_PARAM, "timestamp must be Unix milliseconds", Verification.MALFORMED
+        )
+    skew_ms = settings.KOOGALLERY_MAX_CLOCK_SKEW_S * 1000
+    if abs(time.time() * 1000 - int(timestamp)) > skew_ms:
+        raise Rejected(
+            ResultCode.INVALID_PARAM, "timestamp outside the accepted window", Verification.STALE
+        )
+    keys = family_keys(family)
+    if not keys:
+        logger.error("no %s key configured: every call is refused", family.label)
+        raise Rejected(ResultCode.AUTH_FAILED, "authentication failed", Verification.NO_KEY)
+    key = signing.verify_v2(
+        sign_fn, keys, signature, nonce, timestamp, signing.payload_forms(raw, parsed)
+    )
+    if key is None:
+        raise Rejected(ResultCode.AUTH_FAILED, "signature mismatch", Verification.BAD_SIGNATURE)
+    if not claim_nonce(family.value, nonce):
+        raise Rejected(ResultCode.AUTH_FAILED, "nonce already used", Verification.REPLAYED)
+    return key
+
+
+def check_v1_token(family: Family, token: str | None, params: dict) -> str:
+    if not token or not token.strip():
+        raise Rejected(ResultCode.AUTH_FAILED, "authToken missing", Verification.MISSING)
+    keys = family_keys(family)
+    if not keys:
+        logger.error("no %s key configured: every call is refused", family.label)
+        raise Rejected(ResultCode.AUTH_FAILED, "authentication failed", Verification.NO_KEY)
+    key = signing.verify_v1(keys, token, params)
+    if key is None:
+        raise Rejected(ResultCode.AUTH_FAILED, "authToken mismatch", Verification.BAD_SIGNATURE)
+    return key
+
+
+class KitEndpoint(InboundEndpoint):
+    """A kit interface served in V2 (`x-sign` headers) or V1 (`authToken` header) form.
+
+    Subclasses set `serializer_class` (and `v1_serializer_class` when V1 differs) and implement
+    `perform(data, call)`, which calls one service and may return a `Reply`.
+    """
+
+    http_method_names = ["post", "options"]
+    family = Family.KIT_V2
+    serializer_class: type[serializers.Serializer]
+    v1_serializer_class: type[serializers.Serializer] | None = None
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        return self.serve(request, request.body)
+
+    def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
+        if self.family == Family.KIT_V1:
+            if not isinstance(parsed, dict):
+                token = request.headers.get("authToken")
+                if not token:
+                    raise Rejected(
+                        ResultCode.AUTH_FAILED, "authToken missing", Verification.MISSING
+                    )
+                raise Rejected(ResultCode.INVALID_PARAM, "body must be a JSON object")
+            return check_v1_token(self.family, request.headers.get("authToken"), parsed)
+        return check_v2_credentials(
+            self.family,
+            signing.kit_sign,
+            request.headers.get("x-sign"),
+            request.headers.get("x-timestamp"),
+            request.headers.get("x-nonce"),
+            raw,
+            parsed,
+        )
+
+    def handle(self, call: Call) -> Reply:
+        serializer_class = (call.is_v1 and self.v1_serializer_class) or self.serializer_class
+        data = validate(serializer_class, call.body)
+        reply = self.perform(data, call)
+        return reply if isinstance(reply, Reply) else Reply()
+
+    def perform(self, data: dict, call: Call) -> Reply | None:
+        raise NotImplementedError

@@ -1,0 +1,119 @@
+"""The inbound call journal: one row per KooGallery call (STYLE.md §1, after dj-stripe).
+
+A row is written for every call that reaches an endpoint, accepted or not. For accepted calls it
+commits in the same transaction as the call's domain writes; for rejected calls it is the only
+thing written. Bodies are stored redacted and truncated (see `redact`).
+"""
+
+import hashlib
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+
+class Family(models.TextChoices):
+    KIT_V2 = "kit_v2", "Kit V2 (x-sign)"
+    KIT_V1 = "kit_v1", "Kit V1 (authToken)"
+    BASIC_V2 = "basic_v2", "Basic V2 (signature)"
+    BASIC_V1 = "basic_v1", "Basic V1 (GET, authToken)"
+
+
+class Verification(models.TextChoices):
+    VERIFIED = "verified", "verified"
+    MISSING = "missing", "credentials missing"
+    MALFORMED = "malformed", "timestamp or nonce malformed"
+    STALE = "stale", "timestamp outside the window"
+    BAD_SIGNATURE = "bad_signature", "no active key matches"
+    REPLAYED = "replayed", "nonce replayed"
+    NO_KEY = "no_key", "no key configured"
+
+
+class InboundCall(models.Model):
+    received_at = models.DateTimeField(db_index=True)
+    family = models.CharField(max_length=16, choices=Family.choices)
+    endpoint = models.CharField(max_length=64, db_index=True, help_text="interface or activity")
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    remote_addr = models.CharField(max_length=64, blank=True)
+
+    tenant_id = models.CharField(max_length=64, blank=True, db_index=True)
+    instance_id = models.CharField(max_length=128, blank=True, db_index=True)
+    order_id = models.CharField(max_length=64, blank=True, db_index=True)
+    event_id = models.CharField(max_length=64, blank=True)
+    test_flag = models.BooleanField(null=True)
+
+    verification = models.CharField(max_length=16, choices=Verification.choices)
+    key_index = models.SmallIntegerField(
+        null=True, blank=True, help_text="position of the active key that verified (never the key)"
+    )
+    result_code = models.CharField(max_length=6, db_index=True)
+    result_msg = models.CharField(max_length=255, blank=True)
+    duration_ms = models.FloatField(default=0)
+
+    query_string = models.TextField(blank=True)
+    request_body = models.TextField(blank=True)
+    request_size = models.PositiveIntegerField(default=0)
+    request_sha256 = models.CharField(max_length=64, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "inbound call"
+        indexes = [models.Index(fields=["endpoint", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.result_code} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def accepted(self) -> bool:
+        return self.result_code in ("000000", "000004")
+
+
+# Keys whose values never reach the journal, logs or admin, wherever they sit in a body.
+SECRET_KEYS = frozenset(
+    k.lower()
+    for k in (
+        "clientSecret",
+        "client_secret",
+        "password",
+        "authToken",
+        "signature",
+        "access_token",
+        "refresh_token",
+        "token",
+        "characters",
+    )
+)
+REDACTED = "***"
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if str(k).lower() in SECRET_KEYS and v not in (None, "") else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def redacted_text(raw: bytes, parsed: Any) -> str:
+    """The body as stored: redacted JSON when it parsed, else the raw text; truncated."""
+    limit = settings.KOOGALLERY_JOURNAL_BODY_LIMIT
+    if isinstance(parsed, (dict, list)):
+        text = json.dumps(redact(parsed), ensure_ascii=False, separators=(",", ":"))
+    else:
+        # Unparseable: we cannot tell where secrets sit, so keep only a short prefix.
+        text = raw[:512].decode("utf-8", "replace")
+        limit = min(limit, 512)
+    if len(text) > limit:
+        text = text[:limit] + f"… [truncated, {len(raw)} bytes]"
+    return text
+
+
+def body_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()

@@ -1,0 +1,18 @@
+"""Models of the KooGallery boundary, one concept per module."""
+
+from .instances import ChargingMode, Instance, InstanceState, InstanceTransition
+from .journal import Family, InboundCall, Verification
+from .outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
+
+__all__ = [
+    "AttemptOutcome",
+    "ChargingMode",
+    "Family",
+    "InboundCall",
+    "Instance",
+    "InstanceState",
+    "InstanceTransition",
+    "OutboundAttempt",
+    "OutboundPurpose",
+    "Verification",
+]

@@ -1,0 +1,102 @@
+"""The single production address `/koogallery` (spec §2.1): basic V2 POST and V1 GET."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from . import activities, signing
+from .inbound import (
+    Call,
+    InboundEndpoint,
+    Rejected,
+    Reply,
+    check_v1_token,
+    check_v2_credentials,
+    validate,
+)
+from .journal import Family, Verification
+from .resultcodes import ResultCode
+
+# Parameters carrying base64 whose `+` the URL decoding turned into a space (§4.4).
+V1_BASE64_PARAMS = ("authToken", "saasExtendParams", "mobilePhone", "email")
+
+
+def v1_params(request: HttpRequest) -> dict[str, str]:
+    params = {name: request.GET.get(name, "") for name in request.GET}
+    for name in V1_BASE64_PARAMS:
+        if name in params:
+            params[name] = params[name].replace(" ", "+")
+    return params
+
+
+def parse_v1_timestamp(value: str) -> datetime | None:
+    if not (value.isascii() and value.isdigit() and len(value) in (14, 17)):
+        return None
+    try:
+        return datetime.strptime(value[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+class ProductionInterfaceView(InboundEndpoint):
+    http_method_names = ["get", "post", "options"]
+    family = Family.BASIC_V2
+    endpoint_name = "basic"
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        self.family = Family.BASIC_V2
+        return self.serve(request, request.body)
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if "activity" not in request.GET:
+            return self.http_method_not_allowed(request, *args, **kwargs)
+        self.family = Family.BASIC_V1
+        return self.serve(request, b"")
+
+    def parse(self, request: HttpRequest, raw: bytes) -> tuple[Any, str | None]:
+        if self.family == Family.BASIC_V1:
+            return v1_params(request), None
+        return super().parse(request, raw)
+
+    def endpoint_for(self, body: Any) -> str:
+        if isinstance(body, dict) and isinstance(body.get("activity"), str):
+            return body["activity"][:64] or self.endpoint_name
+        return self.endpoint_name
+
+    def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
+        if self.family == Family.BASIC_V1:
+            token = parsed.get("authToken")
+            key = check_v1_token(self.family, token, parsed)
+            stamp = parse_v1_timestamp(parsed.get("timeStamp", ""))
+            if stamp is None:
+                raise Rejected(ResultCode.INVALID_PARAM, "timeStamp must be yyyyMMddHHmmssSSS")
+            age = abs((datetime.now(UTC) - stamp).total_seconds())
+            if age > settings.KOOGALLERY_V1_MAX_AGE_S:
+                raise Rejected(
+                    ResultCode.INVALID_PARAM,
+                    "timeStamp outside the accepted window",
+                    Verification.STALE,
+                )
+            return key
+        return check_v2_credentials(
+            self.family,
+            signing.basic_sign,
+            request.GET.get("signature"),
+            request.GET.get("timestamp"),
+            request.GET.get("nonce"),
+            raw,
+            parsed,
+        )
+
+    def handle(self, call: Call) -> Reply:
+        name = call.body.get("activity")
+        if not isinstance(name, str) or not name:
+            raise Rejected(ResultCode.INVALID_PARAM, "activity: This field is required.")
+        activity = activities.lookup(self.family, name)
+        if activity is None:
+            raise Rejected(ResultCode.INVALID_PARAM, f"activity: unknown activity {name!r}")
+        data = validate(activity.serializer_class, call.body)
+        reply = activity.handler(data, call)
+        return reply if isinstance(reply, Reply) else Reply()

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OrgSyncConfig(AppConfig):
+    name = "orgsync"
+    verbose_name = "Department trees"

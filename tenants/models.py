@@ -1,0 +1,172 @@
+"""Tenants (buyer enterprises), their instance bindings, applications, users, authorisations.
+
+Every natural key of the kit interfaces (spec §4.1) is a unique constraint here (STYLE.md §3);
+test data (testFlag 1) lives in separate tenant rows, so every key below is scoped by the flag
+through the tenant (spec §2.5).
+"""
+
+from django.db import models
+
+
+class SyncFlag(models.IntegerChoices):
+    DELETE = 0, "delete"
+    ADD = 1, "add"
+    MODIFY = 2, "modify"
+    CANCEL = 3, "cancel authorisation"
+
+
+class Tenant(models.Model):
+    tenant_id = models.CharField(max_length=64)
+    is_test = models.BooleanField(default=False, help_text="created by testFlag 1 (debug) calls")
+    tenant_code = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    domain_name = models.CharField(max_length=255, blank=True, help_text="OAuth base URL")
+    removed_at = models.DateTimeField(null=True, blank=True, help_text="tenantSync flag 0")
+    org_synced_at = models.DateTimeField(null=True, blank=True, help_text="last department sync")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "is_test"], name="uniq_tenant_id_flag")
+        ]
+        indexes = [models.Index(fields=["tenant_code"])]
+        ordering = ["name", "tenant_id"]
+
+    def __str__(self) -> str:
+        label = self.name or self.tenant_code or self.tenant_id
+        return f"{label} (test)" if self.is_test else label
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+
+class TenantBinding(models.Model):
+    """A tenant bound to one purchased instance (tenantSync keys (instanceId, tenantId)).
+
+    `instance_id` is empty for the seller's app credential and for debugging (spec §4.1).
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bindings")
+    instance_id = models.CharField(max_length=64, blank=True)
+    order_id = models.CharField(max_length=64, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "instance_id"], name="uniq_binding")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} ↔ {self.instance_id or '(no instance)'}"
+
+
+class Application(models.Model):
+    """OAuth client credentials of applicationSync; the secret is encrypted at rest."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="applications")
+    instance_id = models.CharField(max_length=64, blank=True)
+    app_id = models.CharField(max_length=64)
+    client_id = models.CharField(max_length=64)
+    client_secret_encrypted = models.TextField(editable=False)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "instance_id", "app_id"], name="uniq_application"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.app_id} of {self.tenant}"
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "tenant administrator"
+    USER = "user", "user"
+
+
+class AuthorizationState(models.TextChoices):
+    AUTHORIZED = "authorized", "authorized"
+    REVOKED = "revoked", "revoked (flag 3)"
+    REMOVED = "removed", "removed (flag 0)"
+
+
+class TenantUser(models.Model):
+    """A person of a tenant, unique by userName within the tenant (spec §4.1.3)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="users")
+    user_name = models.CharField(max_length=64)
+    name = models.CharField(max_length=64, blank=True)
+    org_code = models.CharField(max_length=64, blank=True, help_text="as received")
+    department = models.ForeignKey(
+        "orgsync.Department",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="users",
+        help_text="linked once a department with org_code exists",
+    )
+    position = models.CharField(max_length=64, blank=True)
+    employee_code = models.CharField(max_length=64, blank=True)
+    employee_type = models.PositiveSmallIntegerField(null=True, blank=True)
+    mobile = models.CharField(max_length=32, blank=True)
+    email = models.CharField(max_length=128, blank=True)
+    work_place = models.CharField(max_length=255, blank=True)
+    entry_date = models.CharField(max_length=32, blank=True)
+    extension = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user_name"], name="uniq_tenant_user")
+        ]
+        indexes = [models.Index(fields=["tenant", "org_code"])]
+        ordering = ["user_name"]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.user_name} ({self.user_name})"
+
+
+class Authorization(models.Model):
+    """A user's access to one application of one instance (authSync)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="authorizations")
+    user = models.ForeignKey(TenantUser, on_delete=models.CASCADE, related_name="authorizations")
+    instance_id = models.CharField(max_length=64, blank=True)
+    app_id = models.CharField(max_length=64)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER)
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(
+        max_length=16, choices=AuthorizationState.choices, default=AuthorizationState.AUTHORIZED
+    )
+    current_sync_time = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "instance_id", "app_id"], name="uniq_authorization"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "app_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.user.user_name} → {self.app_id} [{self.state}]"
+
+    @property
+    def can_sign_in(self) -> bool:
+        """Authorised, enabled, and the tenant not removed (tenantSync flag 0 deactivates)."""
+        return (
+            self.state == AuthorizationState.AUTHORIZED
+            and self.enabled
+            and self.tenant.removed_at is None
+        )

@@ -1,0 +1,26 @@
+"""Settings for the test suite: production settings with test-only keys from the spec.
+
+Values go into os.environ (not only into settings) so that servers and workers the tests start
+as subprocesses see the same configuration. DATABASE_URL and REDIS_URL are left to the caller:
+unset means SQLite and in-process Celery; `.ci/run` sets both for the PostgreSQL/Redis pass.
+"""
+
+import os
+
+from cryptography.fernet import Fernet
+
+TEST_ENV = {
+    "SECRET_KEY": "test-only-secret-key",
+    # Keys of the spec's vectors (§3.1–§3.4); public, test-only.
+    "KOOGALLERY_KIT_KEY": "TEST_KIT_ACCESS_KEY_0123456789,TEST_V1_KEY",
+    "KOOGALLERY_BASIC_KEY": "testAccessKey123,TEST_V1_KEY",
+    "KOOGALLERY_AK": "TESTAKTESTAKTESTAK01",
+    "KOOGALLERY_SK": "TESTSKtestSKtestSKtestSKtestSKtestSK0001",
+}
+for name, value in TEST_ENV.items():
+    os.environ.setdefault(name, value)
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
