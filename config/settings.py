@@ -181,3 +181,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- outbound (koogallery/outbound.py, spec §2.9) -------------------------------------------
+# KOOGALLERY_API_BASE / KOOGALLERY_API_FALLBACK are defined in the KooGallery block above.
+KOOGALLERY_API_TIMEOUT_S = env.float("KOOGALLERY_API_TIMEOUT_S", default=10.0)
+# Optional CA bundle path for TLS verification (verification itself is never disabled).
+KOOGALLERY_CA_BUNDLE = env.str("KOOGALLERY_CA_BUNDLE", default="")
