@@ -90,14 +90,22 @@ SECRET_KEYS = frozenset(
 REDACTED = "***"
 
 
-def redact(value: Any) -> Any:
+def redact(value: Any, max_items: int | None = None) -> Any:
+    """A copy with every secret-named value replaced; lists cut to `max_items` when given."""
     if isinstance(value, dict):
         return {
-            k: (REDACTED if str(k).lower() in SECRET_KEYS and v not in (None, "") else redact(v))
+            k: (
+                REDACTED
+                if str(k).lower() in SECRET_KEYS and v not in (None, "")
+                else redact(v, max_items)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        if max_items is not None and len(value) > max_items:
+            kept = [redact(v, max_items) for v in value[:max_items]]
+            return [*kept, f"… {len(value) - max_items} more items"]
+        return [redact(v, max_items) for v in value]
     return value
 
 
@@ -105,7 +113,10 @@ def redacted_text(raw: bytes, parsed: Any) -> str:
     """The body as stored: redacted JSON when it parsed, else the raw text; truncated."""
     limit = settings.KOOGALLERY_JOURNAL_BODY_LIMIT
     if isinstance(parsed, (dict, list)):
-        text = json.dumps(redact(parsed), ensure_ascii=False, separators=(",", ":"))
+        # A 100k-department allOrgSync is kept as its first items: the journal shows the
+        # shape of the call, its size and hash identify it; redacting it all would cost time.
+        max_items = 200 if len(raw) > limit else None
+        text = json.dumps(redact(parsed, max_items), ensure_ascii=False, separators=(",", ":"))
     else:
         # Unparseable: we cannot tell where secrets sit, so keep only a short prefix.
         text = raw[:512].decode("utf-8", "replace")
