@@ -48,6 +48,8 @@ class Call:
     endpoint: str
     body: dict[str, Any]
     journal: InboundCall
+    # The active key that verified the call: V1 answers encrypt credentials with it (§3.5).
+    key: str | None = field(default=None, repr=False)
 
     @property
     def is_v1(self) -> bool:
@@ -161,7 +163,9 @@ class InboundEndpoint(View):
 
     def run_in_transaction(self, parsed: dict, journal, key: str, started: float) -> HttpResponse:
         """Domain writes and the journal row commit together; a rejection rolls both back."""
-        call = Call(family=self.family, endpoint=journal.endpoint, body=parsed, journal=journal)
+        call = Call(
+            family=self.family, endpoint=journal.endpoint, body=parsed, journal=journal, key=key
+        )
         with transaction.atomic():
             try:
                 reply = self.handle(call)
