@@ -1,0 +1,187 @@
+"""tenantSync (企业同步), V2 and V1 (spec §4.1.1, §4.3, §2.5, §2.6)."""
+
+import pytest
+
+from koogallery.journal import InboundCall
+from tenants.models import Authorization, Tenant, TenantBinding
+from tests.kgclient import fixture
+from tests.tenant_kit import VERSIONS, assert_rejected, body_of, domain_state, send, stable_state
+
+pytestmark = pytest.mark.django_db
+
+TENANT_ID = "68cbc86****************880d92f36422fa0e"
+EXAMPLE = "tenantSync__huawei_example"
+
+
+def tenant(is_test: bool = False) -> Tenant:
+    return Tenant.objects.get(tenant_id=TENANT_ID, is_test=is_test)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_huawei_example_creates_the_tenant_and_its_binding(kg, version):
+    answer = send(kg, version, "tenantSync", fixture(EXAMPLE))
+
+    assert answer["resultCode"] == "000000"
+    row = tenant()
+    assert (row.tenant_code, row.name, row.domain_name) == (
+        "huawei",
+        "huaiweitest",
+        "https://example.tenantaccount.com",
+    )
+    assert row.active
+    binding = row.bindings.get()
+    assert (binding.instance_id, binding.order_id, binding.removed_at) == (
+        "huaiweitest123456",
+        "CS1906666666ABCDE",
+        None,
+    )
+    call = InboundCall.objects.get()
+    assert (call.endpoint, call.tenant_id, call.result_code) == ("tenantSync", TENANT_ID, "000000")
+
+
+def test_modify_changes_name_and_domain(kg):
+    send(kg, "v2", "tenantSync", fixture(EXAMPLE))
+
+    answer = send(
+        kg,
+        "v2",
+        "tenantSync",
+        body_of(EXAMPLE, flag=2, name="华为新名", domainName="https://new.example.com"),
+    )
+
+    assert answer["resultCode"] == "000000"
+    assert (tenant().name, tenant().domain_name) == ("华为新名", "https://new.example.com")
+    assert Tenant.objects.count() == 1 and TenantBinding.objects.count() == 1
+
+
+def test_modify_of_an_unknown_tenant_creates_it(kg):
+    answer = send(kg, "v2", "tenantSync", body_of(EXAMPLE, flag="2"))
+
+    assert answer["resultCode"] == "000000"
+    assert tenant().name == "huaiweitest"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_delete_marks_removed_and_blocks_sign_in_until_added_again(kg, version):
+    send(kg, version, "tenantSync", fixture(EXAMPLE))
+    send(kg, "v2", "authSync", fixture("authSync__composed_example"))
+    assert Authorization.objects.get().can_sign_in
+
+    answer = send(kg, version, "tenantSync", fixture("tenantSync__delete"))
+
+    assert answer["resultCode"] == "000000"
+    assert not tenant().active
+    assert tenant().bindings.get().removed_at is not None
+    authorization = Authorization.objects.get()  # kept ...
+    assert not authorization.can_sign_in  # ... but deactivated
+
+    send(kg, version, "tenantSync", fixture(EXAMPLE))
+
+    assert tenant().active
+    assert tenant().bindings.get().removed_at is None
+    assert Authorization.objects.get().can_sign_in
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_delete_of_an_unknown_tenant_succeeds_and_creates_nothing(kg, version):
+    answer = send(kg, version, "tenantSync", fixture("tenantSync__delete"))
+
+    assert answer["resultCode"] == "000000"
+    assert Tenant.objects.count() == 0 and TenantBinding.objects.count() == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("flag", [1, 2, 0])
+def test_each_flag_repeated_three_times_leaves_the_same_state(kg, version, flag):
+    if version == "v1" and flag == 2:
+        pytest.skip("V1 tenantSync has no modify (§4.3)")
+    send(kg, version, "tenantSync", fixture(EXAMPLE))
+    body = body_of(EXAMPLE, flag=flag, name="renamed")
+
+    answers, states = [], []
+    for _ in range(3):
+        answers.append(send(kg, version, "tenantSync", body)["resultCode"])
+        states.append(stable_state())
+
+    assert answers == ["000000"] * 3
+    assert states[0] == states[1] == states[2]
+    assert Tenant.objects.count() == 1 and TenantBinding.objects.count() == 1
+
+
+def test_v1_refuses_modify(kg):
+    before, journal = domain_state(), InboundCall.objects.count()
+
+    answer = send(kg, "v1", "tenantSync", body_of(EXAMPLE, flag=2))
+
+    assert_rejected(before, answer, "flag", journal)
+
+
+def test_seller_credential_and_second_instance_bind_the_same_tenant(kg):
+    send(kg, "v2", "tenantSync", body_of(EXAMPLE, instanceId="", orderId=""))
+    send(kg, "v2", "tenantSync", fixture(EXAMPLE))
+
+    assert Tenant.objects.count() == 1
+    assert sorted(tenant().bindings.values_list("instance_id", flat=True)) == [
+        "",
+        "huaiweitest123456",
+    ]
+
+
+def test_a_call_before_tenant_sync_is_completed_by_it(kg):
+    send(kg, "v2", "authSync", fixture("authSync__composed_example"))
+    assert tenant().name == ""
+
+    send(kg, "v2", "tenantSync", fixture(EXAMPLE))
+
+    assert Tenant.objects.count() == 1
+    assert tenant().name == "huaiweitest"
+    assert tenant().users.count() == 1
+
+
+def test_debug_tenant_is_kept_apart_from_the_production_tenant(kg):
+    send(kg, "v2", "tenantSync", fixture(EXAMPLE))
+
+    answer = send(kg, "v2", "tenantSync", fixture("tenantSync__debug"))
+    send(kg, "v2", "tenantSync", body_of("tenantSync__debug", flag=0))
+
+    assert answer["resultCode"] == "000000"
+    assert Tenant.objects.count() == 2
+    assert not tenant(is_test=True).active
+    assert tenant(is_test=True).bindings.get().instance_id == ""
+    production = tenant()
+    assert production.active and production.domain_name == "https://example.tenantaccount.com"
+
+
+INVALID = [
+    ({"tenantId": None}, "tenantId"),
+    ({"tenantId": ""}, "tenantId"),
+    ({"tenantId": "t" * 65}, "tenantId"),
+    ({"instanceId": "i" * 65}, "instanceId"),
+    ({"orderId": ["CS1"]}, "orderId"),
+    ({"tenantCode": "c" * 65}, "tenantCode"),
+    ({"name": "n" * 256}, "name"),
+    ({"domainName": {"url": "x"}}, "domainName"),
+    ({"flag": 3}, "flag"),
+    ({"flag": "one"}, "flag"),
+    ({"flag": 1.0}, "flag"),
+    ({"testFlag": 2}, "testFlag"),
+    ({"timeStamp": None}, "timeStamp"),
+]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(("change", "field"), INVALID)
+def test_invalid_field_answers_000002_naming_it_and_writes_nothing(kg, version, change, field):
+    send(kg, version, "tenantSync", body_of(EXAMPLE, name="before"))
+    body = body_of(EXAMPLE, name="after")
+    for name, value in change.items():
+        if value is None:
+            del body[name]
+        else:
+            body[name] = value
+    before, journal = domain_state(), InboundCall.objects.count()
+
+    answer = send(kg, version, "tenantSync", body)
+
+    assert_rejected(before, answer, field, journal)
+    assert tenant().name == "before"
