@@ -360,9 +360,15 @@ def license_code_call(*, api: str, body: dict) -> OutboundResult:
         raise ValueError(f"unknown licence-code API {api!r}; known: {sorted(LICENSE_CODE_APIS)}")
     subject = body.get("license")
     if subject is None:
-        codes = body.get("license_list") or body.get("license") or [
-            item.get("license") for item in body.get("usage_info") or [] if isinstance(item, dict)
-        ]
+        codes = (
+            body.get("license_list")
+            or body.get("license")
+            or [
+                item.get("license")
+                for item in body.get("usage_info") or []
+                if isinstance(item, dict)
+            ]
+        )
         subject = ",".join(str(c) for c in codes if c) if isinstance(codes, list) else codes
     return call_api(
         purpose=OutboundPurpose.LICENSE_CODE,

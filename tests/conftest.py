@@ -3,6 +3,9 @@ from django.db import connection
 
 from tests.kgclient import KooGallery
 
+# The `fake_koogallery` fixture: a fake KooGallery open-API host on loopback (tests/fakes/).
+pytest_plugins = ["tests.fakes.koogallery_server"]
+
 
 @pytest.fixture
 def kg(client) -> KooGallery:
