@@ -1,0 +1,71 @@
+"""Departments in the admin: read-only, since singleOrgSync/allOrgSync own them (§2.6)."""
+
+from django.contrib import admin
+from django.db.models import Q
+
+from .models import Department
+
+
+class DataFilter(admin.SimpleListFilter):
+    """Production rows by default; debug (testFlag 1) rows on request (spec §2.5)."""
+
+    title = "data"
+    parameter_name = "data"
+
+    def lookups(self, request, model_admin):
+        return [("test", "test (debug calls)"), ("all", "all")]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "production",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(tenant__is_test=self.value() == "test")
+
+
+class OrphanFilter(admin.SimpleListFilter):
+    """Departments whose parent has not arrived or was deleted (shown at the top level)."""
+
+    title = "orphan"
+    parameter_name = "orphan"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "orphans"), ("no", "linked or top level")]
+
+    def queryset(self, request, queryset):
+        orphan = Q(parent__isnull=True) & ~Q(parent_code="")
+        if self.value() == "yes":
+            return queryset.filter(orphan)
+        if self.value() == "no":
+            return queryset.exclude(orphan)
+        return queryset
+
+
+@admin.register(Department)
+class DepartmentAdmin(admin.ModelAdmin):
+    list_display = ("org_code", "org_name", "tenant", "parent_code", "parent", "updated_at")
+    list_filter = (DataFilter, OrphanFilter)
+    search_fields = ("org_code", "org_name", "tenant__tenant_id")
+    list_select_related = ("tenant", "parent")
+    show_full_result_count = False  # COUNT(*) over 100k-department tenants on every page
+    readonly_fields = [f.name for f in Department._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

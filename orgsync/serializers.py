@@ -1,0 +1,165 @@
+"""Validation of singleOrgSync and allOrgSync bodies (spec §4.1.4, §4.1.5, §4.3, §2.3 step 6).
+
+An allOrgSync may list 100,000 departments (issue 5). A DRF serializer per item costs tens of
+microseconds each, so the list is checked by a hand-written loop (`validate_org_items`) that
+applies the same rules as `KgString` and answers the same kind of message,
+`orgInfoList[3].orgCode: This field is required.`
+"""
+
+from typing import Any, NamedTuple
+
+from rest_framework import serializers
+
+from koogallery.jsonbody import BodyError, lenient_list
+from koogallery.serializers import KgChoiceInteger, KgString, KitSerializer
+from tenants.models import SyncFlag
+
+CODE_MAX = 64
+NAME_MAX = 128
+
+REQUIRED = "This field is required."
+BLANK = "This field may not be blank."
+NULL = "This field may not be null."
+NOT_STRING = "Not a valid string."
+NOT_OBJECT = "Invalid data. Expected a dictionary, but got {kind}."
+
+
+class OrgItem(NamedTuple):
+    """One department of a snapshot, as received (parent_code "" = top level)."""
+
+    org_code: str
+    org_name: str
+    parent_code: str
+
+
+class ItemError(Exception):
+    def __init__(self, key: str | None, message: str):
+        self.key, self.message = key, message
+
+
+_ABSENT = object()
+
+
+def _text(item: dict, key: str, max_length: int, *, required: bool) -> str:
+    """The rules of `KgString`: strings (numbers as their decimal text), no trimming."""
+    value = item.get(key, _ABSENT)
+    if value is _ABSENT or value is None:
+        if required:
+            raise ItemError(key, REQUIRED if value is _ABSENT else NULL)
+        # An optional parentCode sent as null means "no parent", like an empty one.
+        return ""
+    if type(value) is not str:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ItemError(key, NOT_STRING)
+        value = str(value)
+    if not value and required:
+        raise ItemError(key, BLANK)
+    if len(value) > max_length:
+        raise ItemError(key, f"Ensure this field has no more than {max_length} characters.")
+    return value
+
+
+def validate_org_items(items: list, *, name_key: str) -> list[OrgItem]:
+    """Check every item; raise `ItemError`-carrying `ValidationError` for the first violation."""
+    out = []
+    append = out.append
+    for index, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                raise ItemError(None, NOT_OBJECT.format(kind=type(item).__name__))
+            code = item.get("orgCode")
+            name = item.get(name_key)
+            parent = item.get("parentCode", "")
+            # Fast path: the common case of three well-formed strings.
+            if (
+                type(code) is str
+                and type(name) is str
+                and type(parent) is str
+                and 0 < len(code) <= CODE_MAX
+                and 0 < len(name) <= NAME_MAX
+                and len(parent) <= CODE_MAX
+            ):
+                append(OrgItem(code, name, parent))
+                continue
+            append(
+                OrgItem(
+                    _text(item, "orgCode", CODE_MAX, required=True),
+                    _text(item, name_key, NAME_MAX, required=True),
+                    _text(item, "parentCode", CODE_MAX, required=False),
+                )
+            )
+        except ItemError as exc:
+            raise serializers.ValidationError(_error_at(index, exc)) from None
+    return out
+
+
+def _error_at(index: int, exc: ItemError) -> list:
+    """DRF's list-error shape, which the pipeline renders as `field[index].key: message`."""
+    detail: Any = [exc.message] if exc.key is None else {exc.key: [exc.message]}
+    return [{}] * index + [detail]
+
+
+class OrgInfoListField(serializers.Field):
+    """A list of departments: a JSON array or a string holding one, bare keys tolerated (§2.6)."""
+
+    def __init__(self, *, name_key: str, **kwargs):
+        self.name_key = name_key
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> list[OrgItem]:
+        try:
+            items = lenient_list(data)
+        except BodyError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return validate_org_items(items, name_key=self.name_key)
+
+    def to_representation(self, value: Any) -> Any:  # pragma: no cover - input only
+        return value
+
+
+class AllOrgSyncSerializer(KitSerializer):
+    """V2: `orgInfoList` items carry `orgName` (§4.1.5). An empty list empties the tree."""
+
+    tenantId = KgString(64)
+    orgInfoList = OrgInfoListField(name_key="orgName")
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        attrs["departments"] = attrs.pop("orgInfoList")
+        return attrs
+
+
+class AllOrgSyncV1Serializer(KitSerializer):
+    """V1: the list is `orgInfo` (a String) and items carry `name` (§4.3)."""
+
+    tenantId = KgString(64)
+    orgInfo = OrgInfoListField(name_key="name")
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        attrs["departments"] = attrs.pop("orgInfo")
+        return attrs
+
+
+class SingleOrgSyncSerializer(KitSerializer):
+    """singleOrgSync, V2 and V1 alike (§4.1.4, §4.3).
+
+    `parentCode` absent or null on a modify keeps the current parent (a rename need not
+    repeat it); `""` moves the department to the top level. A delete needs only `orgCode`.
+    """
+
+    tenantId = KgString(64)
+    orgCode = KgString(CODE_MAX)
+    orgName = KgString(NAME_MAX, required=False)
+    parentCode = KgString(CODE_MAX, required=False, allow_null=True)
+    flag = KgChoiceInteger(choices=(SyncFlag.DELETE, SyncFlag.ADD, SyncFlag.MODIFY))
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        attrs["flag"] = SyncFlag(attrs["flag"])
+        if attrs["flag"] != SyncFlag.DELETE:
+            if "orgName" not in attrs:
+                raise serializers.ValidationError({"orgName": [REQUIRED]})
+            if not attrs["orgName"]:
+                raise serializers.ValidationError({"orgName": [BLANK]})
+        return attrs

@@ -1,0 +1,178 @@
+"""How an allOrgSync plan is written: set-based SQL on PostgreSQL, the ORM elsewhere (issue 5).
+
+Both writers read the tenant's rows the same way and apply the same `snapshot.Plan`, so the
+semantics cannot drift; `tests/test_org_tree_properties.py` runs both against one model.
+
+The PostgreSQL writer issues a constant number of statements whatever the size of the tree:
+ids for new rows come from the table's sequence, so parents are resolved in Python and new
+rows are streamed with COPY already linked; updates and deletes join an `unnest` of arrays.
+Every statement carries the tenant (STYLE.md §7). The caller holds the tenant's row lock.
+"""
+
+from datetime import datetime
+
+from django.db import connection
+
+from tenants.models import Tenant, TenantUser
+
+from .models import Department
+from .snapshot import Plan, Stored
+
+# Rewrite planner statistics after this many written rows: a first load of 100k rows into a
+# table the planner believes small would otherwise be joined with nested loops afterwards.
+ANALYZE_AFTER_WRITES = 10_000
+BATCH = 500
+
+DEPARTMENTS = Department._meta.db_table
+USERS = TenantUser._meta.db_table
+
+
+def default_writer() -> str:
+    return "postgresql" if connection.vendor == "postgresql" else "portable"
+
+
+def load(tenant: Tenant) -> list[Stored]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, org_code, org_name, parent_code, parent_id FROM {DEPARTMENTS} "  # noqa: S608
+            "WHERE tenant_id = %s",
+            [tenant.pk],
+        )
+        return [Stored._make(row) for row in cursor.fetchall()]
+
+
+def apply(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, writer: str) -> None:
+    if writer == "postgresql":
+        _apply_postgresql(tenant, plan, stored, now)
+    elif writer == "portable":
+        _apply_portable(tenant, plan, stored, now)
+    else:  # pragma: no cover - programming error
+        raise ValueError(f"unknown writer {writer!r}")
+
+
+def link_users(tenant: Tenant) -> int:
+    """Users whose orgCode arrived before their department (§2.6): one set-based UPDATE."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {USERS} SET department_id = ("  # noqa: S608
+            f"  SELECT d.id FROM {DEPARTMENTS} d"
+            f"  WHERE d.tenant_id = {USERS}.tenant_id AND d.org_code = {USERS}.org_code"
+            ") WHERE tenant_id = %s AND department_id IS NULL AND org_code <> '' AND EXISTS ("
+            f"  SELECT 1 FROM {DEPARTMENTS} d"
+            f"  WHERE d.tenant_id = %s AND d.org_code = {USERS}.org_code)",
+            [tenant.pk, tenant.pk],
+        )
+        return cursor.rowcount
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+def _apply_postgresql(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime) -> None:
+    deleted = set(plan.delete)
+    id_of = {row.org_code: row.id for row in stored if row.id not in deleted}
+    with connection.cursor() as cursor:
+        if plan.delete:
+            cursor.execute(
+                f"UPDATE {USERS} u SET department_id = NULL "  # noqa: S608
+                "FROM unnest(%s::bigint[]) AS gone(id) "
+                "WHERE u.tenant_id = %s AND u.department_id = gone.id",
+                [plan.delete, tenant.pk],
+            )
+            cursor.execute(
+                f"DELETE FROM {DEPARTMENTS} d USING unnest(%s::bigint[]) AS gone(id) "  # noqa: S608
+                "WHERE d.tenant_id = %s AND d.id = gone.id",
+                [plan.delete, tenant.pk],
+            )
+        if plan.create:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [DEPARTMENTS, len(plan.create)],
+            )
+            new_ids = [row[0] for row in cursor.fetchall()]
+            id_of.update(zip((row[0] for row in plan.create), new_ids, strict=True))
+            with cursor.copy(
+                f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, "
+                "parent_id, created_at, updated_at) FROM STDIN"
+            ) as copy:
+                tenant_pk = tenant.pk
+                for new_id, (code, name, parent_code, link) in zip(
+                    new_ids, plan.create, strict=True
+                ):
+                    copy.write_row(
+                        (
+                            new_id,
+                            tenant_pk,
+                            code,
+                            name,
+                            parent_code,
+                            id_of[link] if link else None,
+                            now,
+                            now,
+                        )
+                    )
+        if plan.update:
+            ids, names, parent_codes, links = zip(*plan.update, strict=True)
+            cursor.execute(
+                f"UPDATE {DEPARTMENTS} d SET org_name = v.org_name, "  # noqa: S608
+                "parent_code = v.parent_code, parent_id = v.parent_id, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
+                "AS v(id, org_name, parent_code, parent_id) "
+                "WHERE d.tenant_id = %s AND d.id = v.id",
+                [
+                    now,
+                    list(ids),
+                    list(names),
+                    list(parent_codes),
+                    [id_of[link] if link else None for link in links],
+                    tenant.pk,
+                ],
+            )
+        if plan.writes >= ANALYZE_AFTER_WRITES:
+            cursor.execute(f"ANALYZE {DEPARTMENTS}")
+    if plan.create:
+        link_users(tenant)
+
+
+# --- portable (SQLite and any other backend) -------------------------------------------------
+def _chunks(items: list, size: int = BATCH):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime) -> None:
+    deleted = set(plan.delete)
+    id_of = {row.org_code: row.id for row in stored if row.id not in deleted}
+    for chunk in _chunks(plan.delete):
+        TenantUser.objects.filter(tenant=tenant, department_id__in=chunk).update(department=None)
+        # The remaining children of these rows are relinked by the plan's updates below.
+        Department.objects.filter(tenant=tenant, id__in=chunk).delete()
+    created = Department.objects.bulk_create(
+        [
+            Department(tenant=tenant, org_code=code, org_name=name, parent_code=parent_code)
+            for code, name, parent_code, _ in plan.create
+        ],
+        batch_size=BATCH,
+    )
+    id_of.update((department.org_code, department.pk) for department in created)
+    relink = []
+    for department, (_, _, _, link) in zip(created, plan.create, strict=True):
+        if link:
+            department.parent_id = id_of[link]
+            relink.append(department)
+    changed = [
+        Department(
+            id=pk,
+            tenant=tenant,
+            org_code="",
+            org_name=name,
+            parent_code=parent_code,
+            parent_id=id_of[link] if link else None,
+            updated_at=now,
+        )
+        for pk, name, parent_code, link in plan.update
+    ]
+    Department.objects.bulk_update(relink, ["parent"], batch_size=BATCH)
+    Department.objects.bulk_update(
+        changed, ["org_name", "parent_code", "parent", "updated_at"], batch_size=BATCH
+    )
+    if plan.create:
+        link_users(tenant)
