@@ -115,8 +115,9 @@ class RoleField(KgString):
     def __init__(self, **kwargs):
         super().__init__(32, allow_blank=True, **kwargs)
 
-    def to_internal_value(self, data: Any) -> Role:
-        value = super().to_internal_value(data)
+    def run_validation(self, data: Any = serializers.empty) -> Role:
+        # Mapped after the length check, which runs on the value as sent.
+        value = super().run_validation(data)
         return Role.ADMIN if value == Role.ADMIN.value else Role.USER
 
 
