@@ -187,3 +187,15 @@ LOGGING = {
 KOOGALLERY_API_TIMEOUT_S = env.float("KOOGALLERY_API_TIMEOUT_S", default=10.0)
 # Optional CA bundle path for TLS verification (verification itself is never disabled).
 KOOGALLERY_CA_BUNDLE = env.str("KOOGALLERY_CA_BUNDLE", default="")
+
+# --- instances (koogallery/lifecycle.py, spec §2.7, §4.2, §4.4) ----------------------------
+# queryInstance / V1 newInstance `appInfo` (§4.2.2). Placeholders: {instance_id}, {tenant_id},
+# {tenant_code} (the tenant bound by tenantSync; empty until it arrives), URL-encoded.
+KOOGALLERY_FRONTEND_URL_TEMPLATE = env.str(
+    "KOOGALLERY_FRONTEND_URL_TEMPLATE",
+    default="http://127.0.0.1:8000/sso/login?instance={instance_id}",
+)
+KOOGALLERY_ADMIN_URL = env.str("KOOGALLERY_ADMIN_URL", default="")
+KOOGALLERY_APP_MEMO = env.str("KOOGALLERY_APP_MEMO", default="")
+# V1 newInstance hands out an admin account per instance, AES-encrypted (§3.5, §4.4).
+KOOGALLERY_PROVISION_CREDENTIALS = env.bool("KOOGALLERY_PROVISION_CREDENTIALS", default=False)
