@@ -3,6 +3,7 @@
 import pytest
 
 from koogallery.journal import InboundCall
+from orgsync.models import Department
 from tenants.models import Authorization, Tenant, TenantBinding
 from tests.kgclient import fixture
 from tests.tenant_kit import VERSIONS, assert_rejected, body_of, domain_state, send, stable_state
@@ -185,3 +186,82 @@ def test_invalid_field_answers_000002_naming_it_and_writes_nothing(kg, version, 
 
     assert_rejected(before, answer, field, journal)
     assert tenant().name == "before"
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+def _tree_tenant(kg) -> Tenant:
+    send(kg, "v2", "tenantSync", fixture(EXAMPLE))
+    send(kg, "v2", "tenantSync", fixture("tenantSync__debug"))
+    row = tenant()
+    root = Department.objects.create(tenant=row, org_code="100", org_name="总部")
+    Department.objects.create(
+        tenant=row, org_code="123456789", org_name="开发部", parent=root, parent_code="100"
+    )
+    Department.objects.create(tenant=row, org_code="7", org_name="<孤儿>", parent_code="gone")
+    send(kg, "v2", "authSync", fixture("authSync__composed_example"))  # orgCode 123456789
+    return row
+
+
+def test_tenant_changelist_shows_production_by_default_and_finds_users(kg, admin_client):
+    _tree_tenant(kg)
+
+    def listed(query: str = "") -> list[str]:
+        response = admin_client.get(f"/admin/tenants/tenant/{query}")
+        assert response.status_code == 200
+        return [(t.tenant_id, t.is_test) for t in response.context["cl"].result_list]
+
+    assert listed() == [(TENANT_ID, False)]
+    assert listed("?data=test") == [(TENANT_ID, True)]
+    assert len(listed("?data=all")) == 2
+    assert listed("?data=all&q=zhangsan01") == [(TENANT_ID, False)]
+    assert listed("?removed=yes") == []
+    page = admin_client.get("/admin/tenants/tenant/").content.decode()
+    assert "test (debug calls)" in page  # the filter that reveals debug tenants is visible
+
+
+def test_tenant_page_shows_bindings_users_and_the_department_tree(kg, admin_client):
+    row = _tree_tenant(kg)
+
+    response = admin_client.get(f"/admin/tenants/tenant/{row.pk}/change/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "huaiweitest123456" in page and "CS1906666666ABCDE" in page
+    assert f"tenant__id__exact={row.pk}" in page and "1 user<" in page
+    try:
+        from orgsync.selectors import department_forest  # noqa: F401
+    except ImportError:
+        assert "tree unavailable" in page
+        return
+    # 开发部 is nested inside 总部; the orphan is a root with its note, escaped.
+    assert page.index("总部") < page.index("<ul><li>", page.index("总部")) < page.index("开发部")
+    assert "&lt;孤儿&gt;" in page and "(parent gone not synced)" in page
+    assert "1 user</a>, 1 with sub-departments" in page
+
+
+def test_tenant_tree_is_capped(kg, admin_client):
+    send(kg, "v2", "tenantSync", fixture(EXAMPLE))
+    row = tenant()
+    Department.objects.bulk_create(
+        Department(tenant=row, org_code=f"{i:05d}", org_name=f"部门{i}") for i in range(2050)
+    )
+
+    response = admin_client.get(f"/admin/tenants/tenant/{row.pk}/change/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    if "tree unavailable" not in page:
+        assert "Showing the first 2000 departments; 50 more are not shown" in page
+        assert "部门1999" in page and "部门2000<" not in page
+
+
+def test_synced_rows_cannot_be_added_changed_or_deleted_in_the_admin(kg, admin_client):
+    row = _tree_tenant(kg)
+
+    assert admin_client.get("/admin/tenants/tenant/add/").status_code == 403
+    assert admin_client.get(f"/admin/tenants/tenant/{row.pk}/delete/").status_code == 403
+    response = admin_client.post(f"/admin/tenants/tenant/{row.pk}/change/", {"name": "hacked"})
+    assert response.status_code == 403
+    assert tenant().name == "huaiweitest"
