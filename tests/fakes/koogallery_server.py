@@ -63,6 +63,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import threading
 import uuid
 from collections import defaultdict, deque
@@ -295,7 +296,8 @@ def apig_canonical_request(
     method: str, path: str, raw_query: str, headers: dict[str, str], names: list[str], body: bytes
 ) -> str:
     """§3.7 step 2, written from the spec (independently of koogallery.apig)."""
-    uri = "/".join(_rfc3986(unquote(segment)) for segment in path.split("/"))
+    # Decoded first, then split, as Huawei's signers do (an encoded "/" becomes a separator).
+    uri = "/".join(_rfc3986(segment) for segment in unquote(path).split("/"))
     if not uri.endswith("/"):
         uri += "/"
     pairs = []
@@ -643,11 +645,14 @@ class FakeKooGallery:
         usage_key: str = "",
         market: Marketplace | None = None,
         hang_s: float | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.ak, self.sk, self.name, self.usage_key = ak, sk, name, usage_key
         self.market = market or Marketplace()
         # How long "timeout" hangs; None: the client's KOOGALLERY_API_TIMEOUT_S + 1 s.
         self.hang_s = hang_s
+        # (certfile, keyfile): serve HTTPS, e.g. to test strict TLS and KOOGALLERY_CA_BUNDLE.
+        self.tls = tls
         self.routes: list[Route] = [
             Route(n, m, re.compile(re.escape(API_PREFIX) + p + "$"), h, v)
             for n, m, p, h, v in DEFAULT_ROUTES
@@ -661,9 +666,17 @@ class FakeKooGallery:
 
     # -- lifecycle --
     def start(self) -> FakeKooGallery:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        server = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         server.daemon_threads = True
         server.block_on_close = False
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            # Handshake lazily in the handler thread, so a client refusing the certificate
+            # cannot stall the accept loop.
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -694,6 +707,7 @@ class FakeKooGallery:
             usage_key=self.usage_key,
             market=self.market,
             hang_s=self.hang_s,
+            tls=self.tls,
         )
 
     @property
@@ -704,7 +718,7 @@ class FakeKooGallery:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     # -- scripting --
     def script(self, route: str, *answers: Any) -> FakeKooGallery:
@@ -846,6 +860,11 @@ class FakeKooGallery:
         from django.conf import settings
 
         return float(settings.KOOGALLERY_API_TIMEOUT_S) + 1.0
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # e.g. a TLS handshake the client aborted: the test sees it on the client side
 
 
 def _make_handler(fake: FakeKooGallery) -> type[BaseHTTPRequestHandler]:
