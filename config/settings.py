@@ -199,3 +199,30 @@ KOOGALLERY_ADMIN_URL = env.str("KOOGALLERY_ADMIN_URL", default="")
 KOOGALLERY_APP_MEMO = env.str("KOOGALLERY_APP_MEMO", default="")
 # V1 newInstance hands out an admin account per instance, AES-encrypted (§3.5, §4.4).
 KOOGALLERY_PROVISION_CREDENTIALS = env.bool("KOOGALLERY_PROVISION_CREDENTIALS", default=False)
+
+# --- licensing (licensing/, spec §2.8, §4.5, §5.4) ------------------------------------------
+# §2.8: no deviceFingerprint → 000903. Off only for products licensed without a device binding.
+LICENSE_REQUIRE_FINGERPRINT = env.bool("LICENSE_REQUIRE_FINGERPRINT", default=True)
+# Tolerance when comparing a licence window with the order's validity (rounding, clocks).
+LICENSE_VALIDITY_SLACK_S = env.int("LICENSE_VALIDITY_SLACK_S", default=300)
+# Upload retries: exponential backoff from BASE to MAX seconds with jitter, for at least WINDOW
+# seconds (KooGallery waits 2 h for a licence, §1.3); after GIVE_UP seconds of transient
+# failures the request is marked failed (an operator can retry it in admin).
+LICENSE_RETRY_BASE_S = env.float("LICENSE_RETRY_BASE_S", default=15.0)
+LICENSE_RETRY_MAX_S = env.float("LICENSE_RETRY_MAX_S", default=600.0)
+LICENSE_RETRY_WINDOW_S = env.int("LICENSE_RETRY_WINDOW_S", default=2 * 3600)
+LICENSE_GIVE_UP_S = env.int("LICENSE_GIVE_UP_S", default=24 * 3600)
+# An upload owns its request this long (≥ 2 × KOOGALLERY_API_TIMEOUT_S: primary + fallback).
+LICENSE_UPLOAD_LEASE_S = env.int("LICENSE_UPLOAD_LEASE_S", default=120)
+# The sweep re-enqueues requests left in a non-final state this long past their due time.
+LICENSE_SWEEP_AFTER_S = env.int("LICENSE_SWEEP_AFTER_S", default=120)
+LICENSE_SWEEP_BATCH = env.int("LICENSE_SWEEP_BATCH", default=500)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "licensing-sweep": {"task": "licensing.tasks.sweep_license_requests", "schedule": 60.0},
+    # §5.4 project decision: query every licence code in use once a day.
+    "licensing-query-codes": {
+        "task": "licensing.tasks.query_license_codes",
+        "schedule": env.int("LICENSE_CODE_QUERY_INTERVAL_S", default=24 * 3600),
+    },
+}
