@@ -142,23 +142,33 @@ def call_api(
     json_body: Any = None,
     multipart: list[tuple[str, tuple[str | None, bytes, str]]] | None = None,
     success_codes: tuple[str, ...] = ("MKT.0000", "CBC.0000"),
+    headers: Mapping[str, str] | None = None,
+    raw_body: bytes | None = None,
+    apig: bool = True,
 ) -> OutboundResult:
     """One APIG-signed call on `path` (relative to KOOGALLERY_API_BASE), with the §2.9 fallback.
 
-    `params` become the query string (RFC 3986, spaces as %20, §3.7); the body is either
-    `json_body` (sent as compact UTF-8 JSON) or `multipart` parts `(name, (filename|None, data,
-    content_type))`, never both. The exact bytes sent are the bytes signed. Never raises for
-    HTTP or business failures: inspect the result or call `result.raise_for_error()`.
+    `params` become the query string (RFC 3986, spaces as %20, §3.7); the body is at most one
+    of `json_body` (sent as compact UTF-8 JSON), `multipart` parts `(name, (filename|None, data,
+    content_type))` or `raw_body` (bytes sent as they are, Content-Type JSON unless `headers`
+    says otherwise). The exact bytes sent are the bytes signed. Never raises for HTTP or
+    business failures: inspect the result or call `result.raise_for_error()`.
+
+    For the usage push (§5.5): `headers` adds headers (e.g. `signature`, `ts`, `nonce`; they are
+    APIG-signed too when `apig`), and `apig=False` sends without AK/SK signing.
     """
-    if json_body is not None and multipart is not None:
-        raise ValueError("call_api takes json_body or multipart, not both")
+    if sum(x is not None for x in (json_body, multipart, raw_body)) > 1:
+        raise ValueError("call_api takes one of json_body, multipart, raw_body")
     _require_autocommit()
     method = method.upper()
     subject = str(subject)[:128]
     target = path + (("?" + urlencode(params, quote_via=quote)) if params else "")
+    extra = dict(headers or {})
+    if any(name.lower() in ("authorization", "host", "x-sdk-date") for name in extra):
+        raise ValueError("Authorization, Host and X-Sdk-Date are set by call_api")
 
     ak, sk = settings.KOOGALLERY_AK, settings.KOOGALLERY_SK
-    if not ak or not sk:
+    if apig and (not ak or not sk):
         logger.error("outbound %s %s: %s, nothing sent", purpose, subject, NOT_CONFIGURED)
         attempt = _record(
             purpose=purpose,
@@ -177,6 +187,8 @@ def call_api(
     elif json_body is not None:
         body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         content_type = JSON_CONTENT_TYPE
+    elif raw_body is not None:
+        body, content_type = raw_body, JSON_CONTENT_TYPE
     else:
         body, content_type = b"", JSON_CONTENT_TYPE  # §5.1 sends Content-Type on GET too
 
@@ -194,9 +206,9 @@ def call_api(
             method=method,
             url=_join(base, target),
             body=body,
-            content_type=content_type,
-            ak=ak,
-            sk=sk,
+            headers=_with_content_type(extra, content_type),
+            ak=ak if apig else "",
+            sk=sk if apig else "",
             success_codes=success_codes,
         )
         attempts.extend(result.attempts)
@@ -215,15 +227,19 @@ def _attempt(
     method: str,
     url: str,
     body: bytes,
-    content_type: str,
+    headers: dict[str, str],
     ak: str,
     sk: str,
     success_codes: tuple[str, ...],
 ) -> tuple[OutboundResult, bool]:
-    """One HTTP attempt: its result (one attempt row) and whether the fallback host may help."""
+    """One HTTP attempt: its result (one attempt row) and whether the fallback host may help.
+
+    Signed with `ak`/`sk` when both are given (§3.7); `headers` is the caller's original set.
+    """
     # Fresh headers every attempt: sign_request adds Host (from this URL) and X-Sdk-Date only
     # when absent, and both are signed (§2.9 "re-signed").
-    headers = sign_request(method, url, {"Content-Type": content_type}, body, ak, sk)
+    if ak and sk:
+        headers = sign_request(method, url, dict(headers), body, ak, sk)
     started_at = timezone.now()
     clock = time.monotonic()
     status: int | None = None
@@ -297,7 +313,8 @@ def classify(status: int, code: str, success_codes: tuple[str, ...]) -> tuple[bo
 
     Success needs a success code on a 2xx. Listed transient codes are retryable whatever the
     status; listed business codes never are, even on a 5xx. Anything else: a 5xx is transient,
-    other statuses (4xx, a 2xx without a success code, a redirect) are not.
+    and so is a 429 (gateway throttling; the spec is silent, only a later try can help); other
+    statuses (4xx, a 2xx without a success code, a redirect) are not.
     """
     if code in success_codes and 200 <= status < 300:
         return True, False
@@ -305,7 +322,7 @@ def classify(status: int, code: str, success_codes: tuple[str, ...]) -> tuple[bo
         return False, True
     if BUSINESS_CODE_RE.match(code):
         return False, False
-    return False, status >= 500
+    return False, status >= 500 or status == 429
 
 
 # --- the open APIs ------------------------------------------------------------------------------
@@ -489,6 +506,12 @@ def _record(**fields: Any) -> OutboundAttempt:
         f" ({attempt.error})" if attempt.error else "",
     )
     return attempt
+
+
+def _with_content_type(headers: dict[str, str], content_type: str) -> dict[str, str]:
+    if any(name.lower() == "content-type" for name in headers):
+        return dict(headers)
+    return {"Content-Type": content_type, **headers}
 
 
 def _join(base: str, target: str) -> str:

@@ -29,6 +29,7 @@ from koogallery.outbound import (
 )
 from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
 from tests.fakes import CLOSE, TIMEOUT, FakeKooGallery, Reply
+from tests.fakes.koogallery_server import usage_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -251,6 +252,7 @@ def test_connection_refused_on_both_hosts(settings):
         # transient, but a 2xx/4xx does not move to the fallback host
         (406, {"error_code": "CBC.0250", "error_msg": "Access frequency overlimit"}, True, 1),
         (401, {"error_code": "APIG.0303", "error_msg": "signature expired"}, True, 1),
+        (429, {"error_code": "APIG.0308", "error_msg": "The request is throttled"}, True, 1),
         # transient 5xx: one more try on the fallback host (which has nothing scripted)
         (500, {"error_code": "CBC.0999", "error_msg": "internal error"}, None, 2),
     ],
@@ -479,6 +481,57 @@ def test_unknown_license_code_api_is_refused_before_any_call(fake_koogallery):
     with pytest.raises(ValueError, match="unknown licence-code API"):
         license_code_call(api="../v1/order/query", body={"license": "PL"})
     assert fake_koogallery.all_requests == [] and attempts() == []
+
+
+# --- usage push (§5.5): the basic-key signature, APIG off by default ----------------------------
+
+USAGE_PATH = "/api/mkp-openapi-public/global/v1/isv/usage-data"
+USAGE_BODY = (
+    b'{"usage_records":[{"begin_time":"20220809T080000Z","end_time":"20220809T090000Z",'
+    b'"instance_id":"7f141bf1-aec8-4859-8323-fb3a8ad50721",'
+    b'"metering_sn":"a1b2c3d4e5f60718293a4b5c6d7e8f90","record_time":"20220809T091000Z",'
+    b'"usage_value":"99"}]}'
+)
+
+
+def test_fake_usage_signature_matches_the_spec_vector():
+    nonce = "6c63c221-1f6b-4141-8ff4-22f5dfe82b65"
+    assert usage_signature("TEST_ISV_KEY", "1709690865879", nonce, USAGE_BODY) == (
+        "dmO2eWXf/Ir8LBHTH44yDwiUfaeyYSSEwCMA1kgzBy0="
+    )
+
+
+def push_usage(signature: str, ts: str = "1709690865879", nonce: str = "n-1"):
+    return call_api(
+        purpose=OutboundPurpose.USAGE_PUSH,
+        subject="a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        method="POST",
+        path=USAGE_PATH,
+        raw_body=USAGE_BODY,
+        headers={"signature": signature, "ts": ts, "nonce": nonce},
+        apig=False,
+    )
+
+
+def test_usage_push_without_apig_needs_no_aksk(fake_koogallery, settings):
+    key = settings.KOOGALLERY_BASIC_KEY[0]
+    settings.KOOGALLERY_AK = settings.KOOGALLERY_SK = ""
+
+    result = push_usage(usage_signature(key, "1709690865879", "n-1", USAGE_BODY))
+
+    assert result.ok and result.result_code == "MKT.0000"
+    (request,) = fake_koogallery.requests
+    assert request.body == USAGE_BODY
+    assert request.header("Authorization") is None and request.verified is None
+    assert fake_koogallery.usage_records == json.loads(USAGE_BODY)["usage_records"]
+    assert attempts()[0].purpose == OutboundPurpose.USAGE_PUSH
+
+
+def test_usage_push_with_a_bad_signature_is_fatal(fake_koogallery):
+    result = push_usage("bm90IGEgc2lnbmF0dXJl")
+
+    assert (result.ok, result.retryable, result.result_code) == (False, False, "MKT.0102")
+    assert fake_koogallery.usage_records == []
 
 
 # --- recording rules ------------------------------------------------------------------------------
