@@ -237,9 +237,7 @@ class TenantAdmin(SyncedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="authorisations")
     def authorizations_link(self, tenant: Tenant) -> str:
-        url = changelist_url(
-            Authorization, tenant__id__exact=tenant.pk, data=_data_param(tenant)
-        )
+        url = changelist_url(Authorization, tenant__id__exact=tenant.pk, data=_data_param(tenant))
         can_sign_in = Q(state=AuthorizationState.AUTHORIZED, enabled=True)
         counts = tenant.authorizations.aggregate(
             all=Count("pk"), active=Count("pk", filter=can_sign_in)

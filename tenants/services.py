@@ -326,4 +326,3 @@ def _set_authorization_state(
     )
     matching.update(state=state, current_sync_time=current_sync_time, updated_at=timezone.now())
     return list(matching.select_related("user"))
-

@@ -363,4 +363,3 @@ def test_no_keys_without_debug_is_refused(settings):
 
     with pytest.raises(ImproperlyConfigured):
         secret_box()
-
