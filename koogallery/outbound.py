@@ -246,6 +246,7 @@ def _attempt(
     data: dict | None = None
     raw = b""
     error = ""
+    misconfigured = False
     try:
         response = requests.request(
             method,
@@ -259,6 +260,14 @@ def _attempt(
         status, raw = response.status_code, response.content
     except requests.Timeout as exc:
         error = f"timeout after {settings.KOOGALLERY_API_TIMEOUT_S} s: {type(exc).__name__}"
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidHeader,
+    ) as exc:
+        # A setting or caller mistake, not a network problem: retrying cannot help.
+        error, misconfigured = f"{type(exc).__name__}: {_scrub(str(exc))}", True
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {_scrub(str(exc))}"
     duration_ms = (time.monotonic() - clock) * 1000
@@ -274,7 +283,7 @@ def _attempt(
         if not ok and not code and not error:
             error = f"HTTP {status} without a result code"
     else:
-        ok, retryable, failover = False, True, True
+        ok, retryable, failover = False, not misconfigured, not misconfigured
 
     if ok:
         outcome = AttemptOutcome.SUCCESS

@@ -234,6 +234,17 @@ def test_connection_refused_on_both_hosts(settings):
     assert recorded[1].url.startswith(settings.KOOGALLERY_API_FALLBACK)
 
 
+def test_a_malformed_base_url_is_fatal(settings):
+    settings.KOOGALLERY_API_BASE = "mkt.myhuaweicloud.com"  # no scheme
+    settings.KOOGALLERY_API_FALLBACK = ""
+
+    result = query_order(order_id="MOCKONDEMAND")
+
+    assert not result.ok and not result.retryable
+    (attempt,) = attempts()
+    assert attempt.outcome == AttemptOutcome.FATAL and "MissingSchema" in attempt.error
+
+
 # --- business errors (§2.9, §6.2) -----------------------------------------------------------------
 
 
