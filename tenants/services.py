@@ -19,6 +19,7 @@ from koogallery.crypto import CryptoError, load_rsa_private_key, rsa_oaep_decryp
 from koogallery.resultcodes import InvalidParam, KooGalleryError, ResultCode
 from orgsync.models import Department
 
+from . import selectors
 from .models import (
     Application,
     Authorization,
@@ -51,10 +52,6 @@ def ensure_tenant(*, tenant_id: str, is_test: bool, lock: bool = False) -> Tenan
     return tenant
 
 
-def _existing_tenant(*, tenant_id: str, is_test: bool) -> Tenant | None:
-    return Tenant.objects.filter(tenant_id=tenant_id, is_test=is_test).first()
-
-
 # --- tenantSync (§4.1.1) -----------------------------------------------------------------------
 
 
@@ -77,7 +74,7 @@ def tenant_sync(
     later add restores them. Deleting an unknown tenant creates nothing and returns None.
     """
     if flag == SyncFlag.DELETE:
-        tenant = _existing_tenant(tenant_id=tenant_id, is_test=is_test)
+        tenant = selectors.tenant(tenant_id=tenant_id, is_test=is_test)
         if tenant is None:
             return None
         now = timezone.now()
@@ -155,7 +152,7 @@ def application_sync(
     the add must not make the delete fail); an unknown application creates nothing.
     """
     if flag == SyncFlag.DELETE:
-        tenant = _existing_tenant(tenant_id=tenant_id, is_test=is_test)
+        tenant = selectors.tenant(tenant_id=tenant_id, is_test=is_test)
         if tenant is None:
             return None
         application = Application.objects.filter(
@@ -315,7 +312,7 @@ def _set_authorization_state(
     current_sync_time: str,
 ) -> list[Authorization]:
     """Delete/cancel: only existing authorisations change; the users themselves are kept."""
-    tenant = _existing_tenant(tenant_id=tenant_id, is_test=is_test)
+    tenant = selectors.tenant(tenant_id=tenant_id, is_test=is_test)
     if tenant is None or not user_names:
         return []
     matching = Authorization.objects.filter(

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from koogallery.journal import InboundCall
 from orgsync.models import Department
+from orgsync.writers import link_users
 from tenants.models import Authorization, AuthorizationState, Role, Tenant, TenantUser
 from tests.kgclient import fixture
 from tests.tenant_kit import (
@@ -205,11 +206,9 @@ def test_authorisation_is_per_app_and_instance(kg):
     assert states == {"KSIDJF1234456": "authorized", "OTHERAPP": "removed"}
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("flag", [0, 3])
+# V1 has no cancel (§4.3).
+@pytest.mark.parametrize(("version", "flag"), [("v2", 0), ("v2", 3), ("v1", 0)])
 def test_removing_an_unknown_user_succeeds_and_creates_nothing(kg, version, flag):
-    if version == "v1" and flag == 3:
-        pytest.skip("no cancel in V1")
     send(kg, version, "authSync", example(version))
     before = domain_state()
 
@@ -222,11 +221,12 @@ def test_removing_an_unknown_user_succeeds_and_creates_nothing(kg, version, flag
     assert domain_state() == before
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("flag", [1, 2, 0, 3])
+# V1 has no cancel (§4.3).
+@pytest.mark.parametrize(
+    ("version", "flag"),
+    [("v2", 1), ("v2", 2), ("v2", 0), ("v2", 3), ("v1", 1), ("v1", 2), ("v1", 0)],
+)
 def test_each_flag_repeated_three_times_leaves_the_same_state(kg, version, flag):
-    if version == "v1" and flag == 3:
-        pytest.skip("no cancel in V1")
     send(kg, version, "authSync", example(version))
     body = example(version, flag=flag)
 
@@ -321,11 +321,7 @@ def test_unknown_org_code_is_kept_and_linked_when_the_department_arrives(kg):
     department = Department.objects.create(
         tenant=row.tenant, org_code="123456789", org_name="开发部"
     )
-    try:
-        from orgsync.writers import link_users
-    except ImportError:
-        pytest.skip("orgsync does not provide a user-linking function")
-    link_users(row.tenant)
+    link_users(row.tenant)  # what orgsync runs when departments arrive
 
     assert stored().department == department
 
@@ -429,3 +425,23 @@ def test_invalid_call_field_answers_000002_and_writes_nothing(kg, version, chang
     answer = send(kg, version, "authSync", body)
 
     assert_rejected(before, answer, field, journal)
+
+
+def test_selectors_find_the_synced_authorisation(kg):
+    from tenants import selectors
+
+    send(kg, "v2", "authSync", fixture(EXAMPLE))
+    row = selectors.tenant(tenant_id=TENANT_ID, is_test=False)
+
+    found = selectors.authorization(
+        tenant=row, user_name="zhangsan01", instance_id="huaiweitest123456", app_id="KSIDJF1234456"
+    )
+    assert found == authorization() and found.can_sign_in
+    assert (
+        selectors.authorization(
+            tenant=row, user_name="zhangsan01", instance_id="other", app_id="KSIDJF1234456"
+        )
+        is None
+    )
+    assert selectors.tenant(tenant_id=TENANT_ID, is_test=True) is None
+    assert list(selectors.production_tenants()) == [row]
