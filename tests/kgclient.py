@@ -65,8 +65,8 @@ class KooGallery:
     ):
         raw = to_bytes(body)
         key = key or settings.KOOGALLERY_KIT_KEY[0]
-        nonce = nonce or uuid.uuid4().hex.upper()
-        timestamp = timestamp or now_ms()
+        nonce = uuid.uuid4().hex.upper() if nonce is None else nonce
+        timestamp = now_ms() if timestamp is None else timestamp
         if sign is None:
             sign = signing.kit_sign(key, nonce, timestamp, raw).upper()
         hdrs = {"x-sign": sign, "x-timestamp": timestamp, "x-nonce": nonce}
@@ -107,8 +107,8 @@ class KooGallery:
     ):
         raw = to_bytes(body)
         key = key or settings.KOOGALLERY_BASIC_KEY[0]
-        nonce = nonce or uuid.uuid4().hex.upper()
-        timestamp = timestamp or now_ms()
+        nonce = uuid.uuid4().hex.upper() if nonce is None else nonce
+        timestamp = now_ms() if timestamp is None else timestamp
         if signature is None:
             signature = signing.basic_sign(key, nonce, timestamp, raw).upper()
         query = {"signature": signature, "timestamp": timestamp, "nonce": nonce}

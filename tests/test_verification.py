@@ -270,7 +270,7 @@ def test_exception_answers_000005_and_rolls_back(kg, monkeypatch):
 
 
 # --- V1 authToken (§2.3 last paragraph, §3.3, §4.4) ---------------------------------------------
-V1_TENANT = {k: v for k, v in TENANT_BODY.items() if k != "orderId"}
+V1_TENANT = dict(TENANT_BODY)
 
 
 def test_v1_kit_valid_token(kg):
