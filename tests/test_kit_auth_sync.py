@@ -1,16 +1,19 @@
 """authSync (用户授权同步), V2 and V1 (spec §4.1.3, §4.3, §2.5, §2.6)."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from koogallery.journal import InboundCall
 from orgsync.models import Department
 from orgsync.writers import link_users
 from tenants.models import Authorization, AuthorizationState, Role, Tenant, TenantUser
-from tests.kgclient import fixture
+from tests.kgclient import KooGallery, envelope, fixture
 from tests.tenant_kit import (
     VERSIONS,
     assert_rejected,
@@ -445,3 +448,71 @@ def test_selectors_find_the_synced_authorisation(kg):
     )
     assert selectors.tenant(tenant_id=TENANT_ID, is_test=True) is None
     assert list(selectors.production_tenants()) == [row]
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+def test_user_and_authorisation_admin_pages(kg, admin_client):
+    send(kg, "v2", "authSync", example(userList=[user(), user(userName="lisi02", orgCode="D1")]))
+    Department.objects.create(tenant=Tenant.objects.get(), org_code="D1", org_name="开发部")
+    send(kg, "v2", "authSync", example(flag=2, userList=[user(userName="lisi02", orgCode="D1")]))
+    send(kg, "v2", "authSync", example(flag=3, userList=[user(userName="lisi02")]))
+    send(kg, "v2", "authSync", example(testFlag=1, instanceId="", userList=[user(userName="t")]))
+
+    def listed(url: str) -> list[str]:
+        response = admin_client.get(url)
+        assert response.status_code == 200
+        return sorted(str(row) for row in response.context["cl"].result_list)
+
+    users = "/admin/tenants/tenantuser/"
+    assert listed(users) == ["张三 (lisi02)", "张三 (zhangsan01)"]  # production only
+    assert listed(f"{users}?data=test") == ["张三 (t)"]
+    assert listed(f"{users}?linked=no") == ["张三 (zhangsan01)"]
+    assert listed(f"{users}?linked=yes&q=lisi") == ["张三 (lisi02)"]
+    assert listed(f"{users}?q=123456789") == ["张三 (zhangsan01)"]  # by orgCode
+
+    grants = "/admin/tenants/authorization/"
+    assert listed(f"{grants}?state__exact=revoked") == ["lisi02 → KSIDJF1234456 [revoked]"]
+    assert len(listed(f"{grants}?role__exact=user&data=all")) == 3
+    assert listed(f"{grants}?q=zhangsan01") == ["zhangsan01 → KSIDJF1234456 [authorized]"]
+
+    lisi = stored("lisi02")
+    page = admin_client.get(f"{users}{lisi.pk}/change/").content.decode()
+    assert "开发部" in page and "revoked" in page and "KSIDJF1234456" in page
+    grant = authorization("lisi02")
+    assert admin_client.get(f"{grants}{grant.pk}/change/").status_code == 200
+    assert admin_client.get(f"{users}add/").status_code == 403
+    assert admin_client.get(f"{grants}{grant.pk}/delete/").status_code == 403
+
+
+# --- concurrency (PostgreSQL) ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_twins_leave_one_row_each(postgres_only):
+    """KooGallery's twins racing each other (STYLE.md §3): every copy succeeds, no duplicates."""
+    users = [user(userName=f"user{i:03d}") for i in range(200)]
+    calls = [
+        ("tenantSync", body_of("tenantSync__huawei_example")),
+        ("authSync", example(userList=users)),
+        ("authSync", example(userList=list(reversed(users)), flag=2)),
+    ]
+    start = threading.Barrier(6)
+
+    def twin(_) -> list[str]:
+        kg = KooGallery(Client())
+        try:
+            start.wait(timeout=30)
+            return [envelope(kg.kit(name, body))["resultCode"] for name, body in calls]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(twin, range(6)))
+
+    assert results == [["000000"] * 3] * 6
+    assert Tenant.objects.count() == 1
+    assert TenantUser.objects.count() == 200
+    assert Authorization.objects.count() == 200
+    assert InboundCall.objects.filter(result_code="000000").count() == 18
