@@ -1,0 +1,309 @@
+"""Admin of the KooGallery boundary: instances with their audit trail, the inbound call journal
+and outbound attempts. Everything here is read-only: data changes only through KooGallery calls
+and services (STYLE.md §2); the one action, re-fetching order details, queues the same task
+newInstance queues. Secrets never appear: bodies are stored redacted, and an instance's
+provisioned password is not shown at all.
+"""
+
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+
+from tenants.models import TenantBinding
+
+from .instances import Instance, InstanceOrder, InstanceTransition
+from .journal import InboundCall
+from .outbound_models import OutboundAttempt
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class TestDataFilter(admin.SimpleListFilter):
+    """Production rows by default: debug (testFlag 1) data stays out of view unless asked (§2.5)."""
+
+    title = "data"
+    parameter_name = "data"
+    DEFAULT = "production"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("production", "production"),
+            ("test", "test (debug calls)"),
+            ("all", "all"),
+        ]
+
+    def choices(self, changelist):
+        current = self.value() or self.DEFAULT
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or self.DEFAULT
+        if value == "production":
+            return queryset.filter(is_test=False)
+        if value == "test":
+            return queryset.filter(is_test=True)
+        return queryset
+
+
+def _call_link(call: InboundCall | None) -> str:
+    if call is None:
+        return "-"
+    url = reverse("admin:koogallery_inboundcall_change", args=[call.pk])
+    return format_html('<a href="{}">{}</a>', url, call)
+
+
+# --- instances --------------------------------------------------------------------------------
+
+
+class TransitionInline(ReadOnlyInline):
+    model = InstanceTransition
+    verbose_name_plural = "audit trail"
+    fields = ("at", "from_state", "to_state", "cause", "detail", "call")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("inbound_call")
+
+    @admin.display(description="call")
+    def call(self, obj: InstanceTransition) -> str:
+        return _call_link(obj.inbound_call)
+
+
+class InstanceOrderInline(ReadOnlyInline):
+    model = InstanceOrder
+    verbose_name_plural = "orders after the purchase"
+    fields = (
+        "created_at",
+        "event",
+        "scene",
+        "order_id",
+        "order_line_id",
+        "product_id",
+        "sku_code",
+        "expire_at",
+        "order_type",
+        "order_fetched_at",
+        "order_fetch_error",
+    )
+    readonly_fields = fields
+
+
+def _refetch(modeladmin, request, task, pks: list[int], what: str) -> None:
+    queued = 0
+    for pk in pks:
+        try:
+            task.apply_async((pk,), retry=False)
+            queued += 1
+        except Exception as exc:  # broker down: say so, the operator can try again
+            modeladmin.message_user(request, f"could not queue {what} {pk}: {exc}", messages.ERROR)
+    if queued:
+        modeladmin.message_user(
+            request, f"Query Order queued for {queued} {what}(s).", messages.SUCCESS
+        )
+
+
+@admin.register(Instance)
+class InstanceAdmin(ReadOnlyAdmin):
+    list_display = (
+        "instance_id",
+        "state",
+        "charging_mode",
+        "product",
+        "customer_name",
+        "tenant",
+        "expire_at",
+        "is_trial",
+        "is_test",
+        "order_fetched",
+        "created_at",
+    )
+    list_filter = (TestDataFilter, "state", "charging_mode", "is_trial", "family")
+    search_fields = (
+        "instance_id",
+        "order_id",
+        "customer_id",
+        "customer_name",
+        "product_id",
+        "sku_code",
+    )
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    # The provisioned password (even encrypted) is never shown.
+    exclude = ("admin_password_encrypted",)
+    inlines = (TransitionInline, InstanceOrderInline)
+    actions = ("refetch_order_details",)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = [f.name for f in Instance._meta.fields if f.name != "admin_password_encrypted"]
+        return [*fields, "tenants"]
+
+    def get_queryset(self, request):
+        first_tenant = (
+            TenantBinding.objects.filter(
+                instance_id=OuterRef("instance_id"),
+                tenant__is_test=OuterRef("is_test"),
+                removed_at__isnull=True,
+            )
+            .order_by("created_at", "id")
+            .values("tenant__name")[:1]
+        )
+        return super().get_queryset(request).annotate(tenant_name=Subquery(first_tenant))
+
+    @admin.display(description="product")
+    def product(self, obj: Instance) -> str:
+        return obj.product_name or obj.product_id or "-"
+
+    @admin.display(description="tenant", ordering="tenant_name")
+    def tenant(self, obj: Instance) -> str:
+        return obj.tenant_name or "-"
+
+    @admin.display(description="order fetched", boolean=True)
+    def order_fetched(self, obj: Instance) -> bool | None:
+        if obj.order_fetched_at:
+            return True
+        return False if obj.order_fetch_error else None
+
+    @admin.display(description="tenants (tenantSync)")
+    def tenants(self, obj: Instance) -> str:
+        bindings = (
+            TenantBinding.objects.filter(instance_id=obj.instance_id, tenant__is_test=obj.is_test)
+            .select_related("tenant")
+            .order_by("created_at", "id")
+        )
+        rows = []
+        for binding in bindings:
+            try:
+                url = reverse("admin:tenants_tenant_change", args=[binding.tenant_id])
+            except NoReverseMatch:
+                url = ""
+            state = " (unbound)" if binding.removed_at else ""
+            rows.append((url, f"{binding.tenant} [{binding.tenant.tenant_id}]{state}"))
+        if not rows:
+            return "-"
+        return format_html_join(format_html("<br>"), '<a href="{}">{}</a>', rows)
+
+    @admin.action(description="Re-fetch order details (Query Order)", permissions=["refetch"])
+    def refetch_order_details(self, request, queryset):
+        from .tasks import fetch_order_details
+
+        _refetch(
+            self,
+            request,
+            fetch_order_details,
+            list(queryset.values_list("pk", flat=True)),
+            "instance",
+        )
+
+    def has_refetch_permission(self, request) -> bool:
+        return request.user.has_perm("koogallery.change_instance")
+
+
+@admin.register(InstanceOrder)
+class InstanceOrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "event",
+        "scene",
+        "order_id",
+        "order_line_id",
+        "instance",
+        "order_type",
+        "order_fetched_at",
+        "order_fetch_error",
+    )
+    list_filter = (TestDataFilter, "event", "scene", "order_type")
+    search_fields = ("order_id", "order_line_id", "instance__instance_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("instance",)
+    show_full_result_count = False
+    actions = ("refetch_orders",)
+
+    @admin.action(description="Re-fetch these orders (Query Order)", permissions=["refetch"])
+    def refetch_orders(self, request, queryset):
+        from .tasks import fetch_order_event
+
+        _refetch(
+            self, request, fetch_order_event, list(queryset.values_list("pk", flat=True)), "order"
+        )
+
+    def has_refetch_permission(self, request) -> bool:
+        return request.user.has_perm("koogallery.change_instance")
+
+
+# --- journal and outbound attempts ------------------------------------------------------------
+
+
+@admin.register(InboundCall)
+class InboundCallAdmin(ReadOnlyAdmin):
+    list_display = (
+        "received_at",
+        "endpoint",
+        "family",
+        "verification",
+        "result_code",
+        "tenant_id",
+        "instance_id",
+        "order_id",
+        "duration",
+    )
+    list_filter = ("endpoint", "family", "verification", "result_code", "test_flag")
+    date_hierarchy = "received_at"
+    search_fields = ("tenant_id", "instance_id", "order_id", "event_id")
+    show_full_result_count = False
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: InboundCall) -> str:
+        return f"{obj.duration_ms:.1f} ms"
+
+
+@admin.register(OutboundAttempt)
+class OutboundAttemptAdmin(ReadOnlyAdmin):
+    list_display = (
+        "started_at",
+        "purpose",
+        "subject",
+        "method",
+        "url",
+        "status_code",
+        "result_code",
+        "outcome",
+        "duration",
+    )
+    list_filter = ("purpose", "outcome", "result_code")
+    date_hierarchy = "started_at"
+    search_fields = ("subject", "result_code")
+    show_full_result_count = False
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: OutboundAttempt) -> str:
+        return f"{obj.duration_ms:.1f} ms"

@@ -1,0 +1,83 @@
+"""Reads of SaaS instances (STYLE.md §2): lookups for calls, `appInfo`, the admin's lists."""
+
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from tenants.models import Tenant, TenantBinding
+
+from .instances import Instance
+from .resultcodes import KooGalleryError, ResultCode
+from .secret_store import secret_box
+
+
+def production_instances() -> QuerySet[Instance]:
+    """Real purchases: debug (testFlag 1) rows stay out of production queries (§2.5)."""
+    return Instance.objects.filter(is_test=False)
+
+
+def instance_for_call(*, instance_id: str, is_test: bool) -> Instance:
+    """The instance a call names, scoped by its test flag (§2.5); unknown → 000003 (§2.7)."""
+    instance = Instance.objects.filter(instance_id=instance_id, is_test=is_test).first()
+    if instance is None:
+        raise KooGalleryError(ResultCode.INSTANCE_NOT_FOUND, f"instanceId {instance_id!r} unknown")
+    return instance
+
+
+def instances_in_order(*, instance_ids: list[str], is_test: bool) -> list[Instance]:
+    """The known instances among `instance_ids`, in the order asked (unknown ids are skipped)."""
+    found = {
+        instance.instance_id: instance
+        for instance in Instance.objects.filter(instance_id__in=instance_ids, is_test=is_test)
+    }
+    return [found[i] for i in dict.fromkeys(instance_ids) if i in found]
+
+
+def bound_tenants(*, instances: list[Instance]) -> dict[str, Tenant]:
+    """The tenant each instance is bound to by tenantSync (§4.1.1), when one is."""
+    bindings = (
+        TenantBinding.objects.filter(
+            instance_id__in=[i.instance_id for i in instances],
+            removed_at__isnull=True,
+            tenant__removed_at__isnull=True,
+        )
+        .select_related("tenant")
+        .order_by("created_at", "id")
+    )
+    by_instance: dict[str, Tenant] = {}
+    flags = {i.instance_id: i.is_test for i in instances}
+    for binding in bindings:
+        if binding.tenant.is_test == flags.get(binding.instance_id):
+            by_instance.setdefault(binding.instance_id, binding.tenant)
+    return by_instance
+
+
+def front_end_url(*, instance: Instance, tenant: Tenant | None) -> str:
+    values = {
+        "instance_id": instance.instance_id,
+        "tenant_id": tenant.tenant_id if tenant else "",
+        "tenant_code": tenant.tenant_code if tenant else "",
+    }
+    template = settings.KOOGALLERY_FRONTEND_URL_TEMPLATE
+    return template.format_map({k: quote(v, safe="") for k, v in values.items()})
+
+
+def app_info(*, instance: Instance, tenant: Tenant | None) -> dict[str, str]:
+    """`appInfo` of queryInstance and V1 newInstance (§4.2.2, §2.7): where the buyer signs in.
+
+    No credentials here: users arrive through the kit and SSO (§2.7).
+    """
+    info = {"frontEndUrl": front_end_url(instance=instance, tenant=tenant)}
+    if settings.KOOGALLERY_ADMIN_URL:
+        info["adminUrl"] = settings.KOOGALLERY_ADMIN_URL
+    if settings.KOOGALLERY_APP_MEMO:
+        info["memo"] = settings.KOOGALLERY_APP_MEMO[:1024]
+    return info
+
+
+def instance_credentials(*, instance: Instance) -> tuple[str, str] | None:
+    """The admin account provisioned for a V1 instance, decrypted (user name, password)."""
+    if not instance.has_credentials:
+        return None
+    return instance.admin_username, secret_box().decrypt(instance.admin_password_encrypted)

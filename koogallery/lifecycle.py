@@ -1,0 +1,681 @@
+"""Writes of the SaaS instance lifecycle (spec §2.7, §4.2, §4.4): every change goes through here.
+
+KooGallery drives a purchased instance with basic-interface calls; handlers, the Query Order task
+and admin actions all call these services (STYLE.md §2). Each service is atomic, takes keyword
+arguments only, returns the model, and is idempotent on the natural key of its call (STYLE.md §3):
+a repeat finds what the first call stored and changes nothing.
+
+State machine: provisioning → active ⇄ frozen → released. Every change of an instance — state,
+expiry, product — writes one `InstanceTransition` row naming the call that caused it.
+"""
+
+import logging
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .instances import (
+    ChargingMode,
+    Instance,
+    InstanceOrder,
+    InstanceState,
+    InstanceTransition,
+    OrderEvent,
+    RefreshScene,
+)
+from .journal import Family, InboundCall
+from .outbound import (
+    OrderDetails,
+    OutboundResult,
+    TransientOutboundError,
+    parse_order,
+    query_order,
+)
+from .resultcodes import InvalidParam, KooGalleryError, ResultCode
+from .secret_store import secret_box
+
+logger = logging.getLogger(__name__)
+
+# The states each state may move to. A freeze may arrive before activation completes, and
+# KooGallery may release from any state (§1.3); nothing leaves `released`.
+ALLOWED_MOVES: dict[str, frozenset[str]] = {
+    "": frozenset({InstanceState.PROVISIONING}),
+    InstanceState.PROVISIONING: frozenset(
+        {InstanceState.ACTIVE, InstanceState.FROZEN, InstanceState.RELEASED}
+    ),
+    InstanceState.ACTIVE: frozenset({InstanceState.FROZEN, InstanceState.RELEASED}),
+    InstanceState.FROZEN: frozenset({InstanceState.ACTIVE, InstanceState.RELEASED}),
+    InstanceState.RELEASED: frozenset(),
+}
+
+# Causes written by callers that are not KooGallery calls.
+CAUSE_QUERY_ORDER = "queryOrder"
+CAUSE_ADMIN = "admin"
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """What a newInstance call tells about the purchase beyond its keys (V1 only; V2 sends
+    nothing and Query Order fills these later)."""
+
+    customer_id: str = ""
+    customer_name: str = ""
+    product_id: str = ""
+    sku_code: str = ""
+    charging_mode: str = ""
+    expire_at: datetime | None = None
+    is_trial: bool = False
+    period_type: str = ""
+    period_number: int | None = None
+    extend_params: list = field(default_factory=list)
+    buyer_email: str = ""
+    buyer_mobile_masked: str = ""
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def mask_mobile(number: str | None) -> str:
+    """Only the first 3 and last 4 digits of a buyer's phone number are ever stored."""
+    number = (number or "").strip()
+    if len(number) <= 7:
+        return "*" * len(number)
+    return number[:3] + "*" * (len(number) - 7) + number[-4:]
+
+
+def _journal(inbound_call: InboundCall | None) -> InboundCall | None:
+    """The call's journal row, saved now if the pipeline has not saved it yet.
+
+    The pipeline saves it again (with the result) in the same transaction, and re-inserts it if
+    the call is rolled back, so saving early only lets the audit rows point at it.
+    """
+    if inbound_call is not None and inbound_call.pk is None:
+        inbound_call.save()
+    return inbound_call
+
+
+def _audit(
+    instance: Instance,
+    *,
+    from_state: str,
+    cause: str,
+    detail: str = "",
+    inbound_call: InboundCall | None = None,
+) -> InstanceTransition:
+    return InstanceTransition.objects.create(
+        instance=instance,
+        from_state=from_state,
+        to_state=instance.state,
+        cause=cause[:64],
+        detail=detail[:255],
+        inbound_call=_journal(inbound_call),
+    )
+
+
+def _move(
+    instance: Instance,
+    to_state: InstanceState,
+    *,
+    cause: str,
+    detail: str = "",
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    from_state = instance.state
+    if to_state not in ALLOWED_MOVES[from_state]:
+        raise IllegalTransition(f"instance {instance.instance_id}: {from_state} → {to_state}")
+    now = timezone.now()
+    instance.state = to_state
+    if to_state == InstanceState.FROZEN:
+        instance.frozen_at = now
+    elif to_state == InstanceState.ACTIVE:
+        instance.frozen_at = None
+    elif to_state == InstanceState.RELEASED:
+        instance.released_at = now
+    instance.save()
+    _audit(instance, from_state=from_state, cause=cause, detail=detail, inbound_call=inbound_call)
+    return instance
+
+
+def _locked_instance(*, instance_id: str, is_test: bool) -> Instance:
+    """The instance a call names, locked for the call; unknown → 000003 (§2.7).
+
+    Ids are scoped by the test flag (§2.5): a debug call cannot touch a production instance.
+    """
+    instance = (
+        Instance.objects.select_for_update()
+        .filter(instance_id=instance_id, is_test=is_test)
+        .first()
+    )
+    if instance is None:
+        raise KooGalleryError(ResultCode.INSTANCE_NOT_FOUND, f"instanceId {instance_id!r} unknown")
+    return instance
+
+
+def _ignored_on_released(instance: Instance, cause: str) -> bool:
+    """Calls on a released instance answer 000000 and change nothing, so replayed debug probes
+    stay green (§2.7); the warning tells an operator something odd was sent."""
+    if instance.is_released:
+        logger.warning(
+            "%s on released instance %s: answered success, nothing changed (§2.7)",
+            cause,
+            instance.instance_id,
+        )
+        return True
+    return False
+
+
+def _strong_password(length: int = 16) -> str:
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if (
+            any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+            and any(c.isdigit() for c in password)
+        ):
+            return password
+
+
+def _after_commit(task_name: str, pk: int) -> None:
+    """Queue a task once the call's transaction commits (the row must exist for the worker).
+
+    Queueing never fails the call: the answer already committed, and an operator can re-fetch
+    from the admin when the broker was down (the error is logged).
+    """
+
+    def send() -> None:
+        from . import tasks  # tasks import this module
+
+        try:
+            getattr(tasks, task_name).apply_async((pk,), retry=False)
+        except Exception:
+            logger.exception("could not queue %s(%s): re-fetch it from the admin", task_name, pk)
+
+    transaction.on_commit(send)
+
+
+# --- newInstance --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_instance(
+    *,
+    order_id: str,
+    order_line_id: str,
+    business_id: str,
+    is_test: bool,
+    cause: str,
+    family: Family = Family.BASIC_V2,
+    v1_product_key: str = "",
+    purchase: Purchase | None = None,
+    provision_credentials: bool = False,
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    """The instance of an order line, created on the first call (§2.7).
+
+    The first call's `businessId` becomes the `instanceId`; every repeat — retried, concurrent or
+    after release — gets the same instance back. Query Order runs after commit, in the background.
+    """
+    key = {
+        "order_id": order_id,
+        "order_line_id": order_line_id,
+        "v1_product_key": v1_product_key,
+        "is_test": is_test,
+    }
+    existing = Instance.objects.filter(**key).first()
+    if existing is not None:
+        return existing
+    purchase = purchase or Purchase()
+    try:
+        with transaction.atomic():
+            instance = Instance.objects.create(
+                instance_id=business_id,
+                state=InstanceState.PROVISIONING,
+                family=family,
+                customer_id=purchase.customer_id,
+                customer_name=purchase.customer_name,
+                product_id=purchase.product_id,
+                sku_code=purchase.sku_code,
+                charging_mode=purchase.charging_mode,
+                expire_at=purchase.expire_at,
+                is_trial=purchase.is_trial,
+                period_type=purchase.period_type,
+                period_number=purchase.period_number,
+                extend_params=purchase.extend_params,
+                buyer_email=purchase.buyer_email,
+                buyer_mobile_masked=purchase.buyer_mobile_masked,
+                **key,
+            )
+    except IntegrityError:
+        # A concurrent twin committed first (STYLE.md §3): answer what it stored.
+        existing = Instance.objects.filter(**key).first()
+        if existing is None:
+            raise InvalidParam(
+                f"businessId: {business_id!r} is already the instanceId of another order"
+            ) from None
+        return existing
+
+    _audit(
+        instance,
+        from_state="",
+        cause=cause,
+        detail=f"order {order_id}/{order_line_id or '-'} accepted",
+        inbound_call=inbound_call,
+    )
+    detail = "ready"
+    if provision_credentials:
+        instance.admin_username = f"admin-{secrets.token_hex(4)}"
+        instance.admin_password_encrypted = secret_box().encrypt(_strong_password())
+        instance.save(update_fields=["admin_username", "admin_password_encrypted", "updated_at"])
+        detail = f"ready; admin account {instance.admin_username} created"
+    _move(instance, InstanceState.ACTIVE, cause=cause, detail=detail, inbound_call=inbound_call)
+    _after_commit("fetch_order_details", instance.pk)
+    return instance
+
+
+# --- refreshInstance, updateInstanceStatus, releaseInstance ------------------------------------
+
+
+@transaction.atomic
+def refresh_instance(
+    *,
+    instance_id: str,
+    is_test: bool,
+    order_id: str,
+    order_line_id: str,
+    scene: RefreshScene,
+    expire_at: datetime,
+    product_id: str = "",
+    params: dict | None = None,
+    cause: str,
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    """Renewal, trial to formal, unsubscribed renewal or change at renewal (§4.2.3).
+
+    Every scene sets the new expiry (an unsubscribed renewal shortens it); trial to formal ends
+    the trial. Idempotent on (instanceId, orderId, orderLineId, scene).
+    """
+    instance = _locked_instance(instance_id=instance_id, is_test=is_test)
+    if _ignored_on_released(instance, cause):
+        return instance
+    key = {
+        "instance": instance,
+        "event": OrderEvent.REFRESH,
+        "order_id": order_id,
+        "order_line_id": order_line_id,
+        "scene": scene,
+    }
+    if InstanceOrder.objects.filter(**key).exists():
+        return instance
+    try:
+        with transaction.atomic():
+            InstanceOrder.objects.create(
+                **key,
+                is_test=is_test,
+                product_id=product_id,
+                expire_at=expire_at,
+                params=params or {},
+                inbound_call=_journal(inbound_call),
+            )
+    except IntegrityError:
+        return Instance.objects.get(pk=instance.pk)
+
+    old_expiry = instance.expire_at
+    instance.expire_at = expire_at
+    changes = [f"expiry {_when(old_expiry)} → {_when(expire_at)}"]
+    if scene == RefreshScene.TRIAL_TO_FORMAL and instance.is_trial:
+        instance.is_trial = False
+        changes.append("trial ended")
+    if product_id and product_id != instance.product_id:
+        changes.append(f"product {instance.product_id or '-'} → {product_id}")
+        instance.product_id = product_id
+    instance.save()
+    _audit(
+        instance,
+        from_state=instance.state,
+        cause=cause,
+        detail=f"{scene} order {order_id}: " + ", ".join(changes),
+        inbound_call=inbound_call,
+    )
+    return instance
+
+
+@transaction.atomic
+def set_instance_status(
+    *,
+    instance_id: str,
+    is_test: bool,
+    frozen: bool,
+    cause: str,
+    detail: str = "",
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    """FREEZE / UNFREEZE (§4.2.4): an absolute state, so a repeat changes nothing."""
+    instance = _locked_instance(instance_id=instance_id, is_test=is_test)
+    if _ignored_on_released(instance, cause):
+        return instance
+    target = InstanceState.FROZEN if frozen else InstanceState.ACTIVE
+    if instance.state == target:
+        return instance
+    return _move(instance, target, cause=cause, detail=detail, inbound_call=inbound_call)
+
+
+@transaction.atomic
+def release_instance(
+    *,
+    instance_id: str,
+    is_test: bool,
+    order_id: str = "",
+    order_line_id: str = "",
+    cause: str,
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    """Release (§4.2.5): final; a repeat answers success. Data is not deleted here."""
+    instance = _locked_instance(instance_id=instance_id, is_test=is_test)
+    if instance.is_released:
+        return instance
+    detail = f"unsubscribe order {order_id}/{order_line_id or '-'}" if order_id else ""
+    return _move(
+        instance, InstanceState.RELEASED, cause=cause, detail=detail, inbound_call=inbound_call
+    )
+
+
+# --- upgradeInstance, orderNotify ---------------------------------------------------------------
+
+
+@transaction.atomic
+def upgrade_instance(
+    *,
+    instance_id: str,
+    is_test: bool,
+    order_id: str,
+    order_line_id: str,
+    product_id: str = "",
+    sku_code: str = "",
+    params: dict | None = None,
+    cause: str,
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    """An upgrade order (§4.2.6, V1 `upgrade`): recorded once per (orderId, orderLineId), then
+    Query Order fills the new product. V1 sends the new product and SKU itself."""
+    instance = _locked_instance(instance_id=instance_id, is_test=is_test)
+    if _ignored_on_released(instance, cause):
+        return instance
+    key = {
+        "event": OrderEvent.UPGRADE,
+        "order_id": order_id,
+        "order_line_id": order_line_id,
+        "is_test": is_test,
+    }
+    known = InstanceOrder.objects.filter(**key).first()
+    if known is not None:
+        if known.instance_id != instance.pk:
+            logger.warning(
+                "upgrade order %s/%s repeated for instance %s, recorded for another instance",
+                order_id,
+                order_line_id,
+                instance_id,
+            )
+        return instance
+    try:
+        with transaction.atomic():
+            order = InstanceOrder.objects.create(
+                **key,
+                instance=instance,
+                product_id=product_id,
+                sku_code=sku_code,
+                params=params or {},
+                inbound_call=_journal(inbound_call),
+            )
+    except IntegrityError:
+        return Instance.objects.get(pk=instance.pk)
+
+    changes = [f"upgrade order {order_id}/{order_line_id or '-'}"]
+    if product_id and product_id != instance.product_id:
+        changes.append(f"product {instance.product_id or '-'} → {product_id}")
+        instance.product_id = product_id
+    if sku_code and sku_code != instance.sku_code:
+        changes.append(f"SKU {instance.sku_code or '-'} → {sku_code}")
+        instance.sku_code = sku_code
+    instance.save()
+    _audit(
+        instance,
+        from_state=instance.state,
+        cause=cause,
+        detail=", ".join(changes),
+        inbound_call=inbound_call,
+    )
+    _after_commit("fetch_order_event", order.pk)
+    return instance
+
+
+@transaction.atomic
+def record_order_notice(
+    *,
+    order_id: str,
+    order_line_id: str,
+    is_test: bool,
+    inbound_call: InboundCall | None = None,
+) -> InstanceOrder:
+    """orderNotify (§4.2.9): remember the order once, then fetch it with Query Order."""
+    key = {
+        "event": OrderEvent.NOTIFY,
+        "order_id": order_id,
+        "order_line_id": order_line_id,
+        "is_test": is_test,
+    }
+    known = InstanceOrder.objects.filter(**key).first()
+    if known is not None:
+        return known
+    # The notice may be about an instance's purchase order; other orders stand alone.
+    instance = Instance.objects.filter(
+        order_id=order_id, order_line_id=order_line_id, is_test=is_test
+    ).first()
+    try:
+        with transaction.atomic():
+            order = InstanceOrder.objects.create(
+                **key, instance=instance, inbound_call=_journal(inbound_call)
+            )
+    except IntegrityError:
+        return InstanceOrder.objects.get(**key)
+    _after_commit("fetch_order_event", order.pk)
+    return order
+
+
+# --- Query Order (§5.1), run by tasks and admin actions -----------------------------------------
+
+
+def refresh_order_details(*, instance: Instance) -> Instance:
+    """Fetch the instance's purchase order and fill product, period and buyer (§2.7, §5.1).
+
+    The call runs outside any transaction (its attempt rows must outlive a rollback); the
+    write is atomic. A transient failure is recorded and raised as `TransientOutboundError`
+    for the caller to retry; a business error is only recorded (§2.7).
+    """
+    result = query_order(order_id=instance.order_id, order_line_id=instance.order_line_id or None)
+    details = _order_details(result, instance.order_line_id)
+    if isinstance(details, str):
+        instance = _record_instance_fetch_error(instance=instance, error=details, result=result)
+        if result.retryable:
+            raise TransientOutboundError(result)
+        return instance
+    return _apply_purchase_order(instance=instance, details=details, data=result.data or {})
+
+
+def refresh_order_event(*, order: InstanceOrder) -> InstanceOrder:
+    """Fetch an upgrade or notified order (§4.2.6, §4.2.9) and apply what it changes."""
+    result = query_order(order_id=order.order_id, order_line_id=order.order_line_id or None)
+    details = _order_details(result, order.order_line_id)
+    if isinstance(details, str):
+        order = _record_order_fetch_error(order=order, error=details, result=result)
+        if result.retryable:
+            raise TransientOutboundError(result)
+        return order
+    return _apply_event_order(order=order, details=details, data=result.data or {})
+
+
+def _order_details(result: OutboundResult, order_line_id: str) -> OrderDetails | str:
+    """The parsed order line, or the error to record."""
+    if not result.ok:
+        return f"{result.result_code or result.status_code or 'no answer'}: {result.result_msg}"
+    details = parse_order(result.data or {}, order_line_id or None)
+    if not details.order_line_id:
+        return f"order line {order_line_id or '(first)'} not in the Query Order answer"
+    return details
+
+
+def _fetch_error_text(error: str, result: OutboundResult) -> str:
+    return ("retrying: " if result.retryable else "") + error[:1000]
+
+
+@transaction.atomic
+def _record_instance_fetch_error(
+    *, instance: Instance, error: str, result: OutboundResult
+) -> Instance:
+    Instance.objects.filter(pk=instance.pk).update(
+        order_fetch_error=_fetch_error_text(error, result), updated_at=timezone.now()
+    )
+    instance.refresh_from_db()
+    logger.warning("Query Order for instance %s failed: %s", instance.instance_id, error)
+    return instance
+
+
+@transaction.atomic
+def _record_order_fetch_error(
+    *, order: InstanceOrder, error: str, result: OutboundResult
+) -> InstanceOrder:
+    InstanceOrder.objects.filter(pk=order.pk).update(
+        order_fetch_error=_fetch_error_text(error, result)
+    )
+    order.refresh_from_db()
+    logger.warning("Query Order for %s failed: %s", order, error)
+    return order
+
+
+def _masked_answer(data: dict) -> dict:
+    """The Query Order answer as stored: the buyer's phone number masked."""
+    info = data.get("orderInfo")
+    if isinstance(info, dict) and isinstance(info.get("buyerInfo"), dict):
+        buyer = dict(info["buyerInfo"])
+        if buyer.get("mobilePhone"):
+            buyer["mobilePhone"] = mask_mobile(str(buyer["mobilePhone"]))
+        data = {**data, "orderInfo": {**info, "buyerInfo": buyer}}
+    return data
+
+
+def _apply_product(instance: Instance, details: OrderDetails) -> list[str]:
+    """Copy the product of an order line onto the instance; the changes as text."""
+    changes = []
+    values: dict[str, Any] = {
+        "product_id": details.product_id,
+        "sku_code": details.sku_code[:64],
+        "product_name": details.product_name[:255],
+        "linear_value": details.linear_value,
+        "period_type": details.period_type[:16],
+        "period_number": details.period_number,
+    }
+    if details.charging_mode in ChargingMode.values:
+        values["charging_mode"] = details.charging_mode
+    elif details.charging_mode:
+        logger.warning(
+            "unknown chargingMode %r in order %s", details.charging_mode, details.order_id
+        )
+    for name, value in values.items():
+        if value in (None, "") or getattr(instance, name) == value:
+            continue
+        changes.append(f"{name} {getattr(instance, name) or '-'} → {value}")
+        setattr(instance, name, value)
+    return changes
+
+
+@transaction.atomic
+def _apply_purchase_order(*, instance: Instance, details: OrderDetails, data: dict) -> Instance:
+    instance = Instance.objects.select_for_update().get(pk=instance.pk)
+    changes = _apply_product(instance, details)
+    info = data.get("orderInfo") if isinstance(data.get("orderInfo"), dict) else {}
+    buyer = info.get("buyerInfo") if isinstance(info.get("buyerInfo"), dict) else {}
+    if details.customer_id:
+        instance.customer_id = details.customer_id[:100]
+    if details.customer_name:
+        instance.customer_name = details.customer_name[:255]
+    if buyer.get("email"):
+        instance.buyer_email = str(buyer["email"])[:255]
+    if buyer.get("mobilePhone"):
+        instance.buyer_mobile_masked = mask_mobile(str(buyer["mobilePhone"]))[:32]
+    if details.order_type:
+        instance.order_type = details.order_type[:32]
+        instance.is_trial = (
+            details.order_type == "TRIAL"
+            and not instance.orders.filter(
+                event=OrderEvent.REFRESH, scene=RefreshScene.TRIAL_TO_FORMAL
+            ).exists()
+        )
+    instance.order_created_at = details.created_at
+    # A refreshInstance that already arrived knows the newer expiry; the order knows the first.
+    if details.expire_at and not instance.orders.filter(event=OrderEvent.REFRESH).exists():
+        if instance.expire_at != details.expire_at:
+            changes.append(f"expiry {_when(instance.expire_at)} → {_when(details.expire_at)}")
+        instance.expire_at = details.expire_at
+    extend = details.line.get("extendParams") or info.get("extendParams")
+    if isinstance(extend, list) and extend:
+        instance.extend_params = extend
+    instance.order_info = _masked_answer(data)
+    instance.order_fetched_at = timezone.now()
+    instance.order_fetch_error = ""
+    instance.save()
+    _audit(
+        instance,
+        from_state=instance.state,
+        cause=CAUSE_QUERY_ORDER,
+        detail=f"order {details.order_type or '?'} {details.order_id}: "
+        + (", ".join(changes) or "no change"),
+    )
+    return instance
+
+
+@transaction.atomic
+def _apply_event_order(*, order: InstanceOrder, details: OrderDetails, data: dict) -> InstanceOrder:
+    order = InstanceOrder.objects.select_for_update().get(pk=order.pk)
+    order.order_type = details.order_type[:32]
+    order.order_info = _masked_answer(data)
+    order.order_fetched_at = timezone.now()
+    order.order_fetch_error = ""
+    order.save()
+    instance = order.instance
+    if instance is None:
+        return order
+    instance = Instance.objects.select_for_update().get(pk=instance.pk)
+    if instance.is_released:
+        return order
+    is_purchase_order = (instance.order_id, instance.order_line_id) == (
+        order.order_id,
+        order.order_line_id,
+    )
+    if is_purchase_order:
+        # orderNotify about the instance's own order: the same as the newInstance fetch.
+        _apply_purchase_order(instance=instance, details=details, data=data)
+        return order
+    changes = _apply_product(instance, details)
+    if not changes:
+        return order
+    instance.save()
+    _audit(
+        instance,
+        from_state=instance.state,
+        cause=CAUSE_QUERY_ORDER,
+        detail=f"{order.event} order {order.order_id}: " + ", ".join(changes),
+    )
+    return order
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
