@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from koogallery.urls import production_paths
 
@@ -8,6 +8,7 @@ admin.site.site_title = "KooGallery merchant"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("sso/", include("sso.urls")),
     *production_paths(),
 ]
 

@@ -1,0 +1,102 @@
+"""Sign-in in the admin, read-only: the audit trail, open sign-ins and account links.
+
+Tokens are never shown (not even encrypted): the sign-in admin lists only their expiry.
+"""
+
+from django.contrib import admin
+
+from .models import LoginAudit, SignIn, TenantAccount
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LoginAudit)
+class LoginAuditAdmin(ReadOnlyAdmin):
+    list_display = (
+        "at",
+        "event",
+        "outcome",
+        "reason",
+        "tenant_ref",
+        "tenant",
+        "user_name",
+        "instance_id",
+        "remote_addr",
+    )
+    list_filter = ("event", "outcome", "reason", "tenant__is_test")
+    search_fields = (
+        "user_name",
+        "tenant_ref",
+        "tenant__tenant_id",
+        "tenant__name",
+        "instance_id",
+        "remote_addr",
+    )
+    date_hierarchy = "at"
+    list_select_related = ("tenant",)
+    fields = (
+        "at",
+        "event",
+        "outcome",
+        "reason",
+        "detail",
+        "tenant_ref",
+        "tenant",
+        "application",
+        "instance_id",
+        "user_name",
+        "tenant_user",
+        "user",
+        "remote_addr",
+        "user_agent",
+    )
+
+
+@admin.register(SignIn)
+class SignInAdmin(ReadOnlyAdmin):
+    list_display = (
+        "user",
+        "tenant",
+        "application",
+        "created_at",
+        "expires_at",
+        "refreshed_at",
+        "ended_at",
+        "end_reason",
+    )
+    list_filter = ("end_reason", "tenant__is_test")
+    search_fields = ("user__username", "tenant_user__user_name", "tenant__tenant_id")
+    list_select_related = ("user", "tenant", "application__tenant")
+    fields = (
+        "user",
+        "tenant_user",
+        "tenant",
+        "application",
+        "created_at",
+        "expires_at",
+        "refreshed_at",
+        "has_refresh_token",
+        "ended_at",
+        "end_reason",
+    )
+    readonly_fields = fields
+
+    @admin.display(boolean=True, description="refresh token held")
+    def has_refresh_token(self, obj):
+        return obj.has_refresh_token
+
+
+@admin.register(TenantAccount)
+class TenantAccountAdmin(ReadOnlyAdmin):
+    list_display = ("user", "tenant_user", "linked_at")
+    search_fields = ("user__username", "tenant_user__user_name", "tenant_user__tenant__tenant_id")
+    list_select_related = ("user", "tenant_user")
