@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "tenants",
     "orgsync",
     "licensing",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -226,3 +227,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.int("LICENSE_CODE_QUERY_INTERVAL_S", default=24 * 3600),
     },
 }
+
+# --- sso (sso/, spec §5.3) ----------------------------------------------------------------------
+# The unified login page; `{app_id}` is the applicationSync appId. Its parameters sit in the
+# fragment; the page 302s to the app's login URL (/sso/callback) with `code` and `tenant`.
+KOOGALLERY_UNIFIED_LOGIN_URL = env.str(
+    "KOOGALLERY_UNIFIED_LOGIN_URL",
+    default="https://macroverse.huaweicloud.com/unified-login/#/portal-login?ind=UNOP&appId={app_id}",
+)
+# Let users of test-data (testFlag 1) tenants sign in (spec §2.5); off in production.
+SSO_ALLOW_TEST_TENANTS = env.bool("SSO_ALLOW_TEST_TENANTS", default=False)
+# The app's login URL as registered in KooGallery (absolute); sent as `redirect_uri` when set.
+SSO_REDIRECT_URI = env.str("SSO_REDIRECT_URI", default="")
+SSO_HTTP_TIMEOUT_S = env.float("SSO_HTTP_TIMEOUT_S", default=5.0)
