@@ -6,7 +6,7 @@ applies the same rules as `KgString` and answers the same kind of message,
 `orgInfoList[3].orgCode: This field is required.`
 """
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from rest_framework import serializers
 
@@ -21,15 +21,13 @@ REQUIRED = "This field is required."
 BLANK = "This field may not be blank."
 NULL = "This field may not be null."
 NOT_STRING = "Not a valid string."
+NUL = "Null characters are not allowed."
 NOT_OBJECT = "Invalid data. Expected a dictionary, but got {kind}."
 
 
-class OrgItem(NamedTuple):
-    """One department of a snapshot, as received (parent_code "" = top level)."""
-
-    org_code: str
-    org_name: str
-    parent_code: str
+# One department of a snapshot as received: (org_code, org_name, parent_code), parent_code ""
+# for top level. A plain tuple: a named tuple costs 2 µs each, 0.2 s for 100k departments.
+OrgItem = tuple[str, str, str]
 
 
 class ItemError(Exception):
@@ -54,23 +52,26 @@ def _text(item: dict, key: str, max_length: int, *, required: bool) -> str:
         value = str(value)
     if not value and required:
         raise ItemError(key, BLANK)
+    if "\x00" in value:
+        raise ItemError(key, NUL)
     if len(value) > max_length:
         raise ItemError(key, f"Ensure this field has no more than {max_length} characters.")
     return value
 
 
 def validate_org_items(items: list, *, name_key: str) -> list[OrgItem]:
-    """Check every item; raise `ItemError`-carrying `ValidationError` for the first violation."""
-    out = []
+    """Check every item; raise a `ValidationError` naming the first violation's index and key.
+
+    One pass with the common case (three short strings) inlined; anything else goes through
+    `_item`, which coerces numbers like `KgString` and describes the first violation.
+    """
+    out: list[OrgItem] = []
     append = out.append
     for index, item in enumerate(items):
-        try:
-            if type(item) is not dict:
-                raise ItemError(None, NOT_OBJECT.format(kind=type(item).__name__))
+        if type(item) is dict:
             code = item.get("orgCode")
             name = item.get(name_key)
             parent = item.get("parentCode", "")
-            # Fast path: the common case of three well-formed strings.
             if (
                 type(code) is str
                 and type(name) is str
@@ -79,18 +80,26 @@ def validate_org_items(items: list, *, name_key: str) -> list[OrgItem]:
                 and 0 < len(name) <= NAME_MAX
                 and len(parent) <= CODE_MAX
             ):
-                append(OrgItem(code, name, parent))
+                append((code, name, parent))
                 continue
-            append(
-                OrgItem(
-                    _text(item, "orgCode", CODE_MAX, required=True),
-                    _text(item, name_key, NAME_MAX, required=True),
-                    _text(item, "parentCode", CODE_MAX, required=False),
-                )
-            )
-        except ItemError as exc:
-            raise serializers.ValidationError(_error_at(index, exc)) from None
+        append(_item(index, item, name_key))
+    # NUL cannot be stored in PostgreSQL text; one scan of everything instead of 300k.
+    if any("\x00" in "".join(column) for column in zip(*out, strict=True)):
+        return [_item(index, item, name_key) for index, item in enumerate(items)]
     return out
+
+
+def _item(index: int, item: Any, name_key: str) -> OrgItem:
+    try:
+        if type(item) is not dict:
+            raise ItemError(None, NOT_OBJECT.format(kind=type(item).__name__))
+        return (
+            _text(item, "orgCode", CODE_MAX, required=True),
+            _text(item, name_key, NAME_MAX, required=True),
+            _text(item, "parentCode", CODE_MAX, required=False),
+        )
+    except ItemError as exc:
+        raise serializers.ValidationError(_error_at(index, exc)) from None
 
 
 def _error_at(index: int, exc: ItemError) -> list:

@@ -160,13 +160,14 @@ def all_org_sync(
     `writer` chooses how rows are written ("postgresql" or "portable"; default by database).
     """
     items = snapshot.last_wins(departments)
-    cycle = snapshot.find_cycle(snapshot.links(items))
+    parent_of = snapshot.links(items)
+    cycle = snapshot.find_cycle(parent_of)
     if cycle:
         raise InvalidParam(str(snapshot.CycleError(cycle)))
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
     now = timezone.now()
     stored = writers.load(tenant)
-    plan = snapshot.plan(stored, items)
+    plan = snapshot.plan(stored, items, parent_of)
     writers.apply(tenant, plan, stored, now, writer or writers.default_writer())
     _mark_synced(tenant, now)
     return SnapshotResult(

@@ -6,7 +6,6 @@ semantics: the writers only decide *how* rows are written, never *which*.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from .serializers import OrgItem
 
@@ -18,14 +17,9 @@ class CycleError(ValueError):
         super().__init__("parentCode cycle: " + " → ".join(shown))
 
 
-class Stored(NamedTuple):
-    """A department row as the writers read it back (a tuple: 100k of them are cheap)."""
-
-    id: int
-    org_code: str
-    org_name: str
-    parent_code: str
-    parent_id: int | None
+# A department row as the writers read it back: (id, org_code, org_name, parent_code,
+# parent_id). A plain tuple: building 100k named tuples costs more than the query.
+Stored = tuple[int, str, str, str, int | None]
 
 
 @dataclass
@@ -44,54 +38,53 @@ class Plan:
 
 def last_wins(items: Iterable[OrgItem]) -> dict[str, OrgItem]:
     """Repeated orgCode: the last item counts (§2.6); insertion order of first sight is kept."""
-    return {item.org_code: item for item in items}
+    return {item[0]: item for item in items}
 
 
 def links(snapshot: dict[str, OrgItem]) -> dict[str, str]:
     """code → parent code, for the departments whose parent is listed (the others are roots)."""
-    return {
-        code: item.parent_code for code, item in snapshot.items() if item.parent_code in snapshot
-    }
+    return {code: item[2] for code, item in snapshot.items() if item[2] in snapshot}
 
 
 def find_cycle(parents: dict[str, str]) -> list[str] | None:
-    """A cycle of the parent function (self-parent included), as a path, or None. O(n)."""
-    done: set[str] = set()
-    for start in parents:
-        if start in done:
-            continue
-        path: list[str] = []
-        on_path: set[str] = set()
+    """A cycle of the parent function (self-parent included), as a path, or None. O(n): each
+    code is visited once, marked with the walk that reached it first."""
+    walk_of: dict[str, int] = {}
+    get = parents.get
+    for walk, start in enumerate(parents):
         node: str | None = start
-        while node is not None and node not in done:
-            if node in on_path:
-                return [*path[path.index(node) :], node]
-            on_path.add(node)
-            path.append(node)
-            node = parents.get(node)
-        done.update(path)
+        while node is not None and node not in walk_of:
+            walk_of[node] = walk
+            node = get(node)
+        if node is not None and walk_of[node] == walk:  # this walk came back to itself
+            path, step = [node], parents[node]
+            while step != node:
+                path.append(step)
+                step = parents[step]
+            return [*path, node]
     return None
 
 
-def plan(stored: Iterable[Stored], snapshot: dict[str, OrgItem]) -> Plan:
-    """Diff the tenant's rows against a cycle-free snapshot: unchanged rows are left alone."""
-    parent_of = links(snapshot)
-    rows = list(stored)
-    code_of = {row.id: row.org_code for row in rows}
-    by_code = {row.org_code: row for row in rows}
+def plan(
+    stored: list[Stored], snapshot: dict[str, OrgItem], parent_of: dict[str, str]
+) -> Plan:
+    """Diff the tenant's rows against a cycle-free snapshot (`parent_of` = `links(snapshot)`):
+    unchanged rows are left alone."""
+    code_of = {row[0]: row[1] for row in stored}
+    by_code = {row[1]: row for row in stored}
     result = Plan()
-    for code, item in snapshot.items():
+    create, update = result.create, result.update
+    for code, (_, name, parent_code) in snapshot.items():
         link = parent_of.get(code)
         row = by_code.get(code)
         if row is None:
-            result.create.append((code, item.org_name, item.parent_code, link))
+            create.append((code, name, parent_code, link))
         elif (
-            row.org_name != item.org_name
-            or row.parent_code != item.parent_code
-            or (code_of.get(row.parent_id) if row.parent_id else None) != link
+            row[2] != name
+            or row[3] != parent_code
+            or (code_of.get(row[4]) if row[4] else None) != link
         ):
-            result.update.append((row.id, item.org_name, item.parent_code, link))
-        else:
-            result.unchanged += 1
-    result.delete = [row.id for row in rows if row.org_code not in snapshot]
+            update.append((row[0], name, parent_code, link))
+    result.unchanged = len(snapshot) - len(create) - len(update)
+    result.delete = [row[0] for row in stored if row[1] not in snapshot]
     return result

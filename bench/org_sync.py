@@ -1,0 +1,305 @@
+"""Department sync at scale (issue 5): prints timings, asserts nothing about them.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_org .venv/bin/python bench/org_sync.py
+
+Drops and recreates the scratch database named in DATABASE_URL, migrates it, starts gunicorn on
+loopback against it and sends signed kit calls over real HTTP, as KooGallery would:
+
+- 20 tenants of 5,000 departments (neighbours in the same tables), then one tenant of 100,000
+  departments (depth up to 8) whose 20,000 users arrived first (authSync before allOrgSync);
+- first allOrgSync, identical re-sync, re-sync with 1,000 renames and a 5,000-node subtree moved;
+- whole-tree and 5,000-node branch reads (selectors, in this process);
+- singleOrgSync add, and a move of a 5,000-node subtree.
+
+Options: --departments N (default 100000), --keep (leave the database), --workers N.
+"""
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+KIT_KEY = "BENCH_KIT_KEY_0123456789"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_org"
+DIVISION = 5_000  # departments per top-level division (the subtree that is moved)
+MAX_DEPTH = 8
+
+
+def configure_environment(database_url: str) -> None:
+    from cryptography.fernet import Fernet
+
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": "bench-only-secret-key",
+            "KOOGALLERY_KIT_KEY": KIT_KEY,
+            "KOOGALLERY_BASIC_KEY": "BENCH_BASIC_KEY",
+            "FIELD_ENCRYPTION_KEYS": os.environ.get("FIELD_ENCRYPTION_KEYS")
+            or Fernet.generate_key().decode(),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+
+
+def recreate_database(database_url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(workers: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server, base
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+class Kit:
+    """Signs and posts kit V2 calls as KooGallery does (§3.1)."""
+
+    def __init__(self, base: str):
+        import requests
+
+        self.base = base
+        self.session = requests.Session()
+
+    def call(self, name: str, body: dict) -> tuple[float, dict]:
+        from koogallery.signing import kit_sign
+
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        nonce, timestamp = uuid.uuid4().hex, str(int(time.time() * 1000))
+        headers = {
+            "Content-Type": "application/json;charset=utf8",
+            "x-sign": kit_sign(KIT_KEY, nonce, timestamp, raw),
+            "x-timestamp": timestamp,
+            "x-nonce": nonce,
+        }
+        started = time.perf_counter()
+        response = self.session.post(
+            f"{self.base}/koogallery/produceAPI/v2/{name}", data=raw, headers=headers, timeout=60
+        )
+        elapsed = time.perf_counter() - started
+        answer = response.json()
+        if answer.get("resultCode") != "000000":
+            raise SystemExit(f"{name} answered {answer}")
+        return elapsed, answer
+
+    def all_org_sync(self, tenant_id: str, items: list[dict]) -> float:
+        body = {
+            "instanceId": "bench-instance",
+            "tenantId": tenant_id,
+            "orgInfoList": items,
+            "testFlag": 0,
+            "timeStamp": time.strftime("%Y%m%d%H%M%S000"),
+        }
+        return self.call("allOrgSync", body)[0]
+
+    def single_org_sync(self, tenant_id: str, **fields) -> float:
+        body = {
+            "instanceId": "bench-instance",
+            "tenantId": tenant_id,
+            "testFlag": 0,
+            "timeStamp": time.strftime("%Y%m%d%H%M%S000"),
+            **fields,
+        }
+        return self.call("singleOrgSync", body)[0]
+
+
+def build_tree(prefix: str, total: int, rng: random.Random) -> list[dict]:
+    """Top-level divisions of DIVISION departments each; inside one, random parents whose depth
+    stays within MAX_DEPTH. Listed in random order: children often come before parents."""
+    items = []
+    for start in range(0, total, DIVISION):
+        division = f"{prefix}{start:07d}"
+        depth = {division: 1}
+        codes = [division]
+        items.append({"orgCode": division, "orgName": f"事业部 {start}", "parentCode": ""})
+        for n in range(start + 1, min(start + DIVISION, total)):
+            code = f"{prefix}{n:07d}"
+            parent = rng.choice(codes)
+            while depth[parent] >= MAX_DEPTH:
+                parent = rng.choice(codes)
+            depth[code] = depth[parent] + 1
+            codes.append(code)
+            items.append({"orgCode": code, "orgName": f"部门 {n}", "parentCode": parent})
+    rng.shuffle(items)
+    return items
+
+
+def figure(label: str, seconds: float, note: str = "") -> None:
+    print(f"  {label:<58} {seconds * 1000:9.0f} ms  {note}", flush=True)
+
+
+def server_ms() -> str:
+    from koogallery.journal import InboundCall
+
+    call = InboundCall.objects.order_by("-id").first()
+    return f"(server {call.duration_ms:.0f} ms)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--departments", type=int, default=100_000)
+    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="leave the scratch database")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_URL
+    if not database_url.startswith("postgres"):
+        raise SystemExit("DATABASE_URL must name a scratch PostgreSQL database")
+    configure_environment(database_url)
+    recreate_database(database_url)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=os.environ
+    )
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from orgsync import selectors
+    from orgsync.models import Department
+    from tenants.models import Tenant, TenantUser
+
+    server, base = start_server(args.workers)
+    kit = Kit(base)
+    rng = random.Random(5)
+    try:
+        print(f"PostgreSQL {connection.cursor().connection.info.server_version}, gunicorn "
+              f"{args.workers} workers, {os.cpu_count()} CPUs")
+        started = time.perf_counter()
+        for t in range(args.tenants):
+            kit.all_org_sync(f"neighbour-{t:02d}", build_tree(f"N{t:02d}-", DIVISION, rng))
+        figure(f"setup: {args.tenants} neighbour tenants x {DIVISION} departments",
+               time.perf_counter() - started)
+
+        big = "bench-tenant-100k"
+        items = build_tree("D", args.departments, rng)
+        tenant = Tenant.objects.create(tenant_id=big, name="Bench 100k")
+        TenantUser.objects.bulk_create(
+            TenantUser(tenant=tenant, user_name=f"user{i:05d}", org_code=items[i * 5]["orgCode"])
+            for i in range(min(20_000, len(items) // 5))
+        )
+        size = len(json.dumps(items, ensure_ascii=False).encode()) / 1e6
+        print(f"allOrgSync of {len(items)} departments ({size:.1f} MB of JSON), "
+              f"{TenantUser.objects.filter(tenant=tenant).count()} users waiting:")
+
+        elapsed = kit.all_org_sync(big, items)
+        figure("first allOrgSync (HTTP, end to end)", elapsed, server_ms())
+        linked = TenantUser.objects.filter(tenant=tenant, department__isnull=False).count()
+        print(f"  {'':<58} {linked} users linked")
+        ids = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
+
+        mark = time.time()
+        time.sleep(0.01)
+        elapsed = kit.all_org_sync(big, items)
+        figure("identical re-sync", elapsed,
+               f"{server_ms()} rows written: {_touched_since(tenant, mark)}")
+
+        renamed = rng.sample(range(len(items)), 1_000)
+        for i in renamed:
+            items[i] = {**items[i], "orgName": items[i]["orgName"] + " (新)"}
+        divisions = [i for i, item in enumerate(items) if not item["parentCode"]]
+        moved, target = divisions[0], items[divisions[1]]["orgCode"]
+        items[moved] = {**items[moved], "parentCode": target}
+        mark = time.time()
+        time.sleep(0.01)
+        elapsed = kit.all_org_sync(big, items)
+        figure("re-sync: 1,000 renames + a 5,000-node subtree moved", elapsed,
+               f"{server_ms()} rows written: {_touched_since(tenant, mark)}")
+        same = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
+        print(f"  {'':<58} primary keys stable: {same == ids}")
+
+        started = time.perf_counter()
+        forest = selectors.department_forest(tenant=tenant)
+        nodes = sum(1 for root in forest for _ in root.walk())
+        figure("whole-tree read (department_forest)", time.perf_counter() - started,
+               f"{nodes} nodes, {len(forest)} roots, {sum(r.total_users for r in forest)} users")
+        division = items[divisions[2]]["orgCode"]
+        started = time.perf_counter()
+        node = selectors.branch(tenant=tenant, org_code=division)
+        figure("branch read (5,000-node division)", time.perf_counter() - started,
+               f"{sum(1 for _ in node.walk())} nodes")
+        started = time.perf_counter()
+        selectors.user_counts(tenant=tenant)
+        figure("user_counts", time.perf_counter() - started)
+
+        leaf = items[-1]["orgCode"]
+        elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", parentCode=leaf,
+                                      flag=1)
+        figure("singleOrgSync add", elapsed, server_ms())
+        elapsed = kit.single_org_sync(big, orgCode=division, orgName="事业部 moved",
+                                      parentCode=items[divisions[3]]["orgCode"], flag=2)
+        figure("singleOrgSync move of a 5,000-node subtree", elapsed, server_ms())
+        elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", flag=0)
+        figure("singleOrgSync delete", elapsed, server_ms())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        connection.close()
+        if not args.keep:
+            parts = urlsplit(database_url)
+            import psycopg
+
+            with psycopg.connect(urlunsplit(parts._replace(path="/postgres")),
+                                 autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+
+
+def _touched_since(tenant, mark: float) -> int:
+    from datetime import UTC, datetime
+
+    from orgsync.models import Department
+
+    return Department.objects.filter(
+        tenant=tenant, updated_at__gt=datetime.fromtimestamp(mark, tz=UTC)
+    ).count()
+
+
+if __name__ == "__main__":
+    main()
