@@ -16,6 +16,11 @@ from .models import LicenseCodeScene, LicenseCodeStatusChange
 
 # §2.8: UTC `yyyy-MM-dd HH:mm:ss` with an optional ` z`/` Z` (Huawei's example), or ISO-8601.
 _HUAWEI_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?: [zZ])?")
+# ISO-8601 / RFC 3339 shapes: date, optional time (T or space), optional Z or ±hh[:mm].
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[zZ]|[+-]\d{2}(?::?\d{2})?)?)?"
+)
 _DIGITS_TIME = re.compile(r"\d{14}(?:\d{3})?")
 
 
@@ -24,7 +29,7 @@ def parse_license_time(text: str) -> datetime:
     match = _HUAWEI_TIME.fullmatch(text)
     if match:
         return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    if not text[:4].isdigit() or len(text) < 10:
+    if not _ISO_TIME.fullmatch(text):
         raise ValueError(text)
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -39,13 +44,28 @@ def parse_compact_time(text: str) -> datetime:
     return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
 
 
-class LicenseTimeField(KgString):
+class _TimeText(KgString):
+    """A String(n) holding a time: the length is checked on the text, before parsing (the
+    field's validators would otherwise see the parsed datetime)."""
+
+    def __init__(self, max_length: int, **kwargs):
+        self.text_max_length = max_length
+        super().__init__(None, **kwargs)
+
+    def text(self, data: Any) -> str:
+        text = super().to_internal_value(data)
+        if len(text) > self.text_max_length:
+            self.fail("max_length", max_length=self.text_max_length)
+        return text
+
+
+class LicenseTimeField(_TimeText):
     default_error_messages = {
         "bad_time": "must be UTC 'yyyy-MM-dd HH:mm:ss' (optionally followed by ' Z') or ISO-8601"
     }
 
     def to_internal_value(self, data: Any) -> datetime | None:
-        text = super().to_internal_value(data)
+        text = self.text(data)
         if text == "":
             return None
         try:
@@ -54,13 +74,12 @@ class LicenseTimeField(KgString):
             self.fail("bad_time")
 
 
-class CompactTimeField(KgString):
+class CompactTimeField(_TimeText):
     default_error_messages = {"bad_time": "must be UTC yyyyMMddHHmmss"}
 
     def to_internal_value(self, data: Any) -> datetime:
-        text = super().to_internal_value(data)
         try:
-            return parse_compact_time(text)
+            return parse_compact_time(self.text(data))
         except ValueError:
             self.fail("bad_time")
 
@@ -81,19 +100,12 @@ class KgChoice(KgString):
         return text
 
 
-def optional(field: serializers.Field) -> serializers.Field:
-    """Huawei sends absent optional fields as null too; null means absent."""
-    field.required = False
-    field.allow_null = True
-    return field
-
-
 class GetLicenseAsyncSerializer(BasicSerializer):
     instanceId = KgString(64)
     effectiveTime = LicenseTimeField(32)
-    expireTime = optional(LicenseTimeField(32, required=False))
+    expireTime = LicenseTimeField(32, required=False, allow_null=True)
     eventId = KgString(64)
-    deviceFingerprint = optional(KgString(1024, required=False))
+    deviceFingerprint = KgString(1024, required=False, allow_null=True)
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -111,7 +123,7 @@ class RefreshLicenseCodeSerializer(BasicSerializer):
     orderId = KgString(64)
     orderLineId = KgString(64)
     license = KgString(64)
-    productId = optional(KgString(64, required=False))
+    productId = KgString(64, required=False, allow_null=True)
     expireTime = CompactTimeField(20)
 
 
@@ -122,5 +134,5 @@ class UpdateLicenseCodeStatusSerializer(BasicSerializer):
 
 class ReleaseLicenseCodeSerializer(BasicSerializer):
     license = KgString(64)
-    orderId = optional(KgString(64, required=False))
-    orderLineId = optional(KgString(64, required=False))
+    orderId = KgString(64, required=False, allow_null=True)
+    orderLineId = KgString(64, required=False, allow_null=True)

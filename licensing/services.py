@@ -18,6 +18,7 @@ task messages, a sweep racing a retry, or two workers are harmless.
 
 import hashlib
 import logging
+import math
 import random
 import uuid
 from datetime import datetime, timedelta
@@ -186,7 +187,8 @@ def _is_due(request: LicenseRequest, now: datetime) -> bool:
 
 def enqueue_on_commit(request_id: int) -> None:
     """Enqueue delivery once the current transaction commits (the worker must see the row)."""
-    transaction.on_commit(lambda: enqueue_delivery(request_id))
+    # robust: whatever goes wrong after the commit, the call has been answered and kept.
+    transaction.on_commit(lambda: enqueue_delivery(request_id), robust=True)
 
 
 def enqueue_delivery(request_id: int) -> bool:
@@ -194,9 +196,9 @@ def enqueue_delivery(request_id: int) -> bool:
 
     Never raises: the request row is already committed, and the sweep re-enqueues it.
     """
-    from .tasks import deliver_license
-
     try:
+        from .tasks import deliver_license
+
         # A short publish retry: a broker that is down must not hold KooGallery's call (5 s).
         deliver_license.apply_async(
             (request_id,),
@@ -229,10 +231,11 @@ def retries_to_cover(window_s: float) -> int:
     total, attempt = 0.0, 0
     while total < window_s:
         attempt += 1
-        total += min(cap, base * 2 ** (attempt - 1)) / 2
-        if attempt > 10_000:
-            break
-    return attempt
+        shortest = min(cap, base * 2 ** min(attempt - 1, 64)) / 2
+        if shortest >= cap / 2:  # capped from here on: the rest is a division
+            return attempt + max(0, math.ceil((window_s - total - shortest) / shortest))
+        total += shortest
+    return max(attempt, 1)
 
 
 def issue_license(*, request_id: int) -> LicenseRequest:

@@ -24,14 +24,11 @@ from .models import RequestState
 
 logger = logging.getLogger(__name__)
 
-MAX_RETRIES = services.retries_to_cover(settings.LICENSE_RETRY_WINDOW_S)
-
-
 @shared_task(
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES,
+    max_retries=None,  # bounded below by the retry window, read when the task runs
     ignore_result=True,
 )
 def deliver_license(self, request_id: int) -> str:
@@ -46,7 +43,8 @@ def deliver_license(self, request_id: int) -> str:
         request.state in (RequestState.RECEIVED, RequestState.ISSUED)
         and request.next_attempt_at is not None
     )
-    if retry_pending and not self.request.is_eager and self.request.retries < self.max_retries:
+    limit = services.retries_to_cover(settings.LICENSE_RETRY_WINDOW_S)
+    if retry_pending and not self.request.is_eager and self.request.retries < limit:
         countdown = max(0.0, (request.next_attempt_at - timezone.now()).total_seconds())
         raise self.retry(countdown=countdown)
     return request.state
