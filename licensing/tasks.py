@@ -24,6 +24,7 @@ from .models import RequestState
 
 logger = logging.getLogger(__name__)
 
+
 @shared_task(
     bind=True,
     acks_late=True,

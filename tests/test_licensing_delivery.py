@@ -16,17 +16,15 @@ from django.test import Client
 from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
 from licensing import tokens
 from licensing.models import License, LicenseRequest, RequestState
+from tests import test_licensing_support as support
 from tests.fakes import CLOSE, TIMEOUT
 from tests.kgclient import KooGallery, envelope
-from tests.test_licensing_support import (  # noqa: F401 - fixtures
+from tests.test_licensing_support import (
     DEAD_BROKER,
     PUBLIC_KEY,
     answer_code,
     celery_broker,
-    delivery,
-    idle_workers,
     license_body,
-    license_settings,
     make_instance,
     pump,
     request_for,
@@ -35,6 +33,11 @@ from tests.test_licensing_support import (  # noqa: F401 - fixtures
     wait_for,
     wait_for_state,
 )
+
+# Fixtures shared by the licensing tests.
+delivery = support.delivery
+idle_workers = support.idle_workers
+license_settings = support.license_settings
 
 DELIVERED, FAILED = RequestState.DELIVERED, RequestState.FAILED
 

@@ -12,16 +12,18 @@ from django.utils import timezone
 from koogallery.instances import ChargingMode, InstanceState
 from koogallery.journal import InboundCall
 from licensing.models import License, LicenseRequest, RequestState
+from tests import test_licensing_support as support
 from tests.kgclient import envelope, fixture_json
-from tests.test_licensing_support import (  # noqa: F401 - fixtures
+from tests.test_licensing_support import (
     HUAWEI_INSTANCE_ID,
     answer_code,
     huawei_window_instance,
     license_body,
-    license_settings,
     make_instance,
-    request_for,
 )
+
+# Fixtures shared by the licensing tests.
+license_settings = support.license_settings
 
 pytestmark = pytest.mark.django_db
 
