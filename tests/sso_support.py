@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from django.utils import timezone
 
@@ -161,3 +162,27 @@ def build_world(
         redirect_url=redirect_url,
     )
     return SsoWorld(fake, tenant, application, instance, client_secret)
+
+
+# --- the login round trip with Django's test client ------------------------------------------
+
+CALLBACK = "http://testserver/sso/callback"
+
+
+def start_login(client, tenant=TENANT_ID, **params) -> dict[str, str]:
+    """GET /sso/login; returns the parameters handed to the unified login page."""
+    response = client.get("/sso/login", {"tenant": tenant, **params})
+    assert response.status_code == 302, response.content
+    location = response["Location"]
+    fragment = urlsplit(location).fragment  # "/portal-login?ind=UNOP&appId=…&state=…"
+    assert fragment.startswith("/portal-login?"), location
+    return {k: v[0] for k, v in parse_qs(fragment.split("?", 1)[1]).items()}
+
+
+def platform_login(client, world, user_name: str, **params):
+    """The whole round trip as the platform plays it: start, sign in there, come back."""
+    sent = start_login(client, **params)
+    code = world.fake.issue_code(app_id=sent["appId"], user_name=user_name)
+    return client.get(
+        "/sso/callback", {"code": code, "tenant": world.tenant.tenant_id, "state": sent["state"]}
+    )

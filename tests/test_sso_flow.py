@@ -3,8 +3,6 @@ client against the fake platform on loopback (tests/fakes/oauth_provider.py): th
 every access rule and every way the callback can be abused. The same flow in a real browser is
 in test_sso_browser.py."""
 
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -14,40 +12,22 @@ from sso.models import AuditEvent, AuditOutcome, LoginAudit, Reason, SignIn, Ten
 from tenants.models import AuthorizationState, Role
 from tests.sso_support import (
     APP_ID,
+    CALLBACK,
     CLIENT_SECRET,
     INSTANCE_ID,
     TENANT_CODE,
     TENANT_ID,
     build_world,
+    platform_login,
+    start_login,
 )
 
 pytest_plugins = ["tests.sso_fixtures"]
-
-CALLBACK = "http://testserver/sso/callback"
 
 
 @pytest.fixture
 def world(db, fake_oauth):
     return build_world(fake_oauth, redirect_url=CALLBACK)
-
-
-def start_login(client, tenant=TENANT_ID, **params) -> dict[str, str]:
-    """GET /sso/login; returns the parameters handed to the unified login page."""
-    response = client.get("/sso/login", {"tenant": tenant, **params})
-    assert response.status_code == 302, response.content
-    location = response["Location"]
-    fragment = urlsplit(location).fragment  # "/portal-login?ind=UNOP&appId=…&state=…"
-    assert fragment.startswith("/portal-login?"), location
-    return {k: v[0] for k, v in parse_qs(fragment.split("?", 1)[1]).items()}
-
-
-def platform_login(client, world, user_name: str, **params):
-    """The whole round trip as the platform plays it: start, sign in there, come back."""
-    sent = start_login(client, **params)
-    code = world.fake.issue_code(app_id=sent["appId"], user_name=user_name)
-    return client.get(
-        "/sso/callback", {"code": code, "tenant": world.tenant.tenant_id, "state": sent["state"]}
-    )
 
 
 def last_audit() -> LoginAudit:

@@ -323,7 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
             app_id = record.query.get("appId", "")
             user = record.query.get("userName") or self._platform_user()
             code = fake.issue_code(app_id=app_id, user_name=user)
-            self._redirect(record, fake.callback_url(app_id=app_id, code=code))
+            cookie = f"{PLATFORM_COOKIE}={user}; Path=/; HttpOnly"
+            self._redirect(
+                record, fake.callback_url(app_id=app_id, code=code), [("Set-Cookie", cookie)]
+            )
         elif path.endswith("/api/v1/oauth2/userinfo"):
             if not self._scripted(record, "userinfo"):
                 self._json(record, *fake.userinfo(self.headers.get("Authorization", "")))
