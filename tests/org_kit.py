@@ -58,19 +58,22 @@ def full(
     test_flag: int = 0,
     version: str = "v2",
 ) -> dict:
-    """allOrgSync of `items`: (code, name, parent) tuples or raw dicts. V1 sends `orgInfo` as a
-    String with `name` in each item (§4.3)."""
+    """allOrgSync of `items`: (code, name, parent) tuples or raw values. V1 sends `orgInfo` as
+    a String with `name` for `orgName` in each item (§4.3)."""
     body = fixture_json("allOrgSync__tree", tenantId=tenant_id, testFlag=test_flag)
     rows = [
-        item
-        if isinstance(item, dict)
-        else {"orgCode": item[0], "orgName": item[1], "parentCode": item[2]}
+        {"orgCode": item[0], "orgName": item[1], "parentCode": item[2]}
+        if isinstance(item, tuple)
+        else item
         for item in items
     ]
     if version == "v1":
         body.pop("orgInfoList")
         v1_rows = [
-            {("name" if k == "orgName" else k): v for k, v in row.items()} for row in rows
+            {("name" if k == "orgName" else k): v for k, v in row.items()}
+            if isinstance(row, dict)
+            else row
+            for row in rows
         ]
         body["orgInfo"] = json.dumps(v1_rows, ensure_ascii=False)
     else:
