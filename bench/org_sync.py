@@ -210,13 +210,17 @@ def main() -> None:
     kit = Kit(base)
     rng = random.Random(5)
     try:
-        print(f"PostgreSQL {connection.cursor().connection.info.server_version}, gunicorn "
-              f"{args.workers} workers, {os.cpu_count()} CPUs")
+        print(
+            f"PostgreSQL {connection.cursor().connection.info.server_version}, gunicorn "
+            f"{args.workers} workers, {os.cpu_count()} CPUs"
+        )
         started = time.perf_counter()
         for t in range(args.tenants):
             kit.all_org_sync(f"neighbour-{t:02d}", build_tree(f"N{t:02d}-", DIVISION, rng))
-        figure(f"setup: {args.tenants} neighbour tenants x {DIVISION} departments",
-               time.perf_counter() - started)
+        figure(
+            f"setup: {args.tenants} neighbour tenants x {DIVISION} departments",
+            time.perf_counter() - started,
+        )
 
         big = "bench-tenant-100k"
         items = build_tree("D", args.departments, rng)
@@ -226,8 +230,10 @@ def main() -> None:
             for i in range(min(20_000, len(items) // 5))
         )
         size = len(json.dumps(items, ensure_ascii=False).encode()) / 1e6
-        print(f"allOrgSync of {len(items)} departments ({size:.1f} MB of JSON), "
-              f"{TenantUser.objects.filter(tenant=tenant).count()} users waiting:")
+        print(
+            f"allOrgSync of {len(items)} departments ({size:.1f} MB of JSON), "
+            f"{TenantUser.objects.filter(tenant=tenant).count()} users waiting:"
+        )
 
         elapsed = kit.all_org_sync(big, items)
         figure("first allOrgSync (HTTP, end to end)", elapsed, server_ms())
@@ -238,8 +244,11 @@ def main() -> None:
         mark = time.time()
         time.sleep(0.01)
         elapsed = kit.all_org_sync(big, items)
-        figure("identical re-sync", elapsed,
-               f"{server_ms()} rows written: {_touched_since(tenant, mark)}")
+        figure(
+            "identical re-sync",
+            elapsed,
+            f"{server_ms()} rows written: {_touched_since(tenant, mark)}",
+        )
 
         renamed = rng.sample(range(len(items)), 1_000)
         for i in renamed:
@@ -250,31 +259,46 @@ def main() -> None:
         mark = time.time()
         time.sleep(0.01)
         elapsed = kit.all_org_sync(big, items)
-        figure("re-sync: 1,000 renames + a 5,000-node subtree moved", elapsed,
-               f"{server_ms()} rows written: {_touched_since(tenant, mark)}")
+        figure(
+            "re-sync: 1,000 renames + a 5,000-node subtree moved",
+            elapsed,
+            f"{server_ms()} rows written: {_touched_since(tenant, mark)}",
+        )
         same = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
         print(f"  {'':<58} primary keys stable: {same == ids}")
 
         started = time.perf_counter()
         forest = selectors.department_forest(tenant=tenant)
         nodes = sum(1 for root in forest for _ in root.walk())
-        figure("whole-tree read (department_forest)", time.perf_counter() - started,
-               f"{nodes} nodes, {len(forest)} roots, {sum(r.total_users for r in forest)} users")
+        figure(
+            "whole-tree read (department_forest)",
+            time.perf_counter() - started,
+            f"{nodes} nodes, {len(forest)} roots, {sum(r.total_users for r in forest)} users",
+        )
         division = items[divisions[2]]["orgCode"]
         started = time.perf_counter()
         node = selectors.branch(tenant=tenant, org_code=division)
-        figure("branch read (5,000-node division)", time.perf_counter() - started,
-               f"{sum(1 for _ in node.walk())} nodes")
+        figure(
+            "branch read (5,000-node division)",
+            time.perf_counter() - started,
+            f"{sum(1 for _ in node.walk())} nodes",
+        )
         started = time.perf_counter()
         selectors.user_counts(tenant=tenant)
         figure("user_counts", time.perf_counter() - started)
 
         leaf = items[-1]["orgCode"]
-        elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", parentCode=leaf,
-                                      flag=1)
+        elapsed = kit.single_org_sync(
+            big, orgCode="NEW-1", orgName="新部门", parentCode=leaf, flag=1
+        )
         figure("singleOrgSync add", elapsed, server_ms())
-        elapsed = kit.single_org_sync(big, orgCode=division, orgName="事业部 moved",
-                                      parentCode=items[divisions[3]]["orgCode"], flag=2)
+        elapsed = kit.single_org_sync(
+            big,
+            orgCode=division,
+            orgName="事业部 moved",
+            parentCode=items[divisions[3]]["orgCode"],
+            flag=2,
+        )
         figure("singleOrgSync move of a 5,000-node subtree", elapsed, server_ms())
         elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", flag=0)
         figure("singleOrgSync delete", elapsed, server_ms())
@@ -286,8 +310,9 @@ def main() -> None:
             parts = urlsplit(database_url)
             import psycopg
 
-            with psycopg.connect(urlunsplit(parts._replace(path="/postgres")),
-                                 autocommit=True) as conn:
+            with psycopg.connect(
+                urlunsplit(parts._replace(path="/postgres")), autocommit=True
+            ) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 

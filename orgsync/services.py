@@ -118,9 +118,9 @@ def department_upsert(
             parent_id=parent_id,
         )
         # Children and users that named this code before it existed (§2.6).
-        Department.objects.filter(
-            tenant=tenant, parent__isnull=True, parent_code=org_code
-        ).update(parent=department, updated_at=now)
+        Department.objects.filter(tenant=tenant, parent__isnull=True, parent_code=org_code).update(
+            parent=department, updated_at=now
+        )
         TenantUser.objects.filter(tenant=tenant, department__isnull=True, org_code=org_code).update(
             department=department
         )

@@ -65,9 +65,7 @@ def find_cycle(parents: dict[str, str]) -> list[str] | None:
     return None
 
 
-def plan(
-    stored: list[Stored], snapshot: dict[str, OrgItem], parent_of: dict[str, str]
-) -> Plan:
+def plan(stored: list[Stored], snapshot: dict[str, OrgItem], parent_of: dict[str, str]) -> Plan:
     """Diff the tenant's rows against a cycle-free snapshot (`parent_of` = `links(snapshot)`):
     unchanged rows are left alone."""
     code_of = {row[0]: row[1] for row in stored}

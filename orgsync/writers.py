@@ -84,9 +84,7 @@ def _allocate_ids(cursor, count: int) -> list[int]:
     cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [DEPARTMENTS])
     (sequence,) = cursor.fetchone()
     # The sequence is resolved once: calling pg_get_serial_sequence per row costs 10x more.
-    cursor.execute(
-        "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count]
-    )
+    cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
     return [row[0] for row in cursor.fetchall()]
 
 

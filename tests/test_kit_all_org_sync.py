@@ -183,7 +183,8 @@ def test_an_orphan_is_linked_when_a_later_snapshot_lists_its_parent(kg):
 
 def test_a_repeated_org_code_counts_once_and_the_last_wins(kg):
     answer = full(
-        kg, [("100", "总部", ""), ("110", "旧名", ""), ("200", "分公司", ""), ("110", "新名", "100")]
+        kg,
+        [("100", "总部", ""), ("110", "旧名", ""), ("200", "分公司", ""), ("110", "新名", "100")],
     )
 
     assert answer["resultCode"] == "000000"
@@ -265,7 +266,10 @@ def test_the_cycle_in_huawei_style_fixture_is_named(kg):
         ({"orgCode": "x" * 65, "orgName": "长"}, "orgInfoList[3].orgCode: Ensure this field"),
         ({"orgCode": "300"}, "orgInfoList[3].orgName: This field is required."),
         ({"orgCode": "300", "orgName": "名" * 129}, "orgInfoList[3].orgName: Ensure this field"),
-        ({"orgCode": "300", "orgName": None}, "orgInfoList[3].orgName: This field may not be null."),
+        (
+            {"orgCode": "300", "orgName": None},
+            "orgInfoList[3].orgName: This field may not be null.",
+        ),
         ({"orgCode": ["300"], "orgName": "列"}, "orgInfoList[3].orgCode: Not a valid string."),
         (
             {"orgCode": "300", "orgName": "父", "parentCode": {"code": "1"}},
@@ -303,8 +307,13 @@ def test_v1_messages_name_org_info_and_name(kg):
 
 
 def test_numbers_are_taken_as_their_text_like_every_string_field(kg):
-    answer = full(kg, [{"orgCode": 100, "orgName": "总部"}, {"orgCode": "110", "orgName": "研发",
-                                                            "parentCode": 100}])
+    answer = full(
+        kg,
+        [
+            {"orgCode": 100, "orgName": "总部"},
+            {"orgCode": "110", "orgName": "研发", "parentCode": 100},
+        ],
+    )
 
     assert answer["resultCode"] == "000000"
     assert tree() == {"100": ("总部", "", None), "110": ("研发", "100", "100")}

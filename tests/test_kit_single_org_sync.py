@@ -98,9 +98,7 @@ def test_add_of_a_known_code_updates_it_and_modify_of_an_unknown_code_creates_it
     ("flag", "name", "parent"),
     [(1, "开发部", "100"), (2, "研发部", "100"), (2, "研发部", ""), (0, None, "")],
 )
-def test_the_same_call_three_times_answers_success_and_changes_nothing_more(
-    kg, flag, name, parent
-):
+def test_the_same_call_three_times_answers_success_and_changes_nothing_more(kg, flag, name, parent):
     single(kg, "100", "总部")
     single(kg, "110", "开发部", "100")
     add_user("zhangsan01", "110")
