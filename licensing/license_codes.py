@@ -155,6 +155,19 @@ def _error(result: outbound.OutboundResult) -> LicenseCodeError:
     return LicenseCodeError(result.result_code, result.result_msg, retryable=result.retryable)
 
 
+def register_license_code(*, code: str, is_test: bool = False, tenant=None) -> LicenseCode:
+    """Record a code a buyer handed over (not activated yet); idempotent."""
+    code = code.strip()
+    if not code or len(code) > 64:
+        raise ValueError("a licence code has 1 to 64 characters")
+    with transaction.atomic():
+        row = _locked_code(code, is_test)
+        if tenant is not None and row.tenant_id is None:
+            row.tenant = tenant
+            row.save(update_fields=["tenant", "updated_at"])
+    return row
+
+
 def activate_license_code(
     *,
     code: str,
@@ -167,14 +180,8 @@ def activate_license_code(
     An already activated code (92020003) is not activated again: its state is queried instead.
     Other refusals raise `LicenseCodeError` (the row, if new, stays "not activated").
     """
-    code = code.strip()
-    if not code or len(code) > 64:
-        raise ValueError("a licence code has 1 to 64 characters")
-    with transaction.atomic():
-        row = _locked_code(code, is_test)
-        if tenant is not None and row.tenant_id is None:
-            row.tenant = tenant
-            row.save(update_fields=["tenant", "updated_at"])
+    row = register_license_code(code=code, is_test=is_test, tenant=tenant)
+    code = row.code
     body: dict[str, Any] = {"license": code}
     if real_effect_time is not None:
         body["real_effect_time"] = real_effect_time.astimezone(UTC).strftime("%Y%m%d%H%M%S")
