@@ -179,10 +179,12 @@ def start_login(client, tenant=TENANT_ID, **params) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(fragment.split("?", 1)[1]).items()}
 
 
-def platform_login(client, world, user_name: str, **params):
+def platform_login(client, world: SsoWorld, user_name: str, **params):
     """The whole round trip as the platform plays it: start, sign in there, come back."""
+    return round_trip(client, world.fake, user_name, tenant_id=world.tenant.tenant_id, **params)
+
+
+def round_trip(client, fake: FakeOAuthProvider, user_name: str, *, tenant_id: str, **params):
     sent = start_login(client, **params)
-    code = world.fake.issue_code(app_id=sent["appId"], user_name=user_name)
-    return client.get(
-        "/sso/callback", {"code": code, "tenant": world.tenant.tenant_id, "state": sent["state"]}
-    )
+    code = fake.issue_code(app_id=sent["appId"], user_name=user_name)
+    return client.get("/sso/callback", {"code": code, "tenant": tenant_id, "state": sent["state"]})
