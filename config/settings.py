@@ -33,6 +33,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_prometheus",  # ops: HTTP metrics (see "security & observability" below)
+    "axes",  # ops: admin login throttling
+    "ops",
     "koogallery",
     "tenants",
     "orgsync",
@@ -41,6 +44,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # ops: first, times everything
+    "ops.middleware.RequestIdMiddleware",  # ops: request id for logs, X-Request-ID header
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -48,6 +53,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # ops: answers locked-out admin logins (429)
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # ops: last
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -171,16 +178,36 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
 CELERY_TIMEZONE = "UTC"
 
+# --- logging (ops/logs.py) --------------------------------------------------------------------
+# One JSON object per line in production (time, level, logger, message, request_id and the
+# business keys of KooGallery calls); readable text for development. Secrets are scrubbed by
+# both formatters (SECURITY.md).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise environ.ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ops.logs.JsonFormatter"},
+        "plain": {"()": "ops.logs.PlainFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"strip_query": {"()": "ops.logs.StripQueryFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console/mail handlers are replaced by ours, so every record is scrubbed.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+        # runserver's access lines carry the query string (signature, authToken): cut it.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["strip_query"],
+        },
+    },
 }
 
 # --- outbound (koogallery/outbound.py, spec §2.9) -------------------------------------------
@@ -240,3 +267,55 @@ SSO_ALLOW_TEST_TENANTS = env.bool("SSO_ALLOW_TEST_TENANTS", default=False)
 # The app's login URL as registered in KooGallery (absolute); sent as `redirect_uri` when set.
 SSO_REDIRECT_URI = env.str("SSO_REDIRECT_URI", default="")
 SSO_HTTP_TIMEOUT_S = env.float("SSO_HTTP_TIMEOUT_S", default=5.0)
+
+# --- security & observability (ops/, SECURITY.md, docs/operations.md) -------------------------
+# TLS is normally terminated by a proxy: name the header it sets, e.g.
+# SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy always sets it).
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise environ.ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be HEADER,value")
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+# Proxies in front of the app that append to X-Forwarded-For (client address for throttling).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    # The directive only makes the domain eligible; submitting it to browsers' lists is manual.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Never redirected to HTTPS: a redirected KooGallery POST is a failed call (spec §2.4: every call
+# gets 200 + envelope; signatures, not the transport, authenticate it), and probes speak HTTP.
+SECURE_REDIRECT_EXEMPT = [
+    r"^koogallery(/|$)",
+    r"^healthz$",
+    r"^readyz$",
+    *env.list("SECURE_REDIRECT_EXEMPT", default=[]),
+]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+from datetime import timedelta as _timedelta  # noqa: E402
+
+# Admin login throttling (django-axes): FAILURE_LIMIT failed logins for one user name from one
+# address lock that pair out for COOLOFF minutes; the lockout answers 429.
+AUTHENTICATION_BACKENDS = [
+    "ops.security.AdminLoginThrottle",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = _timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ops.security.client_ip"
+AXES_VERBOSE = False  # fewer axes lines; attempts and lockouts are listed in the admin
+
+# /metrics: staff session or `Authorization: Bearer <METRICS_TOKEN>`; never anonymous.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# django-prometheus: no applied/unapplied migration gauges (they query the database at start).
+PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -2,12 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 
 from koogallery.urls import production_paths
+from ops import views as ops_views
 
 admin.site.site_header = "KooGallery merchant server"
 admin.site.site_title = "KooGallery merchant"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # ops: liveness, readiness, Prometheus (docs/operations.md)
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("sso/", include("sso.urls")),
     *production_paths(),
 ]

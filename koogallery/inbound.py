@@ -21,6 +21,8 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 
+from ops.calls import call_finished
+
 from . import signing
 from .envelope import envelope_response
 from .journal import Family, InboundCall, Verification, body_digest, redact, redacted_text
@@ -196,6 +198,8 @@ class InboundEndpoint(View):
         except Exception:
             # The answer still goes out; the failure is visible in the logs.
             logger.exception("could not write the journal row for %s", journal.endpoint)
+        # Metrics and the structured log line with the call's business keys (ops/calls.py).
+        call_finished(journal)
 
     # --- helpers ------------------------------------------------------------------------------
     def parse(self, request: HttpRequest, raw: bytes) -> tuple[Any, str | None]:

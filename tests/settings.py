@@ -16,6 +16,8 @@ TEST_ENV = {
     "KOOGALLERY_BASIC_KEY": "testAccessKey123,TEST_V1_KEY",
     "KOOGALLERY_AK": "TESTAKTESTAKTESTAK01",
     "KOOGALLERY_SK": "TESTSKtestSKtestSKtestSKtestSKtestSK0001",
+    # ops: the test client and live servers speak plain HTTP (DEBUG is off here).
+    "SECURE_SSL_REDIRECT": "false",
 }
 for name, value in TEST_ENV.items():
     os.environ.setdefault(name, value)
