@@ -1,17 +1,25 @@
 """Concurrent duplicates on PostgreSQL (STYLE.md §3, spec §2.7): KooGallery retries newInstance
-while the first call is still running, so twins race. Real parallel HTTP requests against a live
-server, each request thread on its own database connection, released together by a barrier.
+while the first call is still running, so twins race. Real parallel HTTP requests against the
+service under gunicorn (several worker processes and threads, each with its own database
+connection) on the test database, released together by a barrier.
 """
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 import requests
 from django.conf import settings
+from django.db import connection
 
 from koogallery import signing
 from koogallery.instances import Instance, InstanceOrder, InstanceTransition, OrderEvent
@@ -19,13 +27,67 @@ from koogallery.journal import InboundCall
 from tests.kgclient import fixture_json, now_ms
 
 TWINS = 50
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture
-def server(postgres_only, live_server, transactional_db, settings):
-    # No AK/SK: the Query Order queued after commit is recorded as not configured, no network.
-    settings.KOOGALLERY_AK = ""
-    return live_server.url
+def server(postgres_only, transactional_db):
+    """gunicorn serving the test database; committed rows are visible both ways."""
+    db = connection.settings_dict
+    database_url = (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url,
+        # No AK/SK: the Query Order queued after commit is recorded as not configured.
+        "KOOGALLERY_AK": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "16",
+            "--backlog",
+            "512",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{url}/koogallery", timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def signed_post(url: str, body: dict) -> requests.Response:

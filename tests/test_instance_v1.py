@@ -393,3 +393,24 @@ def test_v1_query_unknown_and_debug_scoped(kg, instance):
 
 def test_settings_keys_are_the_spec_keys():
     assert settings.KOOGALLERY_BASIC_KEY == [FIRST_KEY, SECOND_KEY]
+
+
+# --- debug mode, activity by activity (§2.5) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "v1_queryInstance__composed",
+        "v1_refreshInstance__composed",
+        "v1_expireInstance__composed",
+        "v1_instanceStatus__freeze",
+        "v1_upgrade__composed",
+        "v1_releaseInstance__composed",
+    ],
+)
+def test_v1_debug_and_production_instances_are_apart(kg, name):
+    send(kg, "v1_newInstance__huawei", testFlag=None)  # a production instance
+    assert code(kg, name) == "000003"  # the debug call does not see it
+    assert code(kg, name, testFlag=None) == "000000"
+    assert code(kg, name, testFlag="2") == "000002"

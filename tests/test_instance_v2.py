@@ -476,3 +476,47 @@ def test_every_call_has_one_journal_row_linked_from_the_trail(kg, instance):
     assert instance.transitions.last().inbound_call == freeze
     assert json.loads(freeze.request_body)["status"] == "FREEZE"
     assert InboundCall.objects.count() == 2
+
+
+# --- debug mode, activity by activity (§2.5) -----------------------------------------------------
+
+PRODUCTION_INSTANCE = "5b0f3c8e-2f7e-4c1e-9d55-3c2a1f0e9b11"
+ACTIVITY_FIXTURES = [
+    "queryInstance__huawei",
+    "refreshInstance__huawei",
+    "updateInstanceStatus__huawei",
+    "upgradeInstance__huawei",
+    "changeInstanceCheck__composed",
+    "releaseInstance__huawei",
+]
+
+
+@pytest.mark.parametrize("name", ACTIVITY_FIXTURES)
+def test_production_calls_serve_production_instances_only(kg, name):
+    send(kg, "newInstance__production")
+    production = {"instanceId": PRODUCTION_INSTANCE}
+    # The same body as a debug call does not see the production instance...
+    assert code(kg, name, **production) == "000003"
+    # ...and without testFlag (a real call) it does.
+    body = json.loads(fixture(name))
+    body.pop("testFlag")
+    body.update(production)
+    assert answer(kg.basic(body))["resultCode"] == "000000"
+    assert InboundCall.objects.latest("id").test_flag is None
+
+
+@pytest.mark.parametrize("name", [*ACTIVITY_FIXTURES, "newInstance__huawei", "orderNotify__huawei"])
+def test_bad_test_flag_is_invalid_param(kg, instance, name):
+    before = domain_rows()
+    body = send(kg, name, testFlag="true")
+    assert body["resultCode"] == "000002"
+    assert body["resultMsg"].startswith("testFlag")
+    assert domain_rows() == before
+
+
+def test_order_notify_sent_with_charset_utf_8(kg):
+    # Huawei sends orderNotify as `application/json; charset=utf-8` (§4.2.9).
+    response = kg.basic(
+        fixture("orderNotify__huawei"), content_type="application/json; charset=utf-8"
+    )
+    assert answer(response)["resultCode"] == "000000"
