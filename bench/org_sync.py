@@ -11,7 +11,8 @@ loopback against it and sends signed kit calls over real HTTP, as KooGallery wou
 - whole-tree and 5,000-node branch reads (selectors, in this process);
 - singleOrgSync add, and a move of a 5,000-node subtree.
 
-Options: --departments N (default 100000), --keep (leave the database), --workers N.
+Options: --departments N (default 100000), --tenants N (neighbours, default 20), --workers N,
+--repeat N (first load and re-sync of N big tenants, min/median/max), --keep (leave the db).
 """
 
 import argparse
@@ -186,6 +187,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="leave the scratch database")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="first load and re-sync of N tenants in all"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_URL
@@ -266,6 +270,28 @@ def main() -> None:
         )
         same = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
         print(f"  {'':<58} primary keys stable: {same == ids}")
+
+        if args.repeat > 1:
+            # This machine may be shared: more tenants of the same size give a spread.
+            firsts, resyncs = [], []
+            for n in range(args.repeat - 1):
+                other = f"{big}-again-{n}"
+                owner = Tenant.objects.create(tenant_id=other)
+                TenantUser.objects.bulk_create(
+                    TenantUser(
+                        tenant=owner, user_name=f"u{i:05d}", org_code=items[i * 5]["orgCode"]
+                    )
+                    for i in range(min(20_000, len(items) // 5))
+                )
+                firsts.append(kit.all_org_sync(other, items))
+                resyncs.append(kit.all_org_sync(other, items))
+            print(f"  {args.repeat - 1} more tenants of the same size (min / median / max ms):")
+            for label, values in (("first allOrgSync", firsts), ("identical re-sync", resyncs)):
+                values.sort()
+                print(
+                    f"  {label:<58} {values[0] * 1000:9.0f} / "
+                    f"{values[len(values) // 2] * 1000:.0f} / {values[-1] * 1000:.0f}"
+                )
 
         started = time.perf_counter()
         forest = selectors.department_forest(tenant=tenant)
