@@ -39,11 +39,14 @@ CHROMIUM_FLAGS = (
 
 
 @pytest.fixture(scope="session")
-def chromium():
+def chromium(live_server):
     """Headless Chromium from Debian's packages, driven through Debian's chromedriver.
 
     Skips when they are not installed (`.ci/run` installs them). Nothing is downloaded:
-    Selenium gets both paths, so Selenium Manager has nothing to look up.
+    Selenium gets both paths, so Selenium Manager has nothing to look up. It depends on
+    `live_server` so that it quits first: a browser still holding keep-alive connections when
+    the live server stops makes the server's request threads close the shared SQLite
+    connection from the wrong thread.
     """
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip(
