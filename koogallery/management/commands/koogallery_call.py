@@ -27,6 +27,12 @@ class Command(BaseCommand):
         "verify the answer's envelope and Body-Sign, and print request, response and verdict."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # Fields may follow options (`authSync --fixture f.json flag:=0 --url …`).
+        parser.parse_args = parser.parse_intermixed_args
+        return parser
+
     def add_arguments(self, parser):
         parser.add_argument(
             "target",
