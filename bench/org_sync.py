@@ -128,7 +128,7 @@ class Kit:
             raise SystemExit(f"{name} answered {answer}")
         return elapsed, answer
 
-    def all_org_sync(self, tenant_id: str, items: list[dict]) -> float:
+    def all_org_sync(self, tenant_id: str, items: list[dict] | str) -> float:
         body = {
             "instanceId": "bench-instance",
             "tenantId": tenant_id,
@@ -168,6 +168,15 @@ def build_tree(prefix: str, total: int, rng: random.Random) -> list[dict]:
             items.append({"orgCode": code, "orgName": f"部门 {n}", "parentCode": parent})
     rng.shuffle(items)
     return items
+
+
+def huawei_text(items: list[dict]) -> str:
+    """The list as Huawei sends it: a string, keys unquoted (§4.1.5)."""
+    rows = (
+        f'{{orgCode:"{i["orgCode"]}", orgName:"{i["orgName"]}", parentCode:"{i["parentCode"]}" }}'
+        for i in items
+    )
+    return "[" + ",".join(rows) + "]"
 
 
 def figure(label: str, seconds: float, note: str = "") -> None:
@@ -270,6 +279,12 @@ def main() -> None:
         )
         same = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
         print(f"  {'':<58} primary keys stable: {same == ids}")
+
+        owner = Tenant.objects.create(tenant_id=f"{big}-text")
+        elapsed = kit.all_org_sync(owner.tenant_id, huawei_text(items))
+        figure("first allOrgSync, list as Huawei's bare-key string", elapsed, server_ms())
+        elapsed = kit.all_org_sync(owner.tenant_id, huawei_text(items))
+        figure("identical re-sync, bare-key string", elapsed, server_ms())
 
         if args.repeat > 1:
             # This machine may be shared: more tenants of the same size give a spread.

@@ -10,7 +10,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from koogallery.jsonbody import BodyError, lenient_list
+from koogallery.jsonbody import BodyError, lenient_list, parse_json
 from koogallery.serializers import KgChoiceInteger, KgString, KitSerializer
 from tenants.models import SyncFlag
 
@@ -117,10 +117,35 @@ class OrgInfoListField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> list[OrgItem]:
         try:
-            items = lenient_list(data)
+            items = _org_list(data, ("orgCode", self.name_key, "parentCode"))
         except BodyError as exc:
             raise serializers.ValidationError(str(exc)) from exc
         return validate_org_items(items, name_key=self.name_key)
+
+
+def _org_list(data: Any, keys: tuple[str, ...]) -> list:
+    """The items of a list field, fast for Huawei's bare keys, `[{orgCode:"1", …}]` (§4.1.5).
+
+    jsonbody's rewrite walks every string literal (1.5 s for 100k departments), so the known
+    keys are quoted first with plain replacements of `key:"` by `"key":"`. That is safe: where
+    `key:"` sits inside a string literal, its quote is the literal's closing one (any other
+    would be escaped), so the inserted quote would close the literal before a letter and the
+    text would no longer parse; then, and for any other spelling, jsonbody's rewrite runs.
+    """
+    if isinstance(data, str):
+        try:
+            parsed = parse_json(data)
+        except BodyError:
+            text = data
+            for key in keys:
+                text = text.replace(f'{key}:"', f'"{key}":"')
+            try:
+                parsed = parse_json(text)
+            except BodyError:
+                parsed = None
+        if isinstance(parsed, list):
+            return parsed
+    return lenient_list(data)  # arrays as they are; anything else gets its precise error
 
     def to_representation(self, value: Any) -> Any:  # pragma: no cover - input only
         return value

@@ -110,6 +110,35 @@ def test_v2_list_may_also_be_a_json_string(kg):
     assert tree() == LINKED
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[{orgCode:"1", orgName:"名字 parentCode:", parentCode:""}]',
+            {"1": ("名字 parentCode:", "", None)},
+        ),
+        (
+            r'[{orgCode:"1", orgName:"引号 \"orgCode:\" 与 {a:\"b\"}"}, {parentCode:"1",'
+            r' orgName:"子", orgCode:"2"}]',
+            {"1": ('引号 "orgCode:" 与 {a:"b"}', "", None), "2": ("子", "1", "1")},
+        ),
+        (
+            '[{ orgCode : "1" , orgName : "空格" }]',
+            {"1": ("空格", "", None)},
+        ),
+    ],
+    ids=["key-text-ending-a-name", "escaped-quotes", "spaced-keys"],
+)
+def test_bare_keys_are_quoted_without_touching_names_that_look_like_keys(kg, text, expected):
+    body = json.loads(fixture("allOrgSync__huawei"))
+    body["orgInfoList"] = text
+
+    answer = send(kg, "v2", "allOrgSync", body)
+
+    assert answer["resultCode"] == "000000", answer
+    assert tree(HUAWEI_TENANT) == expected
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_same_snapshot_three_times_changes_nothing(kg, version):
     add_user("zhangsan01", "110")
