@@ -315,6 +315,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "ops.security.client_ip"
 AXES_VERBOSE = False  # fewer axes lines; attempts and lockouts are listed in the admin
 
+# Celery workers log through LOGGING above (JSON, request ids, scrubbing), not Celery's format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
 # /metrics: staff session or `Authorization: Bearer <METRICS_TOKEN>`; never anonymous.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # django-prometheus: no applied/unapplied migration gauges (they query the database at start).
