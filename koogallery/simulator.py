@@ -596,6 +596,63 @@ def verdict_line(exchange: Exchange) -> str:
     return f"{head}: " + "; ".join(v.problems)
 
 
+# --- replaying a journaled call ------------------------------------------------------------------
+def journaled_call(pk: int) -> tuple[Target, dict[str, Any]]:
+    """The target and body of journal row `pk`, to send again (docs/operations.md, "Replaying a
+    journaled call"). The replay is a new call: new nonce and timestamp, signed anew with the
+    configured keys; the handlers are idempotent on natural keys, so it repeats the effect.
+
+    The journal keeps bodies redacted (STYLE.md §1): a body whose secrets were masked, or that
+    was truncated, cannot be replayed from it.
+    """
+    from .journal import REDACTED, Family, InboundCall
+
+    try:
+        call = InboundCall.objects.get(pk=pk)
+    except InboundCall.DoesNotExist:
+        raise SimulatorError(f"no journaled call #{pk}") from None
+    try:
+        body = json.loads(call.request_body)
+    except json.JSONDecodeError:
+        raise SimulatorError(
+            f"call #{pk}: the journal kept only part of the body (not valid JSON)"
+        ) from None
+    if not isinstance(body, dict):
+        raise SimulatorError(f"call #{pk}: the body is not a JSON object")
+    family = Family(call.family)
+    if family == Family.BASIC_V1:
+        # The token is recomputed, and timeStamp renewed: V1 GETs are refused after 24 h (§4.4).
+        body.pop("authToken", None)
+        body["timeStamp"] = v1_time_stamp()
+    masked = sorted(k for k, v in _flatten(body) if v == REDACTED)
+    if masked:
+        raise SimulatorError(
+            f"call #{pk}: the journal masked {', '.join(masked)}; ask KooGallery to send it "
+            "again (seller console → 生产接口消息 → 重新启动) or send it with the real value"
+        )
+    if any(
+        isinstance(v, str) and v.startswith("… ") and v.endswith("more items")
+        for _, v in _flatten(body)
+    ):
+        raise SimulatorError(f"call #{pk}: the journal kept only the first items of a long list")
+    is_kit = family in (Family.KIT_V2, Family.KIT_V1)
+    name = call.endpoint if is_kit else str(body.get("activity") or "")
+    if not name:
+        raise SimulatorError(f"call #{pk}: no interface or activity to call")
+    return Target(name, v1=family in (Family.KIT_V1, Family.BASIC_V1)), body
+
+
+def _flatten(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _flatten(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
 # --- the buyer journey -------------------------------------------------------------------------
 @dataclass
 class Step:

@@ -268,3 +268,53 @@ def test_journey_ids_are_fresh_per_journey():
     assert first.order_line_id != second.order_line_id
     assert first.tenant_id != second.tenant_id
     assert simulator.kit_time_stamp()[:2] == "20" and len(simulator.kit_time_stamp()) == 17
+
+
+# --- replaying a journaled call ----------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("first", "family"),
+    [
+        (("tenantSync", "--fixture", str(FIXTURES / "tenantSync__huawei_example.json")), "kit_v2"),
+        (("allOrgSync", "--v1"), "kit_v1"),
+        (("newInstance",), "basic_v2"),
+        (("newInstance", "--v1"), "basic_v1"),
+    ],
+)
+def test_a_journaled_call_is_sent_again(service, first, family):
+    assert run(*first, "--url", service)[0] == 0
+    original = InboundCall.objects.get()
+
+    code, output = run("--journal", str(original.pk), "--url", service)
+
+    assert code == 0, output
+    replay = InboundCall.objects.exclude(pk=original.pk).get()
+    assert (replay.family, replay.endpoint, replay.result_code) == (
+        family,
+        original.endpoint,
+        "000000",
+    )
+    if family != "basic_v1":  # a V1 GET gets a fresh timeStamp
+        assert json.loads(replay.request_body) == json.loads(original.request_body)
+    # Idempotent on natural keys: the replay changed nothing (one instance, one tenant).
+    assert Instance.objects.count() <= 1
+    assert Tenant.objects.count() <= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_journaled_call_with_a_masked_secret_is_not_replayed(service):
+    assert run("applicationSync", "--url", service)[0] == 0
+    original = InboundCall.objects.get()
+
+    code, output = run("--journal", str(original.pk), "--url", service)
+
+    assert code == 2
+    assert "masked clientSecret" in output
+    assert InboundCall.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_unknown_journal_id_is_reported():
+    code, output = run("--journal", "999999", "--url", "http://127.0.0.1:9/koogallery")
+    assert code == 2
+    assert "no journaled call #999999" in output

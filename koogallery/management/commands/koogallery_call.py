@@ -53,6 +53,12 @@ class Command(BaseCommand):
             help="the registered production address, e.g. https://merchant.example.com/koogallery",
         )
         parser.add_argument("--fixture", help="JSON file with the whole body (sent byte for byte)")
+        parser.add_argument(
+            "--journal",
+            type=int,
+            metavar="ID",
+            help="send again the call journaled as #ID (admin → inbound calls), re-signed",
+        )
         parser.add_argument("--v1", action="store_true", help="legacy V1 signing (authToken)")
         parser.add_argument(
             "--scenario",
@@ -108,24 +114,7 @@ class Command(BaseCommand):
             raise CommandError("the deployment did not answer as KooGallery expects", returncode=1)
 
     def run_call(self, keys: Keys, public_key, options) -> bool:
-        name = options["target"]
-        if not name:
-            raise SimulatorError("name an interface or activity, or use --scenario buyer-journey")
-        target = Target(name, v1=options["v1"])
-        journey = Journey(order_id=options["order_id"], instance_id=options["instance_id"])
-        raw = None
-        if options["fixture"]:
-            path = Path(options["fixture"])
-            try:
-                text = path.read_text(encoding="utf-8")
-                body = json.loads(text)
-            except (OSError, ValueError) as exc:
-                raise SimulatorError(f"--fixture {path}: {exc}") from None
-            if not isinstance(body, dict):
-                raise SimulatorError(f"--fixture {path}: not a JSON object")
-            raw = text.encode("utf-8")
-        else:
-            body = simulator.default_body(target, journey)
+        target, body, raw = self.build(options)
         overrides = simulator.parse_assignments(options["fields"])
         if overrides:
             body, raw = {**body, **overrides}, None
@@ -147,6 +136,35 @@ class Command(BaseCommand):
         for line in simulator.describe(exchange):
             self.stdout.write(line)
         return exchange.verdict.ok
+
+    @staticmethod
+    def build(options) -> tuple[Target, dict, bytes | None]:
+        """What to send: a journaled call, a fixture, or the default debug body."""
+        name, fields = options["target"], options["fields"]
+        if options["journal"] is not None:
+            if name and "=" in name:  # no target with --journal: that was a field
+                fields.insert(0, name)
+            elif name:
+                raise SimulatorError("--journal names the call already; drop the target")
+            target, body = simulator.journaled_call(options["journal"])
+            # The journal never holds a clientSecret in clear: nothing to encrypt.
+            options["no_encrypt"] = True
+            return target, body, None
+        if not name:
+            raise SimulatorError("name an interface or activity, or use --scenario buyer-journey")
+        target = Target(name, v1=options["v1"])
+        if not options["fixture"]:
+            journey = Journey(order_id=options["order_id"], instance_id=options["instance_id"])
+            return target, simulator.default_body(target, journey), None
+        path = Path(options["fixture"])
+        try:
+            text = path.read_text(encoding="utf-8")
+            body = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise SimulatorError(f"--fixture {path}: {exc}") from None
+        if not isinstance(body, dict):
+            raise SimulatorError(f"--fixture {path}: not a JSON object")
+        return target, body, text.encode("utf-8")
 
     def run_journey(self, keys: Keys, public_key, options) -> bool:
         version = "V1" if options["v1"] else "V2"
