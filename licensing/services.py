@@ -449,7 +449,9 @@ def sweep_due_requests(*, now: datetime | None = None) -> list[int]:
     if not ids:
         return []
     with transaction.atomic():
-        LicenseRequest.objects.filter(pk__in=ids).update(next_attempt_at=now)
+        LicenseRequest.objects.filter(pk__in=ids, state__in=RequestState.pending()).update(
+            next_attempt_at=now
+        )
     sent = [pk for pk in ids if enqueue_delivery(pk)]
     logger.info("licence sweep: %d stuck request(s) re-enqueued", len(sent))
     return ids
