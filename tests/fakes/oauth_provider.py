@@ -21,7 +21,8 @@ It plays both sides of §5.3:
   note the code echoed in the description, which the client must not copy anywhere.
 
 Codes are single use and expire after ``code_ttl_s``; access tokens after ``expires_in``;
-refresh tokens rotate on use (``rotate_refresh``). Every request is recorded in ``requests``.
+refresh tokens rotate on use (``rotate_refresh``); ``token_delay_s`` slows the token endpoint.
+Every request is recorded in ``requests``.
 ``fail_next(route, status, body)`` queues an answer for ``token``/``userinfo``.
 """
 
@@ -76,6 +77,7 @@ class FakeOAuthProvider:
     echo_state: bool = True
     issue_refresh_token: bool = True
     rotate_refresh: bool = True
+    token_delay_s: float = 0.0  # a slow token endpoint, to make concurrent refreshes overlap
     apps: dict[str, FakeApp] = field(default_factory=dict)  # by app_id
     users: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     codes: dict[str, Grant] = field(default_factory=dict)
@@ -352,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
             cookie = f"{PLATFORM_COOKIE}={user}; Path=/; HttpOnly"
             self._redirect(record, location, [("Set-Cookie", cookie)])
         elif record.path.endswith("/api/v1/oauth2/token"):
+            if fake.token_delay_s:
+                time.sleep(fake.token_delay_s)
             if not self._scripted(record, "token"):
                 self._json(record, *fake.token(form))
         else:
