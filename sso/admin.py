@@ -4,8 +4,40 @@ Tokens are never shown (not even encrypted): the sign-in admin lists only their 
 """
 
 from django.contrib import admin
+from django.db.models import Q
 
 from .models import LoginAudit, SignIn, TenantAccount
+
+
+class DataFilter(admin.SimpleListFilter):
+    """Production rows by default; test-data (testFlag 1) tenants on request (spec §2.5).
+    Attempts that named no known tenant count as production: someone tried them for real."""
+
+    title = "data"
+    parameter_name = "data"
+
+    def lookups(self, request, model_admin):
+        return [("test", "test (debug tenants)"), ("all", "all")]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "production",
+        }
+        for value, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        if self.value() == "test":
+            return queryset.filter(tenant__is_test=True)
+        return queryset.filter(Q(tenant__isnull=True) | Q(tenant__is_test=False))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -32,7 +64,7 @@ class LoginAuditAdmin(ReadOnlyAdmin):
         "instance_id",
         "remote_addr",
     )
-    list_filter = ("event", "outcome", "reason", "tenant__is_test")
+    list_filter = (DataFilter, "event", "outcome", "reason")
     search_fields = (
         "user_name",
         "tenant_ref",
@@ -73,7 +105,7 @@ class SignInAdmin(ReadOnlyAdmin):
         "ended_at",
         "end_reason",
     )
-    list_filter = ("end_reason", "tenant__is_test")
+    list_filter = (DataFilter, "end_reason")
     search_fields = ("user__username", "tenant_user__user_name", "tenant__tenant_id")
     list_select_related = ("user", "tenant", "application__tenant")
     fields = (

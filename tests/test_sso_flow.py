@@ -4,6 +4,7 @@ every access rule and every way the callback can be abused. The same flow in a r
 in test_sso_browser.py."""
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
@@ -58,6 +59,9 @@ def test_login_sends_the_browser_to_the_unified_login_page_of_the_tenants_app(cl
     assert sent["ind"] == "UNOP"
     assert sent["appId"] == APP_ID
     assert len(sent["state"]) >= 32
+    # The callback comes from another site by a top-level redirect: the session cookie that
+    # holds the state must travel with it (Lax, not Strict).
+    assert client.cookies[settings.SESSION_COOKIE_NAME]["samesite"] == "Lax"
     # No request reached the platform's OAuth endpoints yet.
     assert world.fake.requests == []
 

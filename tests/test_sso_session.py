@@ -286,3 +286,34 @@ def test_the_admin_shows_audit_and_sign_ins_without_any_secret(admin_client, cli
     assert admin_client.get("/admin/sso/loginaudit/add/").status_code == 403
     rows = [str(v) for row in LoginAudit.objects.values() for v in row.values()]
     assert not [s for s in secrets if any(s in v for v in rows)]
+
+
+def test_the_audit_list_shows_production_by_default_and_test_tenants_on_request(
+    admin_client, client, world, fake_oauth, settings
+):
+    settings.SSO_ALLOW_TEST_TENANTS = True
+    debug = build_world(
+        fake_oauth,
+        redirect_url=CALLBACK,
+        tenant_id="T-DEBUG",
+        tenant_code="debug",
+        is_test=True,
+        instance_id="",
+        instance_state=None,
+        app_id="APP-DEBUG",
+        client_id="client-debug",
+    )
+    world.add_user("realperson")
+    debug.add_user("tester")
+    platform_login(client, world, "realperson")
+    client.post("/sso/logout")
+    platform_login(client, debug, "tester", tenant="debug")
+    client.get("/sso/login", {"tenant": "nobody"})
+
+    def listed(query: str = "") -> str:
+        return admin_client.get(f"/admin/sso/loginaudit/{query}").content.decode()
+
+    assert "realperson" in listed() and "nobody" in listed()
+    assert "tester" not in listed()
+    assert "tester" in listed("?data=test") and "realperson" not in listed("?data=test")
+    assert "tester" in listed("?data=all") and "realperson" in listed("?data=all")
