@@ -1,6 +1,7 @@
 """Production security: `check --deploy`, HTTPS-only cookies and HSTS, no redirect for
 KooGallery, admin login throttling, staff-only pages and APIs (SECURITY.md)."""
 
+import json
 import os
 import secrets
 import subprocess
@@ -271,3 +272,23 @@ def test_every_non_public_page_and_api_requires_staff(who):
 def test_staff_do_reach_the_admin_and_metrics(admin_client):
     assert admin_client.get("/admin/").status_code == 200
     assert admin_client.get("/metrics").status_code == 200
+
+
+# --- log format ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("log_format", ["json", "plain"])
+def test_log_format_is_chosen_by_environment(log_format):
+    code = "import logging; logging.getLogger('probe').warning('hello %s', 'operator')"
+    result = manage("shell", "-c", code, env=production_env(LOG_FORMAT=log_format))
+
+    assert result.returncode == 0, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    if log_format == "json":
+        assert json.loads(line)["message"] == "hello operator"
+    else:
+        assert line.endswith("WARNING probe [-] hello operator")
+
+
+def test_an_unknown_log_format_stops_the_start():
+    result = manage("check", env=production_env(LOG_FORMAT="xml"))
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be json or plain" in result.stderr
