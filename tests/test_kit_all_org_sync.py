@@ -188,6 +188,27 @@ def test_a_new_snapshot_renames_moves_adds_and_removes_leaving_the_rest_untouche
     assert TenantUser.objects.count() == 2
 
 
+@pytest.mark.parametrize(
+    "writer", ["portable", "postgresql"] if connection.vendor == "postgresql" else ["portable"]
+)
+def test_both_writers_rewrite_only_the_rows_that_change(writer):
+    def sync(items):
+        services.all_org_sync(tenant_id=TENANT_ID, is_test=False, departments=items, writer=writer)
+        return {d.org_code: (d.pk, d.updated_at) for d in Department.objects.all()}
+
+    first = sync(TREE)
+    again = sync(list(reversed(TREE)))
+    assert again == first
+
+    changed = sync(
+        [("100", "总部", ""), ("110", "研发中心", "100"), ("111", "平台组", "200"), *TREE[3:]]
+    )
+
+    assert {code for code in first if changed[code] != first[code]} == {"110", "111"}
+    assert all(changed[code][0] == first[code][0] for code in first)
+    assert tree() == {**LINKED, "110": ("研发中心", "100", "100"), "111": ("平台组", "200", "200")}
+
+
 def test_a_parent_not_in_the_snapshot_leaves_the_child_at_the_top_with_its_code(kg):
     full(kg, TREE)
 
