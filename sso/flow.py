@@ -10,7 +10,6 @@ outside any transaction; the writes are services.
 """
 
 import hashlib
-import logging
 
 from django.core.cache import cache
 
@@ -20,8 +19,6 @@ from . import oauth, rules, selectors, services
 from .models import Reason, SignIn
 from .rules import Refused
 from .services import Attempt
-
-logger = logging.getLogger("sso")
 
 # Codes live minutes at most; remembering them for an hour covers any replay of one.
 USED_CODE_TTL_S = 3600

@@ -1,8 +1,9 @@
 """Writes of sign-in (STYLE.md §2): audit rows, accounts, sign-ins and their tokens."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
@@ -35,7 +36,7 @@ class Attempt:
     application: Application | None = None
     user_name: str = ""
     tenant_user: TenantUser | None = None
-    user: object | None = field(default=None)
+    user: AbstractBaseUser | None = None
 
     @classmethod
     def of_request(cls, request, *, tenant_ref: str = "") -> "Attempt":
