@@ -322,3 +322,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # django-prometheus: no applied/unapplied migration gauges (they query the database at start).
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- orgsync staff API (orgsync/api.py; schema at /api/schema/, staff only) --------------------
+SPECTACULAR_SETTINGS["SERVE_INCLUDE_SCHEMA"] = False  # the schema view is not part of the API
+SPECTACULAR_SETTINGS["DESCRIPTION"] = (
+    "Staff-only, read-only API (session of a staff user). A tenant is its KooGallery tenantId; "
+    "add ?test=1 for the debug tenant of the same id (testFlag 1 data), production otherwise."
+)

@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from koogallery.urls import production_paths
 from ops import views as ops_views
+from orgsync import staff_views as org_staff_views
 
 admin.site.site_header = "KooGallery merchant server"
 admin.site.site_title = "KooGallery merchant"
@@ -14,6 +16,23 @@ urlpatterns = [
     path("readyz", ops_views.readyz, name="readyz"),
     path("metrics", ops_views.metrics, name="metrics"),
     path("sso/", include("sso.urls")),
+    # --- orgsync staff page and API (staff only; issue 5) ---
+    path("api/", include("orgsync.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/schema/swagger-ui/",
+        SpectacularSwaggerView.as_view(url_name="schema"),
+        name="schema-swagger-ui",
+    ),
+    path(
+        "api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"
+    ),
+    path(
+        "staff/tenants/<str:tenant_id>/org-tree",
+        org_staff_views.org_tree,
+        name="staff-org-tree",
+    ),
+    # --- end orgsync ---
     *production_paths(),
 ]
 

@@ -192,13 +192,14 @@ class TenantAdmin(SyncedAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Users", {"fields": ("users_link", "authorizations_link")}),
-        ("Departments", {"fields": ("departments_link", "department_tree")}),
+        ("Departments", {"fields": ("departments_link", "org_tree_link", "department_tree")}),
     )
     readonly_fields = (
         *fieldsets[0][1]["fields"],
         "users_link",
         "authorizations_link",
         "departments_link",
+        "org_tree_link",
         "department_tree",
     )
     inlines = (TenantBindingInline, ApplicationInline)
@@ -258,6 +259,23 @@ class TenantAdmin(SyncedAdminMixin, admin.ModelAdmin):
         except NoReverseMatch:
             return _plural(tenant.departments_n, "department")
         return format_html('<a href="{}">{}</a>', url, _plural(tenant.departments_n, "department"))
+
+    # --- orgsync staff page (orgsync/staff_views.py) ---
+    @admin.display(description="staff org-tree page")
+    def org_tree_link(self, tenant: Tenant) -> str:
+        try:
+            from orgsync.staff_views import org_tree_url
+
+            url = org_tree_url(tenant)
+        except (ImportError, NoReverseMatch):
+            return "unavailable"
+        return format_html(
+            '<a href="{}" id="org-tree-link">Open the department tree</a> '
+            "(search, users per department, orphans, unassigned users)",
+            url,
+        )
+
+    # --- end orgsync ---
 
     @admin.display(description="department tree")
     def department_tree(self, tenant: Tenant) -> str:
