@@ -160,8 +160,11 @@ class UpgradeInstanceSerializer(BasicSerializer):
 
 class ChangeInstanceCheckSerializer(BasicSerializer):
     instanceId = KgString(64)
-    # Fields undocumented (§4.2.7); an object or a string holding one.
-    productInfo = LenientObjectField()
+    # Fields undocumented (§4.2.7); an object or a string holding one. The table says M, but
+    # Huawei's page illustrates the call with the upgrade body, which has none: a probe replaying
+    # that example must not fail (5 failing days freeze the product, §1.3), and we do no
+    # capacity check that would need it (§2.7). A value that is present is still validated.
+    productInfo = LenientObjectField(required=False)
 
 
 class OrderNotifySerializer(BasicSerializer):

@@ -404,6 +404,18 @@ def test_change_instance_check(kg, instance, name):
     assert domain_rows() == before
 
 
+def test_change_instance_check_as_huawei_illustrates_it(kg, instance):
+    """Huawei's page shows the upgrade body (no productInfo) for this activity."""
+    body = {
+        "activity": "changeInstanceCheck",
+        "instanceId": instance.instance_id,
+        "orderId": "CS2211181819B4LVS",
+        "orderLineId": "CS2211181819B4LVS-000001",
+        "testFlag": "1" if instance.is_test else "0",
+    }
+    assert envelope(kg.basic(body))["resultCode"] == "000000"
+
+
 def test_change_instance_check_bad_product_info(kg, instance):
     body = send(kg, "changeInstanceCheck__bad_product_info")
     assert body["resultCode"] == "000002"
