@@ -64,25 +64,26 @@ def request_license(
     000004); a repeat of a failed request re-arms its delivery (KooGallery's manual restart).
     Raises `KooGalleryError` (000003, 000900–000903): the call's transaction is rolled back.
     """
-    # Ids are scoped by the test flag (§2.5): a debug call names a debug instance.
-    instance = Instance.objects.filter(instance_id=instance_id, is_test=is_test).first()
-    if instance is None:
-        raise KooGalleryError(
-            ResultCode.INSTANCE_NOT_FOUND, f"instanceId: no instance {instance_id!r}"
-        )
     digest = fingerprint_digest(fingerprint)
     key = {"event_id": event_id, "fingerprint_sha256": digest, "is_test": is_test}
-
-    with transaction.atomic():
+    # savepoint=False: inside the call's transaction this adds no round trips; called alone it
+    # is the transaction the instance lock below needs.
+    with transaction.atomic(savepoint=False):
         existing = LicenseRequest.objects.filter(**key).first()
         if existing is not None:
             return _repeat(existing)
-        # One new request per instance at a time: the quota count below must see every licence
-        # committed before it (two devices racing for the last seat, §2.8 000900).
-        instance = Instance.objects.select_for_update().get(pk=instance.pk)
-        existing = LicenseRequest.objects.filter(**key).first()  # a twin committed meanwhile
-        if existing is not None:
-            return _repeat(existing)
+        # Ids are scoped by the test flag (§2.5): a debug call names a debug instance. The lock
+        # makes new requests of one instance take turns, so the quota count below sees every
+        # licence committed before it (two devices racing for the last seat, §2.8 000900).
+        instance = (
+            Instance.objects.select_for_update()
+            .filter(instance_id=instance_id, is_test=is_test)
+            .first()
+        )
+        if instance is None:
+            raise KooGalleryError(
+                ResultCode.INSTANCE_NOT_FOUND, f"instanceId: no instance {instance_id!r}"
+            )
         _check_request(instance, is_test, effective_at, expire_at, fingerprint, digest)
         try:
             with transaction.atomic():
@@ -94,7 +95,8 @@ def request_license(
                     **key,
                 )
         except IntegrityError:
-            # A concurrent twin won (possible where the instance lock is a no-op, e.g. SQLite).
+            # A twin committed while we waited for the lock (its device is the same, so it
+            # passed the same checks): answer with what it stored.
             return _repeat(LicenseRequest.objects.get(**key))
     enqueue_on_commit(request.pk)
     logger.info("licence request %s accepted for event %s", request.pk, event_id)

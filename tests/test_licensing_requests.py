@@ -4,16 +4,19 @@ Delivery itself is covered in test_licensing_delivery.py; here the `db` fixture 
 in one transaction, so nothing is enqueued (on_commit never fires).
 """
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connections
+from django.test import Client
 from django.utils import timezone
 
 from koogallery.instances import ChargingMode, InstanceState
 from koogallery.journal import InboundCall
 from licensing.models import License, LicenseRequest, RequestState
 from tests import test_licensing_support as support
-from tests.kgclient import envelope, fixture_json
+from tests.kgclient import KooGallery, envelope, fixture_json
 from tests.test_licensing_support import (
     HUAWEI_INSTANCE_ID,
     answer_code,
@@ -306,3 +309,29 @@ def test_a_rejected_call_changes_nothing(kg):
     assert not License.objects.exists()
     rejected = InboundCall.objects.get(result_code="000900")
     assert rejected.endpoint == "getLicenseAsync"
+
+
+def test_devices_racing_for_the_last_seat_get_one_licence(
+    postgres_only, transactional_db, fake_koogallery
+):
+    instance = make_instance(linear_value=1)
+    barrier = threading.Barrier(10)
+    codes: list[str] = []
+
+    def call(n: int) -> None:
+        try:
+            client = KooGallery(Client())
+            barrier.wait(timeout=30)
+            codes.append(
+                answer_code(client.basic(license_body(instance, deviceFingerprint=f"D{n}")))
+            )
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(codes) == ["000004"] + ["000900"] * 9
+    assert LicenseRequest.objects.count() == 1
