@@ -69,8 +69,8 @@ class TreeQuery(TenantQuery):
 
 class SearchQuery(TenantQuery):
     q = serializers.CharField(
-        max_length=128, help_text="part of a department's name or orgCode, or of a user's "
-        "name or userName"
+        max_length=128,
+        help_text="part of a department's name or orgCode, or of a user's name or userName",
     )
     limit = serializers.IntegerField(min_value=1, max_value=200, default=SEARCH_LIMIT)
 
@@ -356,4 +356,3 @@ class DepartmentUsersView(_TenantUsersView):
 class UnassignedUsersView(_TenantUsersView):
     def get_queryset(self):
         return staff_selectors.unassigned_users(tenant=self.tenant())
-
