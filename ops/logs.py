@@ -53,6 +53,7 @@ SECRET_SETTINGS = (
     "KOOGALLERY_RSA_PRIVATE_KEY",
     "LICENSE_SIGNING_KEY",
 )
+PEM_OR_PATH_SETTINGS = frozenset({"KOOGALLERY_RSA_PRIVATE_KEY", "LICENSE_SIGNING_KEY"})
 # Shorter values are not scrubbed: replacing every "abc" in every line would garble the log,
 # and a key that short is no secret anyway.
 MIN_SECRET_LENGTH = 8
@@ -75,9 +76,13 @@ def _configured_secrets() -> list[str]:
             value = getattr(settings, name, None)
             items = value if isinstance(value, (list, tuple)) else [value]
             for item in items:
-                # A PEM in a path-valued setting is no secret (the path is); a PEM text is.
-                if isinstance(item, str) and len(item.strip()) >= MIN_SECRET_LENGTH:
-                    values.append(item.strip())
+                if not isinstance(item, str) or len(item.strip()) < MIN_SECRET_LENGTH:
+                    continue
+                # The key settings hold PEM text or a file path: the path is no secret, and
+                # hiding it would hide what an error message is about.
+                if name in PEM_OR_PATH_SETTINGS and not item.strip().startswith("-----BEGIN"):
+                    continue
+                values.append(item.strip())
         # Longest first, so a key that contains another is cut whole.
         return sorted(set(values), key=len, reverse=True)
     except Exception:  # logging must never fail because settings are half-loaded

@@ -253,3 +253,16 @@ def test_a_staff_page_is_logged_without_its_user_secrets(client, captured):
     client.post("/admin/login/", {"username": "boss", "password": "pw-Correct-horse-1"})
 
     assert "pw-Correct-horse-1" not in captured.text()
+
+
+def test_a_key_given_as_pem_text_is_scrubbed_but_a_key_path_is_not(captured, settings, rsa_keys):  # noqa: F811
+    settings.KOOGALLERY_RSA_PRIVATE_KEY = rsa_keys[0]
+    settings.LICENSE_SIGNING_KEY = "/run/secrets/license-signing.pem"
+    scrub.reset()
+
+    logging.getLogger("careless").error("key %s", rsa_keys[0])
+    logging.getLogger("careless").error("cannot read %s", settings.LICENSE_SIGNING_KEY)
+
+    text = captured.text()
+    assert "PRIVATE KEY" not in text
+    assert "cannot read /run/secrets/license-signing.pem" in text
