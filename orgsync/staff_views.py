@@ -31,6 +31,7 @@ def org_tree(request: HttpRequest, tenant_id: str) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": f"Department tree of {tenant}",
+        "is_nav_sidebar_enabled": False,  # the tree needs the width
         "tenant": tenant,
         "summary": staff_selectors.tenant_summary(tenant=tenant),
         "api_base": reverse("api-tenant", args=[tenant.tenant_id]),
