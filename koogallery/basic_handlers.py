@@ -30,7 +30,7 @@ from .basic_serializers import (
 )
 from .crypto import CryptoError, EncryptType, aes_decrypt, aes_encrypt
 from .inbound import Call, Reply
-from .instances import ChargingMode, Instance, RefreshScene
+from .instances import ON_DEMAND_MODES, Instance, RefreshScene
 from .journal import Family
 from .resultcodes import InvalidParam, KooGalleryError, ResultCode
 
@@ -65,15 +65,19 @@ def query_instance(data: dict, call: Call) -> Reply:
     if not instances:
         raise KooGalleryError(ResultCode.INSTANCE_NOT_FOUND, "none of the instanceIds is known")
     tenants = instance_selectors.bound_tenants(instances=instances)
-    info = [
-        {
+    usage = instance_selectors.usage_info(instances=instances)
+    info = []
+    for instance in instances:
+        item = {
             "instanceId": instance.instance_id,
             "appInfo": instance_selectors.app_info(
                 instance=instance, tenant=tenants.get(instance.instance_id)
             ),
         }
-        for instance in instances
-    ]
+        # On-demand and package instances report their usage (§4.2.2, §5.5).
+        if instance.instance_id in usage:
+            item["usageInfo"] = usage[instance.instance_id]
+        info.append(item)
     return Reply(fields={"info": info})
 
 
@@ -181,8 +185,9 @@ def v1_new_instance(data: dict, call: Call) -> Reply:
         is_test=data["is_test"],
         cause=call.endpoint,
         family=Family.BASIC_V1,
-        # On-demand orders may carry several products, one instance each (§4.4).
-        v1_product_key=data.get("productId", "") if charging_mode == ChargingMode.ON_DEMAND else "",
+        # On-demand (package) orders may carry several products, one instance per billing
+        # item: keyed (orderId, productId) (§4.4, §5.5).
+        v1_product_key=data.get("productId", "") if charging_mode in ON_DEMAND_MODES else "",
         purchase=purchase,
         provision_credentials=settings.KOOGALLERY_PROVISION_CREDENTIALS,
         inbound_call=call.journal,

@@ -1,5 +1,9 @@
 """Reads of SaaS instances (STYLE.md §2): lookups for calls, `appInfo`, the admin's lists."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from urllib.parse import quote
 
 from django.conf import settings
@@ -81,3 +85,67 @@ def instance_credentials(*, instance: Instance) -> tuple[str, str] | None:
     if not instance.has_credentials:
         return None
     return instance.admin_username, secret_box().decrypt(instance.admin_password_encrypted)
+
+
+# --- usageInfo of queryInstance (§4.2.2, §5.5) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageFigure:
+    """One `usageInfo` entry before formatting: an on-demand instance's cumulative usage
+    (`related_instance_id` empty) or, for a package, one billing item's used amount."""
+
+    value: Decimal
+    at: datetime
+    related_instance_id: str = ""
+
+
+# Instances (metered only) → {instance pk: figures}. The metering app provides it (its
+# AppConfig.ready); without one, queryInstance answers no usageInfo.
+UsageProvider = Callable[[list[Instance]], dict[int, list[UsageFigure]]]
+_usage_provider: UsageProvider | None = None
+
+USAGE_VALUE_QUANTUM = Decimal("0.0001")  # Double(12,4)
+
+
+def register_usage_provider(provider: UsageProvider | None) -> None:
+    global _usage_provider
+    _usage_provider = provider
+
+
+def statistical_time(moment: datetime) -> str:
+    """UTC `yyyyMMddHHmmssSSS` (§4.2.2)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
+
+
+def dashboard_url(*, instance: Instance) -> str:
+    template = settings.KOOGALLERY_USAGE_DASHBOARD_URL
+    if not template:
+        return ""
+    return template.format_map({"instance_id": quote(instance.instance_id, safe="")})[:512]
+
+
+def usage_info(*, instances: list[Instance]) -> dict[str, list[dict]]:
+    """`usageInfo` per instanceId, for on-demand and package instances only (§4.2.2, §5.5)."""
+    metered = [i for i in instances if i.is_metered]
+    if not metered or _usage_provider is None:
+        return {}
+    figures = _usage_provider(metered)
+    answer: dict[str, list[dict]] = {}
+    for instance in metered:
+        entries = []
+        url = dashboard_url(instance=instance)
+        for figure in figures.get(instance.pk, []):
+            entry: dict = {}
+            if figure.related_instance_id:
+                entry["relatedInstanceId"] = figure.related_instance_id
+            # A JSON number (Double); Decimal → float keeps at most 4 decimals exactly enough.
+            entry["usageValue"] = float(figure.value.quantize(USAGE_VALUE_QUANTUM))
+            entry["statisticalTime"] = statistical_time(figure.at)
+            if url:
+                entry["dashboardUrl"] = url
+            entries.append(entry)
+        if entries:
+            answer[instance.instance_id] = entries
+    return answer

@@ -25,6 +25,9 @@ class ChargingMode(models.TextChoices):
     ON_DEMAND_PKG = "ON_DEMAND_PKG", "on-demand package (按需套餐包)"
 
 
+# Charging modes billed from reported usage (§5.5); keyed (orderId, productId).
+ON_DEMAND_MODES = (ChargingMode.ON_DEMAND, ChargingMode.ON_DEMAND_PKG)
+
 # V1 `chargingMode` integers (§4.4) and the Query Order names they stand for (§5.1).
 V1_CHARGING_MODES = {
     0: ChargingMode.ON_DEMAND,
@@ -41,7 +44,8 @@ class Instance(models.Model):
     v1_product_key = models.CharField(
         max_length=64,
         blank=True,
-        help_text="V1 on-demand orders are keyed (orderId, productId) (§4.4); empty otherwise",
+        help_text="V1 on-demand (package) orders are keyed (orderId, productId) (§4.4, §5.5); "
+        "empty otherwise",
     )
     is_test = models.BooleanField(default=False, help_text="created by a testFlag 1 call (§2.5)")
     family = models.CharField(
@@ -90,6 +94,19 @@ class Instance(models.Model):
         max_length=1024, blank=True, help_text="last Query Order failure (empty once fetched)"
     )
 
+    # On-demand usage may be deducted from a package (§5.5): the ON_DEMAND_PKG instance an
+    # ON_DEMAND instance belongs to. Linked by Query Order when determinable (same customer and
+    # product, exactly one live package) or by an operator (metering admin).
+    package_instance = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="billing_items",
+        limit_choices_to={"charging_mode": "ON_DEMAND_PKG"},
+        help_text="ON_DEMAND_PKG instance whose quota this on-demand instance uses (§5.5)",
+    )
+
     frozen_at = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -101,7 +118,14 @@ class Instance(models.Model):
             models.UniqueConstraint(
                 fields=["order_id", "order_line_id", "v1_product_key", "is_test"],
                 name="uniq_instance_order_line",
-            )
+            ),
+            # One instance per on-demand billing item: (orderId, productId) (§5.5), whichever
+            # call created it (V1 names the product, V2 learns it from Query Order).
+            models.UniqueConstraint(
+                fields=["order_id", "product_id", "is_test"],
+                condition=Q(charging_mode__in=["ON_DEMAND", "ON_DEMAND_PKG"]) & ~Q(product_id=""),
+                name="uniq_instance_billing_item",
+            ),
         ]
         indexes = [models.Index(fields=["state", "is_test"])]
         ordering = ["-created_at"]
@@ -112,6 +136,11 @@ class Instance(models.Model):
     @property
     def is_released(self) -> bool:
         return self.state == InstanceState.RELEASED
+
+    @property
+    def is_metered(self) -> bool:
+        """Billed from reported usage (§5.5): on-demand or on-demand package."""
+        return self.charging_mode in ON_DEMAND_MODES
 
     @property
     def has_credentials(self) -> bool:

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .instances import (
+    ON_DEMAND_MODES,
     ChargingMode,
     Instance,
     InstanceOrder,
@@ -502,7 +503,9 @@ def refresh_order_details(*, instance: Instance) -> Instance:
     for the caller to retry; a business error is only recorded (§2.7).
     """
     result = query_order(order_id=instance.order_id, order_line_id=instance.order_line_id or None)
-    details = _order_details(result, instance.order_line_id)
+    # A V1 on-demand instance is one billing item of its order, keyed by product (§4.4, §5.5):
+    # read the line and product it names, not the order's first.
+    details = _order_details(result, instance.order_line_id, product_id=instance.v1_product_key)
     if isinstance(details, str):
         instance = _record_instance_fetch_error(instance=instance, error=details, result=result)
         if result.retryable:
@@ -523,14 +526,57 @@ def refresh_order_event(*, order: InstanceOrder) -> InstanceOrder:
     return _apply_event_order(order=order, details=details, data=result.data or {})
 
 
-def _order_details(result: OutboundResult, order_line_id: str) -> OrderDetails | str:
-    """The parsed order line, or the error to record."""
+def _order_details(
+    result: OutboundResult, order_line_id: str, product_id: str = ""
+) -> OrderDetails | str:
+    """The parsed order line, or the error to record.
+
+    With `product_id` (an on-demand billing item, §5.5) and no line id, the line holding that
+    product is read, and the product fields come from its entry, not the line's first.
+    """
     if not result.ok:
         return f"{result.result_code or result.status_code or 'no answer'}: {result.result_msg}"
-    details = parse_order(result.data or {}, order_line_id or None)
+    data = result.data or {}
+    if product_id and not order_line_id:
+        order_line_id = _line_of_product(data, product_id)
+    details = parse_order(data, order_line_id or None)
     if not details.order_line_id:
         return f"order line {order_line_id or '(first)'} not in the Query Order answer"
+    if product_id:
+        _use_product_entry(details, product_id)
     return details
+
+
+def _product_entries(line: Any) -> list[dict]:
+    products = line.get("productInfo") if isinstance(line, dict) else None
+    return [p for p in products or [] if isinstance(p, dict)] if isinstance(products, list) else []
+
+
+def _line_of_product(data: dict, product_id: str) -> str:
+    """The id of the order line listing `product_id`, '' when none does."""
+    info = data.get("orderInfo") if isinstance(data.get("orderInfo"), dict) else {}
+    lines = info.get("orderLine") if isinstance(info.get("orderLine"), list) else []
+    for line in lines:
+        if any(str(p.get("productId") or "") == product_id for p in _product_entries(line)):
+            return str(line.get("orderLineId") or "")
+    return ""
+
+
+def _use_product_entry(details: OrderDetails, product_id: str) -> None:
+    """Read product, SKU, name and quantity from the line's entry for `product_id` (§5.5)."""
+    entry = next(
+        (p for p in _product_entries(details.line) if str(p.get("productId")) == product_id),
+        None,
+    )
+    if entry is None:
+        return
+    product = parse_order(
+        {"orderInfo": {"orderLine": [{**details.line, "productInfo": [entry]}]}}, None
+    )
+    details.product_id = product.product_id
+    details.sku_code = product.sku_code
+    details.product_name = product.product_name
+    details.linear_value = product.linear_value
 
 
 def _fetch_error_text(error: str, result: OutboundResult) -> str:
@@ -589,12 +635,49 @@ def _apply_product(instance: Instance, details: OrderDetails) -> list[str]:
         logger.warning(
             "unknown chargingMode %r in order %s", details.charging_mode, details.order_id
         )
+    before = (instance.product_id, instance.charging_mode)
     for name, value in values.items():
         if value in (None, "") or getattr(instance, name) == value:
             continue
         changes.append(f"{name} {getattr(instance, name) or '-'} → {value}")
         setattr(instance, name, value)
+    holder = _billing_item_holder(instance)
+    if holder is not None:
+        # On-demand billing items are keyed (orderId, productId) (§5.5). A V2 newInstance names
+        # no product, so a second order line for an item we already serve is only recognised
+        # here: keep this instance apart (mode and product as before) rather than bill twice.
+        instance.product_id, instance.charging_mode = before
+        changes.append(
+            f"duplicate billing item: order {instance.order_id} product {details.product_id} "
+            f"belongs to instance {holder.instance_id}; product and charging mode not applied"
+        )
+        logger.error(
+            "ALERT instance %s: order %s product %s (%s) is already instance %s's billing item "
+            "(§5.5): not applied, usage must be reported on %s",
+            instance.instance_id,
+            instance.order_id,
+            details.product_id,
+            details.charging_mode,
+            holder.instance_id,
+            holder.instance_id,
+        )
     return changes
+
+
+def _billing_item_holder(instance: Instance) -> Instance | None:
+    """Another instance that is already this on-demand billing item (orderId, productId)."""
+    if not (instance.is_metered and instance.product_id):
+        return None
+    return (
+        Instance.objects.filter(
+            order_id=instance.order_id,
+            product_id=instance.product_id,
+            is_test=instance.is_test,
+            charging_mode__in=ON_DEMAND_MODES,
+        )
+        .exclude(pk=instance.pk)
+        .first()
+    )
 
 
 @transaction.atomic
@@ -632,6 +715,7 @@ def _apply_purchase_order(*, instance: Instance, details: OrderDetails, data: di
     instance.order_fetched_at = timezone.now()
     instance.order_fetch_error = ""
     instance.save()
+    changes.extend(_link_packages(instance))
     _audit(
         instance,
         from_state=instance.state,
@@ -675,6 +759,95 @@ def _apply_event_order(*, order: InstanceOrder, details: OrderDetails, data: dic
         detail=f"{order.event} order {order.order_id}: " + ", ".join(changes),
     )
     return order
+
+
+# --- on-demand packages (§5.5) -----------------------------------------------------------------
+
+
+def _live_packages(*, customer_id: str, product_id: str, is_test: bool):
+    return Instance.objects.filter(
+        charging_mode=ChargingMode.ON_DEMAND_PKG,
+        customer_id=customer_id,
+        product_id=product_id,
+        is_test=is_test,
+    ).exclude(state=InstanceState.RELEASED)
+
+
+def _link_packages(instance: Instance) -> list[str]:
+    """Link on-demand instances to their package where Query Order makes it determinable.
+
+    Huawei's order names no relation (§5.1, §5.5), so we link only the unambiguous case: the
+    same customer bought a package of the same product, and exactly one live one. Anything else
+    is left to an operator (metering admin, `link_package`). The changes as text.
+    """
+    if not (instance.customer_id and instance.product_id) or instance.is_released:
+        return []
+    scope = {
+        "customer_id": instance.customer_id,
+        "product_id": instance.product_id,
+        "is_test": instance.is_test,
+    }
+    if instance.charging_mode == ChargingMode.ON_DEMAND and instance.package_instance_id is None:
+        packages = list(_live_packages(**scope)[:2])
+        if len(packages) != 1:
+            return []
+        instance.package_instance = packages[0]
+        instance.save(update_fields=["package_instance", "updated_at"])
+        return [f"package {packages[0].instance_id} linked"]
+    if instance.charging_mode != ChargingMode.ON_DEMAND_PKG:
+        return []
+    if _live_packages(**scope).exclude(pk=instance.pk).exists():
+        return []  # several packages: which one an item uses is not determinable
+    items = (
+        Instance.objects.select_for_update()
+        .filter(charging_mode=ChargingMode.ON_DEMAND, package_instance__isnull=True, **scope)
+        .exclude(state=InstanceState.RELEASED)
+    )
+    linked = []
+    for item in items:
+        item.package_instance = instance
+        item.save(update_fields=["package_instance", "updated_at"])
+        _audit(
+            item,
+            from_state=item.state,
+            cause=CAUSE_QUERY_ORDER,
+            detail=f"package {instance.instance_id} linked",
+        )
+        linked.append(item.instance_id)
+    return [f"billing items {', '.join(linked)} linked"] if linked else []
+
+
+@transaction.atomic
+def link_package(
+    *, instance: Instance, package: Instance | None, cause: str = CAUSE_ADMIN
+) -> Instance:
+    """Relate an on-demand instance to the package whose quota it uses (None: unlink) (§5.5).
+
+    Raises ValueError when the instances cannot be related: the item must not be a package,
+    the package must be an ON_DEMAND_PKG instance of the same data set (§2.5), not released.
+    """
+    instance = Instance.objects.select_for_update().get(pk=instance.pk)
+    if package is not None:
+        if instance.charging_mode == ChargingMode.ON_DEMAND_PKG:
+            raise ValueError(f"{instance.instance_id} is itself a package")
+        if package.charging_mode != ChargingMode.ON_DEMAND_PKG:
+            raise ValueError(f"{package.instance_id} is not an on-demand package (ON_DEMAND_PKG)")
+        if package.is_test != instance.is_test:
+            raise ValueError("a debug instance and a production instance cannot be related")
+        if package.is_released:
+            raise ValueError(f"package {package.instance_id} is released")
+    if instance.package_instance_id == (package.pk if package else None):
+        return instance
+    old = instance.package_instance.instance_id if instance.package_instance else "-"
+    instance.package_instance = package
+    instance.save(update_fields=["package_instance", "updated_at"])
+    _audit(
+        instance,
+        from_state=instance.state,
+        cause=cause,
+        detail=f"package {old} → {package.instance_id if package else '-'}",
+    )
+    return instance
 
 
 def _when(moment: datetime | None) -> str:
