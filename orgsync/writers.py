@@ -23,8 +23,8 @@ from .snapshot import Plan, Stored
 
 logger = logging.getLogger(__name__)
 
-# Rewrite planner statistics after this many written rows: a first load of 100k rows into a
-# table the planner believes small would otherwise be joined with nested loops afterwards.
+# Refresh planner statistics after this many rows written (departments, or users linked): with
+# stale ones the planner misjudges a tenant's size and picks nested loops over 100k rows.
 ANALYZE_AFTER_WRITES = 10_000
 BATCH = 500
 COPY_BLOCK = 10_000
@@ -155,22 +155,24 @@ def _apply_postgresql(tenant: Tenant, plan: Plan, stored: list[Stored], now: dat
                     tenant.pk,
                 ],
             )
-    if plan.writes >= ANALYZE_AFTER_WRITES:
-        transaction.on_commit(_analyze_in_background)
-    if plan.create:
-        link_users(tenant)
+    stale = [DEPARTMENTS] if plan.writes >= ANALYZE_AFTER_WRITES else []
+    if plan.create and link_users(tenant) >= ANALYZE_AFTER_WRITES:
+        stale.append(USERS)
+    if stale:
+        transaction.on_commit(lambda: _analyze_in_background(stale))
 
 
-def _analyze_in_background() -> None:
+def _analyze_in_background(tables: list[str]) -> None:
     """Refresh planner statistics once the rows are committed, without delaying the answer
     (KooGallery waits 5 s, §1.3) and without holding ANALYZE's table lock in the call."""
 
     def analyze() -> None:
         try:
             with connections["default"].cursor() as cursor:
-                cursor.execute(f"ANALYZE {DEPARTMENTS}")
+                for table in tables:
+                    cursor.execute(f"ANALYZE {table}")
         except Exception:
-            logger.exception("ANALYZE %s failed", DEPARTMENTS)
+            logger.exception("ANALYZE %s failed", tables)
         finally:
             connections["default"].close()  # this thread's own connection
 
