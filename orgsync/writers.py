@@ -57,7 +57,8 @@ def apply(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, write
 
 
 def link_users(tenant: Tenant) -> int:
-    """Users whose orgCode arrived before their department (§2.6): one set-based UPDATE."""
+    """Users whose orgCode arrived before their department (§2.6): one set-based UPDATE
+    (portable writer; see `_link_waiting_users` for PostgreSQL)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {USERS} SET department_id = ("  # noqa: S608
@@ -118,6 +119,28 @@ def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now) -> None:
             )
 
 
+def _link_waiting_users(cursor, tenant: Tenant, id_of: dict[str, int]) -> int:
+    """`link_users` for PostgreSQL, resolved in Python: the statistics of rows written in this
+    transaction are not known yet, and with them missing the planner may drive the correlated
+    UPDATE from 100k new departments into 20k waiting users (minutes). Reading the waiting
+    users and joining an `unnest` by primary key has no such plan."""
+    cursor.execute(
+        f"SELECT id, org_code FROM {USERS} "  # noqa: S608
+        "WHERE tenant_id = %s AND department_id IS NULL AND org_code <> ''",
+        [tenant.pk],
+    )
+    pairs = [(pk, id_of[code]) for pk, code in cursor.fetchall() if code in id_of]
+    if pairs:
+        users, departments = zip(*pairs, strict=True)
+        cursor.execute(
+            f"UPDATE {USERS} u SET department_id = v.department_id "  # noqa: S608
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, department_id) "
+            "WHERE u.tenant_id = %s AND u.id = v.id",
+            [list(users), list(departments), tenant.pk],
+        )
+    return len(pairs)
+
+
 def _apply_postgresql(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
@@ -155,8 +178,9 @@ def _apply_postgresql(tenant: Tenant, plan: Plan, stored: list[Stored], now: dat
                     tenant.pk,
                 ],
             )
+        linked = _link_waiting_users(cursor, tenant, id_of) if plan.create else 0
     stale = [DEPARTMENTS] if plan.writes >= ANALYZE_AFTER_WRITES else []
-    if plan.create and link_users(tenant) >= ANALYZE_AFTER_WRITES:
+    if linked >= ANALYZE_AFTER_WRITES:
         stale.append(USERS)
     if stale:
         transaction.on_commit(lambda: _analyze_in_background(stale))
