@@ -329,3 +329,45 @@ SPECTACULAR_SETTINGS["DESCRIPTION"] = (
     "Staff-only, read-only API (session of a staff user). A tenant is its KooGallery tenantId; "
     "add ?test=1 for the debug tenant of the same id (testFlag 1 data), production otherwise."
 )
+
+# --- metering (metering/, spec §5.5, issue 8) ---------------------------------------------------
+from celery.schedules import crontab as _crontab  # noqa: E402
+
+INSTALLED_APPS += ["metering"]
+# Bearer token(s) of POST /api/usage (comma-separated: any may be used, for rotation). Empty:
+# the API refuses every call (401).
+METERING_API_TOKEN = env.list("METERING_API_TOKEN", default=[])
+METERING_API_MAX_EVENTS = env.int("METERING_API_MAX_EVENTS", default=1000)
+# occurredAt may lie this far ahead of our clock (the product's clock may run fast).
+METERING_FUTURE_TOLERANCE_S = env.int("METERING_FUTURE_TOLERANCE_S", default=60)
+# An hour [HH:00, HH+1:00) closes this long after its end (late events may still arrive), and
+# its records should be pushed by minute METERING_PUSH_WINDOW_MIN of the next hour (KooGallery
+# collects at minute 15); later first pushes are logged as late.
+METERING_CLOSE_DELAY_S = env.int("METERING_CLOSE_DELAY_S", default=60)
+METERING_PUSH_WINDOW_MIN = env.int("METERING_PUSH_WINDOW_MIN", default=10)
+if not 0 <= METERING_CLOSE_DELAY_S < METERING_PUSH_WINDOW_MIN * 60:
+    raise environ.ImproperlyConfigured(
+        "METERING_CLOSE_DELAY_S must be shorter than METERING_PUSH_WINDOW_MIN minutes"
+    )
+# Records per usage-data call (≤ 1000, §5.5) and retries of 5xx/transport failures: exponential
+# backoff with jitter from BASE to MAX seconds; records older than MAX_AGE_DAYS are dropped.
+METERING_BATCH_SIZE = min(env.int("METERING_BATCH_SIZE", default=1000), 1000)
+METERING_RETRY_BASE_S = env.float("METERING_RETRY_BASE_S", default=15.0)
+METERING_RETRY_MAX_S = env.float("METERING_RETRY_MAX_S", default=300.0)
+METERING_MAX_AGE_DAYS = env.int("METERING_MAX_AGE_DAYS", default=21)
+# A push owns its claimed records this long (≥ 2 × KOOGALLERY_API_TIMEOUT_S: primary + fallback).
+METERING_PUSH_LEASE_S = env.int("METERING_PUSH_LEASE_S", default=120)
+# §5.5: APIG AK/SK signing on top of the basic-key signature (Huawei's pages disagree).
+KOOGALLERY_USAGE_APIG = env.bool("KOOGALLERY_USAGE_APIG", default=False)
+# §5.5 `relate_pkg_instance`: only for stop-before-excess (用完即停) packages.
+KOOGALLERY_USAGE_RELATE_PACKAGE = env.bool("KOOGALLERY_USAGE_RELATE_PACKAGE", default=False)
+# queryInstance `usageInfo.dashboardUrl` (§4.2.2); `{instance_id}` is replaced, URL-encoded.
+KOOGALLERY_USAGE_DASHBOARD_URL = env.str("KOOGALLERY_USAGE_DASHBOARD_URL", default="")
+CELERY_BEAT_SCHEDULE = {
+    **CELERY_BEAT_SCHEDULE,
+    # Every minute: close finished hours, push what is due (minutes 0–10 of the next hour).
+    "metering-close-and-push": {
+        "task": "metering.tasks.run_metering",
+        "schedule": _crontab(minute="*"),
+    },
+}

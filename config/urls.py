@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from koogallery.urls import production_paths
+from metering import views as metering_views
 from ops import views as ops_views
 from orgsync import staff_views as org_staff_views
 
@@ -16,6 +17,8 @@ urlpatterns = [
     path("readyz", ops_views.readyz, name="readyz"),
     path("metrics", ops_views.metrics, name="metrics"),
     path("sso/", include("sso.urls")),
+    # --- metering: our product reports usage (issue 8) ---
+    path("api/usage", metering_views.UsageView.as_view(), name="api-usage"),
     # --- orgsync staff page and API (staff only; issue 5) ---
     path("api/", include("orgsync.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -40,9 +40,11 @@ Routes (name → path under ``/api/mkp-openapi-public/global/``) and default ans
   model in ``licences`` (``register_licence``); unknown codes activate fine, a second activation
   answers ``92020003`` as Huawei does; heartbeat of a never-activated code answers ``92020011``.
 - ``usage_data`` POST ``v1/isv/usage-data`` (§5.5): verifies the ``signature``/``ts``/``nonce``
-  headers with the first basic key (APIG only if an ``Authorization`` header is sent), stores the
-  records in ``usage_records`` and answers ``MKT.0000``. Extend with ``add_route`` or replace its
-  default with ``set_default("usage_data", handler)``.
+  headers with the first basic key (APIG only if an ``Authorization`` header is sent), checks
+  each record's fields (``400 MKT.0101`` naming the first bad one), stores the records in
+  ``usage_records`` and answers ``MKT.0000``; a record repeating an instance's
+  (begin_time, end_time) is a duplicate Huawei ignores: kept in ``usage_duplicates`` only.
+  Extend with ``add_route`` or replace its default with ``set_default("usage_data", handler)``.
 
 Every request is recorded (``requests`` per host, ``all_requests`` across both) as a
 ``RecordedRequest`` with method, path, query, headers, raw body, parsed JSON, multipart parts,
@@ -282,6 +284,10 @@ class Marketplace:
         self.licences: dict[str, dict] = {}
         self.software_usage: list[dict] = []
         self.usage_records: list[dict] = []
+        # §5.5: a second record for the same instance and (begin_time, end_time) is a duplicate;
+        # only the first counts. Accepted periods → metering_sn; refused twins listed here.
+        self.usage_periods: dict[tuple[str, str, str], str] = {}
+        self.usage_duplicates: list[dict] = []
         self.requests: list[RecordedRequest] = []
 
 
@@ -592,9 +598,52 @@ def handle_usage_data(fake: FakeKooGallery, request: RecordedRequest, match: re.
         return error(400, "MKT.0101", "invalid parameter: usage_records")
     if len(records) > 1000:
         return error(500, "MKT.9003", "Usage records extends size limit.")
+    for index, record in enumerate(records):
+        problem = usage_record_problem(record)
+        if problem:
+            return error(400, "MKT.0101", f"invalid parameter: usage_records[{index}].{problem}")
     with fake.market.lock:
-        fake.market.usage_records.extend(records)
+        for record in records:
+            period = (record["instance_id"], record["begin_time"], record["end_time"])
+            if period in fake.market.usage_periods:
+                fake.market.usage_duplicates.append(record)
+                continue
+            fake.market.usage_periods[period] = record["metering_sn"]
+            fake.market.usage_records.append(record)
     return Reply(200, {"error_code": "MKT.0000", "error_msg": "success"})
+
+
+USAGE_TIME_RE = re.compile(r"^\d{8}T\d{6}Z$")
+USAGE_VALUE_RE = re.compile(r"^\d{1,15}(\.\d{1,4})?$")
+
+
+def usage_record_problem(record: Any) -> str:
+    """The first §5.5 rule a UsagePushData breaks ('' if none), as Huawei would check it."""
+    if not isinstance(record, dict):
+        return "not an object"
+    for name, limit in (("instance_id", 64), ("metering_sn", 64), ("relate_pkg_instance", 64)):
+        value = record.get(name)
+        if name == "relate_pkg_instance" and value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > limit:
+            return name
+    times = {}
+    for name in ("record_time", "begin_time", "end_time"):
+        value = record.get(name)
+        if not isinstance(value, str) or not USAGE_TIME_RE.match(value):
+            return name
+        try:
+            times[name] = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return name
+    value = record.get("usage_value")
+    if not isinstance(value, str) or not USAGE_VALUE_RE.match(value) or float(value) <= 0:
+        return "usage_value"
+    if times["begin_time"] > times["end_time"]:
+        return "begin_time"
+    if times["end_time"] > datetime.now(UTC) + timedelta(minutes=5):
+        return "end_time"
+    return ""
 
 
 @dataclass
@@ -808,6 +857,10 @@ class FakeKooGallery:
     @property
     def usage_records(self) -> list[dict]:
         return self.market.usage_records
+
+    @property
+    def usage_duplicates(self) -> list[dict]:
+        return self.market.usage_duplicates
 
     @property
     def all_requests(self) -> list[RecordedRequest]:

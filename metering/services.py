@@ -1,0 +1,312 @@
+"""Writes of metering (STYLE.md §2): recording usage, the hourly job, operator actions.
+
+Recording (`record_usage`) is how our product reports consumption, from Python or through
+POST /api/usage. Events are idempotent on `event_id`: a repeat with the same content answers
+what is stored; the same id with other content is refused. A batch is all or nothing: one
+refused event refuses the batch, with every problem named (index, field, code, message).
+
+The hourly job (`run_metering`, beat every minute, `koogallery_push_usage`) closes finished
+hours into records (aggregation.py) and pushes what is due (push.py).
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from koogallery.instances import ChargingMode, Instance, InstanceState
+
+from . import aggregation, push
+from .locks import shared_position
+from .models import CursorName, PushTrigger, RecordState, UsageEvent, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+QUANTUM = Decimal("0.0001")  # usage_value: at most 4 decimals (§5.5)
+MAX_QUANTITY = Decimal("1e15")  # 15 integer digits + 4 decimals fit usage_value String(20)
+
+
+class UsageErrorCode:
+    """Codes of refused events (the API answers them; see views.py)."""
+
+    UNKNOWN_INSTANCE = "unknown_instance"
+    PACKAGE_INSTANCE = "package_instance"
+    NOT_ON_DEMAND = "not_on_demand"
+    RELEASED_INSTANCE = "released_instance"
+    FROZEN_INSTANCE = "frozen_instance"
+    NOT_POSITIVE = "not_positive"
+    TOO_PRECISE = "max_decimal_places"
+    TOO_LARGE = "max_value"
+    NAIVE_TIME = "naive_time"
+    IN_FUTURE = "in_future"
+    BEFORE_START = "before_start"
+    PERIOD_CLOSED = "period_closed"
+    EVENT_ID_CONFLICT = "event_id_conflict"
+
+
+@dataclass(frozen=True)
+class UsageInput:
+    event_id: str
+    instance_id: str
+    quantity: Decimal
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class UsageProblem:
+    index: int
+    event_id: str
+    field: str
+    code: str
+    message: str
+
+    def as_json(self) -> dict:
+        return {
+            "index": self.index,
+            "eventId": self.event_id,
+            "field": self.field,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+class UsageRejected(Exception):
+    """Nothing was recorded; `problems` names each refused event."""
+
+    def __init__(self, problems: list[UsageProblem]):
+        self.problems = problems
+        first = problems[0]
+        super().__init__(f"{len(problems)} event(s) refused; first: {first.message}")
+
+
+@dataclass
+class UsageReceipt:
+    """Per input, in order: the stored event and whether this call created it."""
+
+    results: list[tuple[UsageEvent, bool]] = field(default_factory=list)
+
+    @property
+    def created(self) -> int:
+        return sum(1 for _, new in self.results if new)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.results) - self.created
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _fmt(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- recording ---------------------------------------------------------------------------------
+
+
+def record_usage(*, events: Sequence[UsageInput], now: datetime | None = None) -> UsageReceipt:
+    """Record usage events, all or none (raises `UsageRejected` naming every refused event).
+
+    Refused: unknown instances, package instances (usage belongs to the on-demand instance,
+    §5.5), instances not billed on demand, usage at or after the instance's release or freeze,
+    non-positive quantities or more than 4 decimals, times without a zone, in the future
+    (beyond METERING_FUTURE_TOLERANCE_S), before the instance started, or in an hour already
+    closed (its record is reported; KooGallery cannot take a correction, §5.5).
+    """
+    now = now or timezone.now()
+    for attempt in (1, 2):
+        try:
+            return _record(events, now)
+        except IntegrityError:
+            # A concurrent twin stored one of these event ids first (STYLE.md §3): on the
+            # second pass it is a duplicate (or a conflict) like any stored event.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@transaction.atomic
+def _record(events: Sequence[UsageInput], now: datetime) -> UsageReceipt:
+    # Held until commit: the closer cannot move past an hour while we write into it.
+    closed_until = shared_position(CursorName.CLOSED)
+    stored = {
+        e.event_id: e
+        for e in UsageEvent.objects.select_related("instance").filter(
+            event_id__in={e.event_id for e in events}
+        )
+    }
+    instances = {
+        i.instance_id: i
+        for i in Instance.objects.filter(instance_id__in={e.instance_id for e in events})
+    }
+    problems: list[UsageProblem] = []
+    results: list[tuple[UsageEvent, bool]] = []
+    new: list[UsageEvent] = []
+    for index, item in enumerate(events):
+        known = stored.get(item.event_id)
+        if known is not None:
+            if _same(known, item):
+                results.append((known, False))
+            else:
+                problems.append(_conflict(index, item, known))
+            continue
+        problem = _check(index, item, instances.get(item.instance_id), closed_until, now)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        event = UsageEvent(
+            event_id=item.event_id,
+            instance=instances[item.instance_id],
+            quantity=item.quantity,
+            occurred_at=item.occurred_at,
+            hour_start=hour_of(item.occurred_at),
+            received_at=now,
+        )
+        stored[item.event_id] = event  # a repeat later in this batch is its duplicate
+        new.append(event)
+        results.append((event, True))
+    if problems:
+        raise UsageRejected(problems)
+    UsageEvent.objects.bulk_create(new, batch_size=1000)
+    return UsageReceipt(results)
+
+
+def _same(known: UsageEvent, item: UsageInput) -> bool:
+    return (
+        known.instance.instance_id == item.instance_id
+        and known.quantity == item.quantity
+        and known.occurred_at == item.occurred_at
+    )
+
+
+def _conflict(index: int, item: UsageInput, known: UsageEvent) -> UsageProblem:
+    return UsageProblem(
+        index,
+        item.event_id,
+        "eventId",
+        UsageErrorCode.EVENT_ID_CONFLICT,
+        f"eventId: {item.event_id!r} was recorded with other content (instance "
+        f"{known.instance.instance_id}, quantity {known.quantity}, occurredAt "
+        f"{_fmt(known.occurred_at)}); event ids are never reused",
+    )
+
+
+def _check(
+    index: int,
+    item: UsageInput,
+    instance: Instance | None,
+    closed_until: datetime | None,
+    now: datetime,
+) -> UsageProblem | None:
+    def problem(name: str, code: str, message: str) -> UsageProblem:
+        return UsageProblem(index, item.event_id, name, code, f"{name}: {message}")
+
+    if instance is None:
+        return problem(
+            "instanceId", UsageErrorCode.UNKNOWN_INSTANCE, f"no instance {item.instance_id!r}"
+        )
+    if instance.charging_mode == ChargingMode.ON_DEMAND_PKG:
+        return problem(
+            "instanceId",
+            UsageErrorCode.PACKAGE_INSTANCE,
+            f"{item.instance_id} is a package; report usage on the on-demand instance of the "
+            "billing item (§5.5)",
+        )
+    if instance.charging_mode not in (ChargingMode.ON_DEMAND, ChargingMode.UNKNOWN):
+        return problem(
+            "instanceId",
+            UsageErrorCode.NOT_ON_DEMAND,
+            f"{item.instance_id} is billed {instance.charging_mode}, not on demand",
+        )
+    quantity = item.quantity
+    if not quantity.is_finite() or quantity <= 0:
+        return problem("quantity", UsageErrorCode.NOT_POSITIVE, "must be greater than 0")
+    if quantity != quantity.quantize(QUANTUM):
+        return problem("quantity", UsageErrorCode.TOO_PRECISE, "at most 4 decimal places")
+    if quantity >= MAX_QUANTITY:
+        return problem("quantity", UsageErrorCode.TOO_LARGE, f"must be below {MAX_QUANTITY:f}")
+    moment = item.occurred_at
+    if moment.tzinfo is None:
+        return problem("occurredAt", UsageErrorCode.NAIVE_TIME, "needs a UTC offset or Z")
+    if moment > now + timedelta(seconds=settings.METERING_FUTURE_TOLERANCE_S):
+        return problem("occurredAt", UsageErrorCode.IN_FUTURE, f"{_fmt(moment)} is in the future")
+    if moment < instance.created_at:
+        return problem(
+            "occurredAt",
+            UsageErrorCode.BEFORE_START,
+            f"{_fmt(moment)} is before instance {instance.instance_id} started "
+            f"({_fmt(instance.created_at)})",
+        )
+    if instance.released_at is not None and moment >= instance.released_at:
+        return problem(
+            "instanceId",
+            UsageErrorCode.RELEASED_INSTANCE,
+            f"{instance.instance_id} was released at {_fmt(instance.released_at)}",
+        )
+    if (
+        instance.state == InstanceState.FROZEN
+        and instance.frozen_at is not None
+        and moment >= instance.frozen_at
+    ):
+        return problem(
+            "instanceId",
+            UsageErrorCode.FROZEN_INSTANCE,
+            f"{instance.instance_id} is frozen since {_fmt(instance.frozen_at)}",
+        )
+    if closed_until is not None and moment < closed_until:
+        return problem(
+            "occurredAt",
+            UsageErrorCode.PERIOD_CLOSED,
+            f"the hour {_fmt(hour_of(moment))} is closed and reported (hours before "
+            f"{_fmt(closed_until)} are); KooGallery takes no second record for it (§5.5)",
+        )
+    return None
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+@dataclass
+class MeteringReport:
+    closed: aggregation.CloseReport
+    pushed: push.PushReport
+
+    def __str__(self) -> str:
+        return f"{self.closed}; {self.pushed}"
+
+
+def run_metering(
+    *,
+    now: datetime | None = None,
+    trigger: PushTrigger = PushTrigger.BEAT,
+    ignore_backoff: bool = False,
+) -> MeteringReport:
+    """Close every finished hour, then push what is due (§5.5). Safe to run concurrently.
+
+    `ignore_backoff` pushes pending records whose retry time has not come yet.
+    """
+    now = now or timezone.now()
+    closed = aggregation.close_hours(now=now)
+    pushed = push.push_due_records(now=now, trigger=trigger, ignore_backoff=ignore_backoff)
+    return MeteringReport(closed, pushed)
+
+
+# --- operator actions --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def repush_records(*, record_ids: Sequence[int], now: datetime | None = None) -> int:
+    """Queue failed records again (same metering_sn); the next push sends them. The count."""
+    now = now or timezone.now()
+    count = UsageRecord.objects.filter(pk__in=record_ids, state=RecordState.FAILED).update(
+        state=RecordState.PENDING, next_attempt_at=None, lease_until=None, updated_at=now
+    )
+    if count:
+        logger.info("%s failed usage record(s) queued for a re-push", count)
+    return count
