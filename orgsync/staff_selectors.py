@@ -66,8 +66,11 @@ class _Shape:
     children: dict[int, list[int]] = field(default_factory=dict)
     roots: list[int] = field(default_factory=list)
     total: dict[int, int] = field(default_factory=dict)
+    waiting: set[int] = field(default_factory=set)
 
 
+# 1 for a department with a parent code: at the top of the forest, that makes it an orphan.
+_WAITING = "CASE WHEN d.parent_code = '' THEN 0 ELSE 1 END"
 _COUNTS = (
     f"SELECT department_id, COUNT(*) AS n FROM {USERS} "  # noqa: S608
     "WHERE tenant_id = %s AND department_id IS NOT NULL GROUP BY department_id"
@@ -79,7 +82,8 @@ def _shape(tenant: Tenant, root_id: int | None) -> _Shape:
     org_code, so children lists come out sorted), with subtree totals computed in Python."""
     if root_id is None:
         sql = (
-            f"SELECT d.id, d.parent_id, d.org_code, COALESCE(u.n, 0) FROM {DEPARTMENTS} d "  # noqa: S608
+            f"SELECT d.id, d.parent_id, d.org_code, COALESCE(u.n, 0), {_WAITING} "  # noqa: S608
+            f"FROM {DEPARTMENTS} d "
             f"LEFT JOIN ({_COUNTS}) u ON u.department_id = d.id "
             "WHERE d.tenant_id = %s ORDER BY d.org_code"
         )
@@ -91,7 +95,8 @@ def _shape(tenant: Tenant, root_id: int | None) -> _Shape:
             f" SELECT id FROM {DEPARTMENTS} WHERE tenant_id = %s AND id = %s"
             f" UNION SELECT c.id FROM {DEPARTMENTS} c JOIN sub ON c.parent_id = sub.id"
             " WHERE c.tenant_id = %s) "
-            f"SELECT d.id, d.parent_id, d.org_code, COALESCE(u.n, 0) FROM {DEPARTMENTS} d "
+            f"SELECT d.id, d.parent_id, d.org_code, COALESCE(u.n, 0), {_WAITING} "
+            f"FROM {DEPARTMENTS} d "
             "JOIN sub ON sub.id = d.id "
             f"LEFT JOIN (SELECT department_id, COUNT(*) AS n FROM {USERS} "
             " WHERE tenant_id = %s AND department_id IN (SELECT id FROM sub)"
@@ -104,11 +109,13 @@ def _shape(tenant: Tenant, root_id: int | None) -> _Shape:
         rows = cursor.fetchall()
 
     shape = _Shape(tenant)
-    for pk, parent_id, code, n in rows:
+    for pk, parent_id, code, n, waiting in rows:
         shape.code[pk] = code
         shape.direct[pk] = n
         shape.parent[pk] = parent_id
-    for pk, parent_id, _, _ in rows:
+        if waiting:
+            shape.waiting.add(pk)
+    for pk, parent_id, _, _, _ in rows:
         if pk != root_id and parent_id in shape.code:
             shape.children.setdefault(parent_id, []).append(pk)
         else:
@@ -193,14 +200,16 @@ def department_tree(
     limit: int,
     budget: int,
 ) -> TreePage:
-    """The forest's roots (no `root`; `offset`/`limit` page them) or `root` (its children are
-    paged), each with `depth` levels of descendants (0: none loaded) and whole-subtree user
-    totals. Every children list is cut at `limit`; at most `budget` nodes are returned."""
+    """The forest's roots (no `root`; top-level departments, then orphans, paged by `offset`
+    and `limit`) or `root` (its children are paged), each with `depth` levels of descendants
+    (0: none loaded) and whole-subtree user totals. Every children list is cut at `limit`; at
+    most `budget` nodes are returned."""
     if root is not None and root.tenant_id != tenant.pk:
         raise ValueError("department of another tenant")
     shape = _shape(tenant, root.pk if root is not None else None)
     if root is None:
-        listed = shape.roots
+        # Top-level departments first, then the orphans (each group in orgCode order).
+        listed = sorted(shape.roots, key=lambda pk: pk in shape.waiting)
         top = listed[offset : offset + limit]
         nodes = _build(
             shape,

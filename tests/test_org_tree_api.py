@@ -128,6 +128,24 @@ def test_children_are_paged(staff):
     assert [len(c["children"]) for c in head["children"]] == [2, 2]
 
 
+def test_top_level_departments_come_before_orphans(world, staff):
+    org_services.single_org_sync(
+        tenant_id=TENANT_ID,
+        is_test=False,
+        org_code="000",
+        org_name="早到的部门",
+        parent_code="998",
+        flag=SyncFlag.ADD,
+    )
+    answer = get(staff, f"{BASE}/org-tree", depth=0)
+    assert [(n["orgCode"], n["orphan"]) for n in answer["nodes"]] == [
+        ("100", False),
+        ("200", False),
+        ("000", True),
+        ("300", True),
+    ]
+
+
 def test_the_roots_are_paged(world, staff):
     first = get(staff, f"{BASE}/org-tree", limit=2, depth=0)
     assert [n["orgCode"] for n in first["nodes"]] == ["100", "200"]

@@ -317,12 +317,14 @@
     );
     const old = treeRoot.querySelector(":scope > li.org-more");
     if (old) old.remove();
+    // Few top-level departments (usually one head office): show their children straight
+    // away. Orphans come after them and stay closed.
+    const opened = rootsLoaded === 0 && data.nodes.filter((n) => !n.orphan).length <= 10;
     for (const node of data.nodes) {
       if (findChild(treeRoot, node.orgCode)) continue;
       const item = nodeElement(node);
       treeRoot.append(item);
-      // Few roots (usually one head office): show their children straight away.
-      if (data.count <= 10 && node.childCount) await expand(item);
+      if (opened && !node.orphan && node.childCount) await expand(item);
     }
     rootsLoaded += data.nodes.length;
     if (data.nextOffset !== null) {
