@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from koogallery import lifecycle
+from koogallery.admin import TestDataFilter
 from koogallery.instances import ChargingMode, Instance
 from koogallery.outbound_models import OutboundAttempt
 
@@ -32,6 +33,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class InstanceTestDataFilter(TestDataFilter):
+    """Usage of production instances by default; debug (testFlag 1) instances on request (§2.5)."""
+
+    def queryset(self, request, queryset):
+        value = self.value() or self.DEFAULT
+        if value == "all":
+            return queryset
+        return queryset.filter(instance__is_test=value == "test")
 
 
 def _instance_link(instance: Instance) -> str:
@@ -66,6 +77,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "accepted_at",
     )
     list_filter = (
+        InstanceTestDataFilter,
         "state",
         ("instance", admin.RelatedOnlyFieldListFilter),
         ("hour_start", admin.DateFieldListFilter),
@@ -96,6 +108,10 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "updated_at",
     )
 
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # The push batch page links to the records it carried (?batch=<id>).
+        return lookup == "batch" or super().lookup_allowed(lookup, value, request)
+
     @admin.display(description="hour (UTC)", ordering="hour_start")
     def hour(self, obj: UsageRecord) -> str:
         return obj.hour_start.strftime("%Y-%m-%d %H:00")
@@ -125,7 +141,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
     list_display = ("event_id", "instance", "quantity", "occurred_at", "received_at")
-    list_filter = (("instance", admin.RelatedOnlyFieldListFilter),)
+    list_filter = (InstanceTestDataFilter, ("instance", admin.RelatedOnlyFieldListFilter))
     date_hierarchy = "occurred_at"
     search_fields = ("event_id", "instance__instance_id")
     list_select_related = ("instance",)
@@ -159,7 +175,7 @@ class PushBatchAdmin(ReadOnlyAdmin):
 
     @admin.display(description="records")
     def records_link(self, obj: PushBatch) -> str:
-        url = reverse("admin:metering_usagerecord_changelist") + f"?batch__id__exact={obj.pk}"
+        url = reverse("admin:metering_usagerecord_changelist") + f"?data=all&batch={obj.pk}"
         return format_html(
             '<a href="{}">{} record(s) last sent in this batch</a>', url, obj.records.count()
         )
@@ -170,7 +186,7 @@ class PushBatchAdmin(ReadOnlyAdmin):
         return (
             format_html_join(
                 "",
-                "<div>{} {} → {} {} {} ({:.0f} ms) {}</div>",
+                "<div>{} {} → {} {} {} ({} ms) {}</div>",
                 (
                     (
                         a.started_at.strftime("%H:%M:%S"),
@@ -178,7 +194,7 @@ class PushBatchAdmin(ReadOnlyAdmin):
                         a.status_code or "-",
                         a.result_code or "",
                         a.outcome,
-                        a.duration_ms,
+                        f"{a.duration_ms:.0f}",
                         a.error,
                     )
                     for a in attempts
@@ -214,7 +230,7 @@ class PackageForm(forms.ModelForm):
 class MeteredInstanceAdmin(admin.ModelAdmin):
     form = PackageForm
     list_display = ("instance_id", "charging_mode", "product_id", "state", "package", "is_test")
-    list_filter = ("charging_mode", "state", "is_test")
+    list_filter = (TestDataFilter, "charging_mode", "state")
     search_fields = ("instance_id", "order_id", "product_id", "customer_id")
     list_select_related = ("package_instance",)
     fields = (
@@ -274,7 +290,10 @@ class MeteredInstanceAdmin(admin.ModelAdmin):
     @admin.display(description="usage records")
     def records(self, obj: Instance) -> str:
         counts = selectors.state_counts(instance=obj)
-        url = reverse("admin:metering_usagerecord_changelist") + f"?instance__id__exact={obj.pk}"
+        url = (
+            reverse("admin:metering_usagerecord_changelist")
+            + f"?data=all&instance__id__exact={obj.pk}"
+        )
         text = ", ".join(f"{counts[s]} {s}" for s in RecordState.values if s in counts)
         return format_html('<a href="{}">{}</a>', url, text or "none")
 

@@ -52,7 +52,7 @@ def usage_chart(hours: list[ChartHour]) -> SafeString:
                 f"{max(slot - 0.3, 0.5):.2f}",
                 f"{height:.2f}",
                 COLOURS[state],
-                f"{_hour(hour.hour_start)}: {_number(hour.value)} ({state.label})",
+                f"{_hour(hour.hour_start)}: {_number(hour.value)}, {state.label}",
             )
         )
     ticks = []
@@ -62,7 +62,7 @@ def usage_chart(hours: list[ChartHour]) -> SafeString:
             label = hour.hour_start.strftime("%m-%d") if hour.hour_start.day % 5 == 0 else ""
             ticks.append((x, TOP + plot_h, x, TOP + plot_h + 4, x, label))
     legend = [
-        (LEFT + n * 140, colour, state.label.split(" (")[0])
+        (LEFT + n * 160, colour, state.label.split(" (")[0])
         for n, (state, colour) in enumerate(COLOURS.items())
     ]
     total = sum((h.value for h in hours), Decimal(0))
