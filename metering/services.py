@@ -27,6 +27,15 @@ from .models import CursorName, PushTrigger, RecordState, UsageEvent, UsageRecor
 
 logger = logging.getLogger(__name__)
 
+# What `_check` reads of an instance.
+CHECKED_FIELDS = (
+    "instance_id",
+    "charging_mode",
+    "state",
+    "created_at",
+    "released_at",
+    "frozen_at",
+)
 QUANTUM = Decimal("0.0001")  # usage_value: at most 4 decimals (§5.5)
 MAX_QUANTITY = Decimal("1e15")  # 15 integer digits + 4 decimals fit usage_value String(20)
 
@@ -143,7 +152,9 @@ def _record(events: Sequence[UsageInput], now: datetime) -> UsageReceipt:
     }
     instances = {
         i.instance_id: i
-        for i in Instance.objects.filter(instance_id__in={e.instance_id for e in events})
+        for i in Instance.objects.filter(instance_id__in={e.instance_id for e in events}).only(
+            *CHECKED_FIELDS
+        )
     }
     problems: list[UsageProblem] = []
     results: list[tuple[UsageEvent, bool]] = []
@@ -160,14 +171,16 @@ def _record(events: Sequence[UsageInput], now: datetime) -> UsageReceipt:
         if problem is not None:
             problems.append(problem)
             continue
+        instance = instances[item.instance_id]
         event = UsageEvent(
             event_id=item.event_id,
-            instance=instances[item.instance_id],
+            instance_id=instance.pk,
             quantity=item.quantity,
             occurred_at=item.occurred_at,
             hour_start=hour_of(item.occurred_at),
             received_at=now,
         )
+        event.instance = instance  # cached for the receipt, no query
         stored[item.event_id] = event  # a repeat later in this batch is its duplicate
         new.append(event)
         results.append((event, True))
