@@ -3,6 +3,7 @@ browser: tree levels and paging, branch (root, depth), users per department, una
 search with paths, tenant isolation (same orgCodes in three tenants), staff only, schema."""
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,6 +13,7 @@ from django.test import Client
 from orgsync import api
 from orgsync import services as org_services
 from tenants.models import SyncFlag
+from tests.org_kit import add_user
 from tests.org_tree_world import APP_ID, OTHER_ID, TENANT_ID, big_world, small_world
 
 pytestmark = pytest.mark.django_db
@@ -223,6 +225,22 @@ def test_a_departments_users_with_role_enabled_and_state_per_app(world, staff):
     assert [(a["state"], a["canSignIn"]) for a in cancelled["authorizations"]] == [
         ("revoked", False)
     ]
+
+
+def test_an_orgcode_with_a_slash_or_chinese_characters_in_the_path(world, staff):
+    for code in ("研发/一部", "a b?c#d"):
+        org_services.single_org_sync(
+            tenant_id=TENANT_ID,
+            is_test=False,
+            org_code=code,
+            org_name="特殊",
+            parent_code="100",
+            flag=SyncFlag.ADD,
+        )
+        add_user(f"user-of-{code}", code, tenant_id=TENANT_ID)
+        url = f"{BASE}/departments/{quote(code, safe='')}/users"
+        assert [u["userName"] for u in get(staff, url)["results"]] == [f"user-of-{code}"]
+        assert get(staff, f"{BASE}/org-tree", root=code)["nodes"][0]["orgCode"] == code
 
 
 def test_users_are_paged(world, staff):

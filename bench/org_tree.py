@@ -1,0 +1,375 @@
+"""Staff org-tree page and API at scale (issue 5): prints timings, asserts nothing about them.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_org_tree \\
+        .venv/bin/python bench/org_tree.py --browser
+
+Drops and recreates the scratch database named in DATABASE_URL, migrates it and loads, through
+the sync services, one tenant of 100,000 departments (one head office, 20 divisions of random
+depth up to 8, a department with 10,000 direct children, 1,000 orphans at the top) with 20,000
+users, and a neighbour tenant with the same orgCodes. Then:
+
+- each API read a page makes, in this process through Django's test client (server time plus
+  JSON rendering), min/median/max over --repeat runs, with the answer's size;
+- with --browser (Debian's chromium and chromium-driver), the page itself in headless Chromium
+  against `runserver --insecure` on loopback: time until the tree shows, to expand a division,
+  to search a user and to reveal a department seven levels down.
+
+Options: --departments N (default 100000), --users N (20000), --repeat N (5), --browser, --keep.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_org_tree"
+TENANT_ID = "bench-tree-tenant"
+NEIGHBOUR_ID = "bench-tree-neighbour"
+DIVISIONS = 20
+MAX_DEPTH = 8
+WIDE = 10_000
+ORPHANS = 1_000
+
+
+def configure_environment(database_url: str) -> None:
+    from cryptography.fernet import Fernet
+
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": "bench-only-secret-key",
+            "KOOGALLERY_KIT_KEY": "BENCH_KIT_KEY",
+            "KOOGALLERY_BASIC_KEY": "BENCH_BASIC_KEY",
+            "FIELD_ENCRYPTION_KEYS": os.environ.get("FIELD_ENCRYPTION_KEYS")
+            or Fernet.generate_key().decode(),
+            "SECURE_SSL_REDIRECT": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    os.environ.pop("REDIS_URL", None)
+
+
+def recreate_database(database_url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def tree(count: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """(orgCode, orgName, parentCode): head office, divisions of random depth ≤ MAX_DEPTH, one
+    department with WIDE children, ORPHANS whose parent never arrives."""
+    items = [("HQ", "Head office", "")]
+    wide_parent = "D01-00001"
+    budget = count - 1 - DIVISIONS - WIDE - ORPHANS
+    per_division = budget // DIVISIONS
+    for d in range(1, DIVISIONS + 1):
+        division = f"D{d:02d}"
+        items.append((division, f"Division {d}", "HQ"))
+        nodes = [(division, 1)]
+        for n in range(1, per_division + 1):
+            parent, depth = rng.choice(nodes)
+            while depth >= MAX_DEPTH:
+                parent, depth = rng.choice(nodes)
+            code = f"{division}-{n:05d}"
+            items.append((code, f"Team {d}.{n}", parent))
+            nodes.append((code, depth + 1))
+    items += [(f"W{n:05d}", f"Wide team {n}", wide_parent) for n in range(1, WIDE + 1)]
+    items += [(f"O{n:04d}", f"Orphan {n}", f"GONE{n}") for n in range(1, ORPHANS + 1)]
+    return items
+
+
+def load(departments: int, users: int, rng: random.Random) -> dict:
+    from orgsync import services as org_services
+    from orgsync.models import Department
+    from tenants import services as tenant_services
+    from tenants.models import Role, SyncFlag
+
+    items = tree(departments, rng)
+    started = time.perf_counter()
+    org_services.all_org_sync(tenant_id=TENANT_ID, is_test=False, departments=items)
+    org_services.all_org_sync(
+        tenant_id=NEIGHBOUR_ID,
+        is_test=False,
+        departments=[(c, f"Neighbour {n}", p) for c, n, p in items[:20_000]],
+    )
+    codes = [code for code, _, _ in items]
+    for start in range(0, users, 5_000):
+        records = [
+            {
+                "user_name": f"user{n:06d}",
+                "name": f"Person {n}",
+                "org_code": rng.choice(codes) if n % 100 else "NOT-SYNCED",
+                "role": Role.ADMIN if n % 50 == 0 else Role.USER,
+                "enabled": n % 17 != 0,
+                "position": "",
+                "employee_code": "",
+                "employee_type": None,
+                "mobile": "",
+                "email": "",
+                "work_place": "",
+                "entry_date": "",
+                "extension": {},
+            }
+            for n in range(start, min(start + 5_000, users))
+        ]
+        tenant_services.auth_sync(
+            tenant_id=TENANT_ID,
+            is_test=False,
+            instance_id="bench",
+            app_id="BENCHAPP",
+            users=records,
+            current_sync_time="20240101000000000",
+            flag=SyncFlag.ADD,
+        )
+    print(
+        f"loaded {len(items):,} departments and {users:,} users in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    deepest = (
+        Department.objects.filter(tenant__tenant_id=TENANT_ID, org_code__startswith="D07-")
+        .order_by("-org_code")
+        .values_list("org_code", flat=True)
+    )
+    return {"items": items, "deep_candidates": list(deepest[:2000])}
+
+
+def deep_department(candidates: list[str]) -> tuple[str, int]:
+    from orgsync.selectors import path_to_root
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(tenant_id=TENANT_ID, is_test=False)
+    best = ("", 0)
+    for code in candidates:
+        depth = len(path_to_root(tenant=tenant, org_code=code))
+        if depth > best[1]:
+            best = (code, depth)
+        if depth >= MAX_DEPTH:
+            break
+    return best
+
+
+def measure_api(repeat: int, deep_code: str) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    staff = get_user_model().objects.create_user("bench-staff", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    base = f"/api/tenants/{TENANT_ID}"
+    reads = [
+        ("page shell (summary counts)", f"/staff/tenants/{TENANT_ID}/org-tree"),
+        ("top levels (depth 1, page of 200)", f"{base}/org-tree?depth=1"),
+        ("expand a division (~3,900 below)", f"{base}/org-tree?root=D05&depth=1"),
+        ("expand the 10,000-child department", f"{base}/org-tree?root=D01-00001&depth=1"),
+        ("  its last page", f"{base}/org-tree?root=D01-00001&depth=1&offset=9800"),
+        ("expand a deep department", f"{base}/org-tree?root={deep_code}&depth=1"),
+        ("branch of a division, depth 8", f"{base}/org-tree?root=D05&depth=8"),
+        ("search department name", f"{base}/org-tree/search?q=Team%2012.34"),
+        ("search user name", f"{base}/org-tree/search?q=Person%201234"),
+        ("search, many matches", f"{base}/org-tree/search?q=Team"),
+        ("users of a department", f"{base}/departments/HQ/users"),
+        ("unassigned users (page of 100)", f"{base}/unassigned-users"),
+    ]
+    print(f"\nAPI reads, in process, {repeat} runs each: min / median / max ms, answer size")
+    for label, url in reads:
+        timings, size = [], 0
+        for _ in range(repeat):
+            started = time.perf_counter()
+            response = client.get(url)
+            timings.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                raise SystemExit(f"{url} answered {response.status_code}")
+            size = len(response.content)
+        print(
+            f"  {label:<38} {min(timings):7.1f} {statistics.median(timings):7.1f} "
+            f"{max(timings):7.1f}   {size / 1024:7.1f} KiB"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measure_browser(deep_code: str) -> None:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "runserver",
+            f"127.0.0.1:{port}",
+            "--noreload",
+            "--insecure",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    profile = tempfile.mkdtemp(prefix="bench-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        base = f"http://localhost:{port}"
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        user = get_user_model().objects.create_user("bench-browser", is_staff=True)
+        client = Client()
+        client.force_login(user)
+        driver.get(f"{base}/healthz")
+        driver.add_cookie(
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "path": "/",
+            }
+        )
+
+        def until(script: str) -> None:
+            WebDriverWait(driver, 120, poll_frequency=0.01).until(lambda d: d.execute_script(script))
+
+        def node(code: str) -> str:
+            return f"document.querySelector('li.org-node[data-org-code={code}]')"
+
+        def timed(label: str, script: str, done: str) -> None:
+            started = time.perf_counter()
+            driver.execute_script(script)
+            until(done)
+            print(f"  {label:<44} {(time.perf_counter() - started) * 1e3:7.0f} ms")
+
+        def in_dom(label: str) -> None:
+            count = driver.execute_script("return document.querySelectorAll('li.org-node').length")
+            print(f"  {label:<44} {count:7d}")
+
+        # Codes here are plain ASCII: no quoting needed inside the selectors.
+        hit = f"#org-search-departments li[data-org-code={deep_code}] .org-reveal"
+        print("\nPage in headless Chromium (runserver on loopback)")
+        timed(
+            "open the page until the divisions show",
+            f"window.location.assign('{base}/staff/tenants/{TENANT_ID}/org-tree')",
+            f"return {node('D20')} !== null && {node('D20')}.offsetParent !== null",
+        )
+        in_dom("departments in the DOM")
+        timed(
+            "expand a division",
+            f"{node('D05')}.querySelector('.org-toggle').click()",
+            f"return {node('D05')}.querySelectorAll('li.org-node').length > 0",
+        )
+        timed(
+            "expand the department of 10,000 children",
+            f"{node('D01')}.querySelector('.org-toggle').click();",
+            f"return {node('D01-00001')} !== null",
+        )
+        timed(
+            "  (its first page of children)",
+            f"{node('D01-00001')}.querySelector('.org-toggle').click()",
+            f"return {node('D01-00001')}.querySelectorAll('li.org-node').length >= 200",
+        )
+        timed(
+            "search a user until the result shows",
+            "document.getElementById('org-search-input').value = 'user012345';"
+            "document.getElementById('org-search-button').click();",
+            "return document.querySelector('#org-search-users li') !== null",
+        )
+        timed(
+            "search a department by orgCode",
+            f"document.getElementById('org-search-input').value = '{deep_code}';"
+            "document.getElementById('org-search-button').click();",
+            f"return document.querySelector('{hit}') !== null",
+        )
+        timed(
+            f"reveal it, {MAX_DEPTH} levels down",
+            f"document.querySelector('{hit}').click()",
+            f"const n = {node(deep_code)}; return n !== null && n.classList.contains('org-found')",
+        )
+        in_dom("departments in the DOM at the end")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--departments", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--browser", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="leave the scratch database")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL", DEFAULT_URL)
+    if not database_url.startswith("postgres"):
+        raise SystemExit("DATABASE_URL must name a scratch PostgreSQL database")
+    configure_environment(database_url)
+    recreate_database(database_url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    rng = random.Random(5)
+    loaded = load(args.departments, args.users, rng)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    deep_code, depth = deep_department(loaded["deep_candidates"])
+    print(f"deep department {deep_code}: {depth} levels from the top")
+    try:
+        measure_api(args.repeat, deep_code)
+        if args.browser:
+            measure_browser(deep_code)
+    finally:
+        connection.close()
+        if not args.keep:
+            recreate_database(database_url)  # leaves an empty database behind
+
+
+if __name__ == "__main__":
+    main()
