@@ -269,7 +269,8 @@ def measure_browser(deep_code: str) -> None:
         )
 
         def until(script: str) -> None:
-            WebDriverWait(driver, 120, poll_frequency=0.01).until(lambda d: d.execute_script(script))
+            wait = WebDriverWait(driver, 120, poll_frequency=0.01)
+            wait.until(lambda d: d.execute_script(script))
 
         def node(code: str) -> str:
             return f"document.querySelector('li.org-node[data-org-code={code}]')"
