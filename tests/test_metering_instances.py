@@ -7,6 +7,7 @@ are related to their billing items. queryInstance reports usage in `usageInfo`.
 
 import copy
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from django.conf import settings
 from koogallery import lifecycle
 from koogallery.instances import ChargingMode, Instance
 from koogallery.signing import body_sign_header
-from metering import services
+from metering import selectors, services
 from tests.fakes.koogallery_server import CAPTURED_MOCK_ANSWER
 from tests.kgclient import envelope, fixture_json
 from tests.metering_kit import eager_tasks, hour, make_instance, usage  # noqa: F401
@@ -280,3 +281,43 @@ def test_usage_values_keep_four_decimals(kg):
     od = make_instance("od-1", is_test=True)
     services.record_usage(events=[usage(od, Decimal("0.0001"), hour(1)) for _ in range(3)])
     assert query(kg, "od-1")["od-1"]["usageInfo"][0]["usageValue"] == 0.0003
+
+
+def test_usage_totals_are_exact_whether_hours_are_closed_or_not(fake_koogallery):
+    """Closed hours count by their record, the rest by events: the sum is the same."""
+    rng = random.Random(5)
+    a, b = make_instance("od-a", started=hour(60)), make_instance("od-b", started=hour(60))
+    events = [
+        usage(
+            rng.choice([a, b]),
+            Decimal(rng.randint(1, 10_000)) / 100,
+            hour(rng.randint(1, 50)) + timedelta(seconds=rng.randint(0, 3599)),
+        )
+        for _ in range(300)
+    ]
+    services.record_usage(events=events)
+    services.run_metering(now=hour(10) + timedelta(minutes=5))  # closes hours before hour(10)
+    windows = [(None, None)] + [
+        tuple(
+            sorted(
+                hour(rng.randint(0, 55)) + timedelta(seconds=rng.randint(0, 7199)) for _ in range(2)
+            )
+        )
+        for _ in range(20)
+    ]
+    for start, end in windows:
+        expected = {
+            x.instance_id: sum(
+                (
+                    e.quantity
+                    for e in events
+                    if e.instance_id == x.instance_id
+                    and (start is None or e.occurred_at >= start)
+                    and (end is None or e.occurred_at < end)
+                ),
+                Decimal(0),
+            )
+            for x in (a, b)
+        }
+        totals = selectors.usage_totals(instances=[a, b], start=start, end=end)
+        assert {"od-a": totals[a.pk], "od-b": totals[b.pk]} == expected, (start, end)

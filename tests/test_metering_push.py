@@ -451,3 +451,21 @@ def test_command_now_skips_the_backoff_and_reports_failures(fake_koogallery, two
     assert len(usage_requests(fake_koogallery)) == 2
     call_command("koogallery_push_usage", "--now")
     assert {r.state for r in UsageRecord.objects.all()} == {RecordState.ACCEPTED}
+
+
+# --- the schedule ---------------------------------------------------------------------------------
+
+
+def test_beat_runs_the_job_every_minute(fake_koogallery, two_hours):
+    from celery.schedules import crontab
+    from django.conf import settings
+
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["metering-close-and-push"]
+    assert entry["schedule"] == crontab(minute="*")
+    app.loader.import_default_modules()
+    assert "3 accepted" in app.tasks[entry["task"]].apply().get()
+    assert {r.state for r in UsageRecord.objects.all()} == {RecordState.ACCEPTED}
+    # The other apps' beat entries are still there.
+    assert "licensing-sweep" in settings.CELERY_BEAT_SCHEDULE
