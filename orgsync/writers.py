@@ -209,6 +209,25 @@ def _chunks(items: list, size: int = BATCH):
         yield items[start : start + size]
 
 
+def _by_level(create: list, known: dict[str, int]) -> list[list]:
+    """New rows grouped so that each row's parent is known or in an earlier group (parents
+    first, O(n)); each group is then inserted already linked."""
+    link_of = {row[0]: row[3] for row in create}
+    level: dict[str, int] = {}
+    for code in link_of:
+        path, step = [], code
+        while step is not None and step in link_of and step not in level:
+            path.append(step)
+            step = link_of[step]  # the plan has no cycles
+        base = level[step] + 1 if step in level else 0
+        for offset, pending in enumerate(reversed(path)):
+            level[pending] = base + offset
+    groups: list[list] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for row in create:
+        groups[level[row[0]]].append(row)
+    return groups
+
+
 def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
@@ -216,34 +235,44 @@ def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datet
         TenantUser.objects.filter(tenant=tenant, department_id__in=chunk).update(department=None)
         # The remaining children of these rows are relinked by the plan's updates below.
         Department.objects.filter(tenant=tenant, id__in=chunk).delete()
-    created = Department.objects.bulk_create(
-        [
-            Department(tenant=tenant, org_code=code, org_name=name, parent_code=parent_code)
-            for code, name, parent_code, _ in plan.create
-        ],
-        batch_size=BATCH,
-    )
-    id_of.update((department.org_code, department.pk) for department in created)
-    relink = []
-    for department, (_, _, _, link) in zip(created, plan.create, strict=True):
-        if link:
-            department.parent_id = id_of[link]
-            relink.append(department)
-    changed = [
-        Department(
-            id=pk,
-            tenant=tenant,
-            org_code="",
-            org_name=name,
-            parent_code=parent_code,
-            parent_id=id_of[link] if link else None,
-            updated_at=now,
-        )
-        for pk, name, parent_code, link in plan.update
-    ]
-    Department.objects.bulk_update(relink, ["parent"], batch_size=BATCH)
-    Department.objects.bulk_update(
-        changed, ["org_name", "parent_code", "parent", "updated_at"], batch_size=BATCH
-    )
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        # Parents first, so every row is inserted already linked. executemany and a read-back
+        # of the ids by code: bulk_create's model machinery costs 5x more for 100k rows.
+        for group in _by_level(plan.create, id_of):
+            cursor.executemany(
+                f"INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, "  # noqa: S608
+                "parent_id, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        tenant.pk,
+                        code,
+                        name,
+                        parent_code,
+                        id_of[link] if link else None,
+                        stamp,
+                        stamp,
+                    )
+                    for code, name, parent_code, link in group
+                ],
+            )
+            for chunk in _chunks([row[0] for row in group]):
+                cursor.execute(
+                    f"SELECT org_code, id FROM {DEPARTMENTS} WHERE tenant_id = %s "  # noqa: S608
+                    f"AND org_code IN ({', '.join(['%s'] * len(chunk))})",
+                    [tenant.pk, *chunk],
+                )
+                id_of.update(cursor.fetchall())
+        if plan.update:
+            # One statement per row through executemany: fast everywhere, unlike
+            # bulk_update's CASE expressions, which grow with the batch.
+            cursor.executemany(
+                f"UPDATE {DEPARTMENTS} SET org_name = %s, parent_code = %s, "  # noqa: S608
+                "parent_id = %s, updated_at = %s WHERE tenant_id = %s AND id = %s",
+                [
+                    (name, parent_code, id_of[link] if link else None, stamp, tenant.pk, pk)
+                    for pk, name, parent_code, link in plan.update
+                ],
+            )
     if plan.create:
         link_users(tenant)
