@@ -426,6 +426,7 @@ def test_the_page_shows_the_summary_and_points_the_script_at_the_api(world, staf
     assert "debug (testFlag 1)" in debug
 
     assert staff.get(f"/staff/tenants/{OTHER_ID}/org-tree?test=1").status_code == 404
+    assert staff.get("/staff/tenants/a%00b/org-tree").status_code == 404
     assert staff.get(f"/staff/tenants/{TENANT_ID}/org-tree?test=x").status_code == 400
 
 
