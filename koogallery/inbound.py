@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -99,6 +100,22 @@ def _client_ip(request: HttpRequest) -> str:
     return (request.META.get("REMOTE_ADDR") or "")[:64]
 
 
+def read_body(request: HttpRequest) -> bytes | None:
+    """The raw body, or None past DATA_UPLOAD_MAX_MEMORY_SIZE (sized for a 100k-department
+    allOrgSync in config/settings.py): Django would answer its own 400 page, we answer 000002."""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        return None
+
+
+def _declared_size(request: HttpRequest) -> int:
+    try:
+        return min(max(int(request.META.get("CONTENT_LENGTH") or 0), 0), 2**31 - 1)
+    except ValueError:
+        return 0
+
+
 def _short(value: Any, size: int) -> str:
     if value is None or isinstance(value, (dict, list)):
         return ""
@@ -124,7 +141,8 @@ class InboundEndpoint(View):
         return self.endpoint_name
 
     # --- the pipeline -------------------------------------------------------------------------
-    def serve(self, request: HttpRequest, raw: bytes) -> HttpResponse:
+    def serve(self, request: HttpRequest, raw: bytes | None) -> HttpResponse:
+        """Answer one call; `raw` is None when the body was over the size limit."""
         started = time.monotonic()
         journal = InboundCall(
             received_at=timezone.now(),
@@ -133,16 +151,23 @@ class InboundEndpoint(View):
             method=request.method or "",
             path=request.path[:255],
             remote_addr=_client_ip(request),
-            request_size=len(raw),
-            request_sha256=body_digest(raw),
+            request_size=len(raw) if raw is not None else _declared_size(request),
+            request_sha256=body_digest(raw) if raw is not None else "",
             query_string=self.journal_query(request),
             verification=Verification.MISSING,
         )
-        parsed, parse_error = self.parse(request, raw)
+        oversized = raw is None
+        if oversized:
+            parsed, raw = None, b""
+            parse_error = f"request body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+        else:
+            parsed, parse_error = self.parse(request, raw)
         self.fill_business_keys(journal, parsed)
         journal.request_body = redacted_text(raw, parsed)
         key: str | None = None
         try:
+            if oversized:  # never read, so not verifiable: refused before any key is tried
+                raise Rejected(ResultCode.INVALID_PARAM, parse_error)
             key = self.authenticate(request, raw, parsed)
             journal.verification = Verification.VERIFIED
             journal.key_index = family_keys(self.family).index(key)
@@ -193,6 +218,7 @@ class InboundEndpoint(View):
         journal.result_msg = (reply.message or reply.code.label)[:255]
         journal.response_body = redacted_text(response.content, _loads_or_none(response.content))
         journal.duration_ms = round((time.monotonic() - started) * 1000, 3)
+        _without_nul(journal)
         try:
             journal.save()
         except Exception:
@@ -229,6 +255,22 @@ class InboundEndpoint(View):
         journal.test_flag = None if flag in (None, "") else str(flag) == "1"
 
 
+def _without_nul(journal: InboundCall) -> None:
+    """PostgreSQL text cannot hold U+0000, which a hostile body or query string may carry: the
+    journal row would be lost (and with it an accepted call's transaction)."""
+    for name in _JOURNAL_TEXT:
+        value = getattr(journal, name)
+        if isinstance(value, str) and "\x00" in value:
+            setattr(journal, name, value.replace("\x00", "\ufffd"))
+
+
+_JOURNAL_TEXT = [
+    f.attname
+    for f in InboundCall._meta.fields
+    if f.get_internal_type() in ("CharField", "TextField")
+]
+
+
 def _loads_or_none(content: bytes) -> Any:
     try:
         return parse_json(content)
@@ -244,12 +286,13 @@ def check_v2_credentials(
         raise Rejected(ResultCode.AUTH_FAILED, "signature missing", Verification.MISSING)
     if not timestamp or not nonce:
         raise Rejected(ResultCode.INVALID_PARAM, "timestamp or nonce missing", Verification.MISSING)
-    if not timestamp.isascii() or not timestamp.isdigit():
+    # 19 digits reach the year 2286 in milliseconds; longer is noise (and int() may refuse it).
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 19:
         raise Rejected(
             ResultCode.INVALID_PARAM, "timestamp must be Unix milliseconds", Verification.MALFORMED
         )
     skew_ms = settings.KOOGALLERY_MAX_CLOCK_SKEW_S * 1000
-    if abs(time.time() * 1000 - int(timestamp)) > skew_ms:
+    if abs(time.time_ns() // 1_000_000 - int(timestamp)) > skew_ms:
         raise Rejected(
             ResultCode.INVALID_PARAM, "timestamp outside the accepted window", Verification.STALE
         )
@@ -293,7 +336,7 @@ class KitEndpoint(InboundEndpoint):
     v1_serializer_class: type[serializers.Serializer] | None = None
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        return self.serve(request, request.body)
+        return self.serve(request, read_body(request))
 
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         if self.family == Family.KIT_V1:

@@ -14,6 +14,7 @@ from .inbound import (
     Reply,
     check_v1_token,
     check_v2_credentials,
+    read_body,
     validate,
 )
 from .journal import Family, Verification
@@ -47,7 +48,7 @@ class ProductionInterfaceView(InboundEndpoint):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         self.family = Family.BASIC_V2
-        return self.serve(request, request.body)
+        return self.serve(request, read_body(request))
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if "activity" not in request.GET:

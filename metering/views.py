@@ -110,10 +110,21 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+class UsageJSONParser(JSONParser):
+    """DRF's JSON parser; JSON nested deeper than Python's json can read is malformed (400),
+    not a RecursionError (500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from exc
+
+
 class UsageView(APIView):
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser]
+    parser_classes = [UsageJSONParser]
 
     def get_exception_handler(self):
         def handler(exc, context):

@@ -82,7 +82,12 @@ def _query(serializer_class, request: Request) -> dict:
 
 
 def _tenant(tenant_id: str, *, is_test: bool) -> Tenant:
-    tenant = tenant_selectors.tenant(tenant_id=tenant_id, is_test=is_test)
+    # No stored id holds NUL, and PostgreSQL refuses it in a query (a 500, not a 404).
+    tenant = (
+        None
+        if "\x00" in tenant_id
+        else tenant_selectors.tenant(tenant_id=tenant_id, is_test=is_test)
+    )
     if tenant is None:
         kind = "debug" if is_test else "production"
         raise NotFound(f"tenantId: no {kind} tenant {tenant_id!r}")
@@ -90,7 +95,11 @@ def _tenant(tenant_id: str, *, is_test: bool) -> Tenant:
 
 
 def _department(tenant: Tenant, org_code: str, field: str = "orgCode") -> Department:
-    department = Department.objects.filter(tenant=tenant, org_code=org_code).first()
+    department = (
+        None
+        if "\x00" in org_code
+        else Department.objects.filter(tenant=tenant, org_code=org_code).first()
+    )
     if department is None:
         raise NotFound(f"{field}: no department {org_code!r} in this tenant")
     return department
