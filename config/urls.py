@@ -6,6 +6,8 @@ from koogallery.urls import production_paths
 from metering import views as metering_views
 from ops import views as ops_views
 from orgsync import staff_views as org_staff_views
+from orgsync.urls import kit_urlpatterns as org_kit
+from tenants.urls import kit_urlpatterns as tenant_kit
 
 admin.site.site_header = "KooGallery merchant server"
 admin.site.site_title = "KooGallery merchant"
@@ -40,12 +42,4 @@ urlpatterns = [
 ]
 
 # Kit endpoints: each domain app contributes its views (see tenants/urls.py, orgsync/urls.py).
-try:
-    from tenants.urls import kit_urlpatterns as tenant_kit
-except ImportError:  # pragma: no cover - while the app is being built
-    tenant_kit = []
-try:
-    from orgsync.urls import kit_urlpatterns as org_kit
-except ImportError:  # pragma: no cover
-    org_kit = []
 urlpatterns += tenant_kit + org_kit
