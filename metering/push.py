@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -47,6 +47,19 @@ HOUR = timedelta(hours=1)
 # §5.5 project decision: stop and alert on these; a retry cannot fix them.
 STOP_CODE_RE = re.compile(r"^MKT\.(?:01\d\d|9001)$")
 MAX_CLAIM_RACES = 20
+# What a push reads of a claimed record (not the instance's order data).
+SENT_FIELDS = (
+    "instance__instance_id",
+    "hour_start",
+    "begin_at",
+    "end_at",
+    "value",
+    "metering_sn",
+    "record_time",
+    "relate_pkg_instance",
+    "attempts",
+    "first_pushed_at",
+)
 
 
 @dataclass
@@ -210,6 +223,7 @@ def _claim(
     records = list(
         UsageRecord.objects.filter(batch=batch, state=RecordState.PUSHED)
         .select_related("instance")
+        .only(*SENT_FIELDS)
         .order_by("hour_start", "id")
     )
     return batch, records
@@ -293,26 +307,30 @@ def _record_answer(
 ) -> str:
     result = outcome.result
     code = result.result_code
-    mine = UsageRecord.objects.filter(pk__in=[r.pk for r in records], batch=batch)
-    mine.update(
-        attempts=F("attempts") + 1,
-        lease_until=None,
-        last_result_code=code[:32],
-        first_pushed_at=Coalesce("first_pushed_at", now),
-        updated_at=now,
-    )
+    # One UPDATE per outcome; a record another run re-claimed (lease expired) is not ours.
+    mine = UsageRecord.objects.filter(batch=batch, state=RecordState.PUSHED)
+    sent = {
+        "attempts": F("attempts") + 1,
+        "lease_until": None,
+        "last_result_code": code[:32],
+        "first_pushed_at": Coalesce("first_pushed_at", Value(now)),
+        "updated_at": now,
+    }
     listed = [r for r in records if r.metering_sn in outcome.abnormal]
     for record in listed:
         mine.filter(pk=record.pk).update(
+            **sent,
             state=RecordState.FAILED,
             last_error=f"abnormal_usage_data: {outcome.abnormal[record.metering_sn]}"[:1024],
         )
-    rest = mine.exclude(pk__in=[r.pk for r in listed])
+    rest = mine.exclude(pk__in=[r.pk for r in listed]) if listed else mine
     report.failed += len(listed)
     stop = ""
 
     if result.ok and not outcome.unmatched:
-        report.accepted += rest.update(state=RecordState.ACCEPTED, accepted_at=now, last_error="")
+        report.accepted += rest.update(
+            **sent, state=RecordState.ACCEPTED, accepted_at=now, last_error=""
+        )
         batch.outcome = BatchOutcome.PARTIAL if listed else BatchOutcome.ACCEPTED
     elif result.retryable or (listed and not result.ok):
         # Transient, or a refusal naming its records: the others were not taken; send them
@@ -320,7 +338,7 @@ def _record_answer(
         attempts = max(r.attempts for r in records) + 1
         due = now + backoff(attempts) if result.retryable else now
         report.retried += rest.update(
-            state=RecordState.PENDING, next_attempt_at=due, last_error=_error_text(result)
+            **sent, state=RecordState.PENDING, next_attempt_at=due, last_error=_error_text(result)
         )
         batch.outcome = BatchOutcome.PARTIAL if listed else BatchOutcome.RETRY
         if result.retryable:
@@ -334,7 +352,7 @@ def _record_answer(
                 f"answer lists {outcome.unmatched} abnormal record(s) naming no record of this "
                 "batch: check the seller console (话单管理) before re-pushing"
             )
-        report.failed += rest.update(state=RecordState.FAILED, last_error=error)
+        report.failed += rest.update(**sent, state=RecordState.FAILED, last_error=error)
         batch.outcome = BatchOutcome.FAILED
         if STOP_CODE_RE.match(code):
             stop = error
