@@ -94,6 +94,17 @@ def tree(tenant_id: str = TENANT_ID, is_test: bool = False) -> dict:
     }
 
 
+def dangling_parents(tenant_id: str = TENANT_ID, is_test: bool = False) -> list[str]:
+    """Codes whose `parent_id` names no department of their tenant. The self-reference has no
+    database constraint (bulk writes, issue 5), so the services must never leave one."""
+    rows = Department.objects.filter(tenant__tenant_id=tenant_id, tenant__is_test=is_test)
+    return list(
+        rows.filter(parent__isnull=False)
+        .exclude(parent_id__in=rows.values("id"))
+        .values_list("org_code", flat=True)
+    )
+
+
 def user_links(tenant_id: str = TENANT_ID, is_test: bool = False) -> dict:
     """user_name → (org_code as received, code of the linked department or None)."""
     users = TenantUser.objects.filter(tenant__tenant_id=tenant_id, tenant__is_test=is_test)

@@ -18,6 +18,7 @@ from tests.org_kit import (
     VERSIONS,
     add_user,
     assert_rejected,
+    dangling_parents,
     full,
     rows,
     send,
@@ -219,6 +220,7 @@ def test_a_parent_not_in_the_snapshot_leaves_the_child_at_the_top_with_its_code(
         "111": ("平台组", "110", "110"),
         "120": ("市场部", "999", None),
     }
+    assert dangling_parents() == []
 
 
 def test_an_orphan_is_linked_when_a_later_snapshot_lists_its_parent(kg):

@@ -13,6 +13,7 @@ from tests.org_kit import (
     VERSIONS,
     add_user,
     assert_rejected,
+    dangling_parents,
     full,
     rows,
     send,
@@ -166,6 +167,7 @@ def test_delete_leaves_children_as_orphans_and_users_unassigned_until_it_comes_b
     single(kg, "110", flag=0)
 
     assert tree() == {"100": ("总部", "", None), "111": ("平台组", "110", None)}
+    assert dangling_parents() == []
     assert user_links() == {"zhangsan01": ("110", None), "lisi": ("111", "111")}
     assert TenantUser.objects.count() == 2
 
