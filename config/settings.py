@@ -177,7 +177,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
+# socket_timeout: a Redis that accepts connections but does not answer (frozen, overloaded) must
+# not hold a KooGallery call past its 5 s (tests/test_faults.py); workers' BRPOP waits 1 s.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 2,
+    "visibility_timeout": 3600,
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- logging (ops/logs.py) --------------------------------------------------------------------
