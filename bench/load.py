@@ -1,0 +1,541 @@
+"""Throughput and latency of the KooGallery endpoints under concurrent clients, next to a bare
+Django view that writes one row (issue 6). Prints figures; asserts nothing about them.
+
+    .venv/bin/python bench/load.py                     # 16 clients, 4 gunicorn workers
+    .venv/bin/python bench/load.py --clients 16 --workers 4 --seconds 10 --rounds 3
+
+The service runs as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`:
+sync workers, JSON logs at INFO, Prometheus multiprocess metrics) on a scratch PostgreSQL
+database (PG_URL, default postgres://postgres@127.0.0.1:5432; dropped at the end unless --keep)
+and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12: nonces, and the jobs newInstance
+and getLicenseAsync queue; no Celery worker runs and the `celery` queue is emptied afterwards).
+Settings are bench/bench_settings.py: production's plus one route, `POST /bench/bare`
+(bench/bench_urls.py), a view that parses the JSON body and inserts one row into a table this
+script creates: the reference. Its throughput under the same load is the "bare" figure; each
+endpoint's ratio to it is the price of verification, replay protection, journal and domain writes.
+
+Calls, each signed as KooGallery signs them (§3.1, §3.2), every one new (fresh nonce and keys):
+tenantSync (a new tenant), authSync (50 new users of one of 64 tenants), singleOrgSync (a new
+department), newInstance (a new order), queryInstance (one of 64 instances), getLicenseAsync (a
+new device on one of 64 instances; answered 000004, persisted, delivery queued).
+
+Clients are --procs processes sharing --clients threads, each with its own connection (sync
+workers close it after each answer, so a connect is part of every call, as for KooGallery).
+Phases are interleaved: each round runs every phase for --seconds, so a change in the machine's
+load hits all of them alike. The machine's load average is printed before and after: on a
+shared machine, rerun when it is quiet.
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+
+from koogallery.signing import basic_sign, kit_sign  # noqa: E402
+
+KIT_KEY = "BENCH_KIT_KEY_0123456789"
+BASIC_KEY = "benchBasicKey0123456789"
+JSON_TYPE = "application/json;charset=utf8"
+POOL = 64  # tenants and instances the calls are spread over
+USERS_PER_AUTH_SYNC = 50
+# The reference view's table (bench/bench_urls.py writes it).
+CREATE_BARE_TABLE = (
+    "CREATE TABLE bench_bare_row (id bigserial PRIMARY KEY, key varchar(64) NOT NULL, "
+    "body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+# --- requests, built and signed as KooGallery does -----------------------------------------------
+Request = tuple[str, dict[str, str], bytes]  # path, headers, body
+
+
+def _raw(body: dict) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _fresh() -> tuple[str, str]:
+    return uuid.uuid4().hex.upper(), str(time.time_ns() // 1_000_000)
+
+
+def kit(name: str, body: dict) -> Request:
+    raw, (nonce, stamp) = _raw(body), _fresh()
+    headers = {
+        "Content-Type": JSON_TYPE,
+        "x-sign": kit_sign(KIT_KEY, nonce, stamp, raw).upper(),
+        "x-timestamp": stamp,
+        "x-nonce": nonce,
+    }
+    return f"/koogallery/produceAPI/v2/{name}", headers, raw
+
+
+def basic(body: dict) -> Request:
+    raw, (nonce, stamp) = _raw(body), _fresh()
+    query = urlencode(
+        {
+            "signature": basic_sign(BASIC_KEY, nonce, stamp, raw).upper(),
+            "timestamp": stamp,
+            "nonce": nonce,
+        }
+    )
+    return f"/koogallery?{query}", {"Content-Type": JSON_TYPE}, raw
+
+
+def bare(body: dict) -> Request:
+    return "/bench/bare", {"Content-Type": JSON_TYPE}, _raw(body)
+
+
+STAMP = "20240601120000000"
+
+
+def tenant_body(key: str) -> dict:
+    return {
+        "instanceId": f"inst-{key}",
+        "orderId": f"CS{key}",
+        "tenantId": f"tenant-{key}",
+        "tenantCode": f"code-{key}",
+        "name": f"Bench enterprise {key}",
+        "domainName": "https://bench.example.com",
+        "flag": 1,
+        "testFlag": 0,
+        "timeStamp": STAMP,
+    }
+
+
+def auth_sync_body(world: dict, key: str, n: int) -> dict:
+    tenant = world["tenants"][n % POOL]
+    users = [
+        {
+            "userName": f"u{key}-{i}",
+            "name": f"用户 {i}",
+            "orgCode": f"{tenant}-dept-{i % 5}",
+            "position": "工程师",
+            "role": "admin" if i == 0 else "user",
+            "enable": "true",
+            "email": f"u{i}@bench.example.com",
+            "extension": {"entryDate": "2022-11-9", "employeeType": "1", "workPlace": "南京"},
+        }
+        for i in range(USERS_PER_AUTH_SYNC)
+    ]
+    return {
+        "instanceId": f"inst-{tenant}",
+        "tenantId": tenant,
+        "appId": "BENCHAPP",
+        "userList": users,
+        "currentSyncTime": STAMP,
+        "flag": 1,
+        "testFlag": 0,
+        "timeStamp": STAMP,
+    }
+
+
+def single_org_body(world: dict, key: str, n: int) -> dict:
+    tenant = world["tenants"][n % POOL]
+    return {
+        "instanceId": f"inst-{tenant}",
+        "tenantId": tenant,
+        "orgCode": f"d-{key}",
+        "orgName": f"部门 {key}",
+        "parentCode": f"{tenant}-dept-{n % 5}",
+        "flag": 1,
+        "testFlag": 0,
+        "timeStamp": STAMP,
+    }
+
+
+def new_instance_body(key: str) -> dict:
+    order = f"CSB{key}"
+    return {
+        "activity": "newInstance",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order,
+        "orderLineId": f"{order}-000001",
+    }
+
+
+def licence_body(world: dict, key: str, n: int) -> dict:
+    return {
+        "activity": "getLicenseAsync",
+        "instanceId": world["instances"][n % POOL],
+        "eventId": f"EV{key}",
+        "effectiveTime": world["licence_start"],
+        "expireTime": world["licence_end"],
+        "deviceFingerprint": f"04:7C:16:5E:E3:5D|{key}|BOARD|BFEBFBFF00090672",
+    }
+
+
+# name -> (request for call n of client `key`, the result code that counts as success)
+PHASES: dict[str, tuple[Callable[[dict, str, int], Request], str]] = {
+    "bare view (1 row)": (lambda w, k, n: bare(tenant_body(k)), "000000"),
+    "tenantSync": (lambda w, k, n: kit("tenantSync", tenant_body(k)), "000000"),
+    f"authSync ({USERS_PER_AUTH_SYNC} users)": (
+        lambda w, k, n: kit("authSync", auth_sync_body(w, k, n)),
+        "000000",
+    ),
+    "singleOrgSync": (lambda w, k, n: kit("singleOrgSync", single_org_body(w, k, n)), "000000"),
+    "newInstance": (lambda w, k, n: basic(new_instance_body(k)), "000000"),
+    "queryInstance": (
+        lambda w, k, n: basic(
+            {"activity": "queryInstance", "instanceId": w["instances"][n % POOL]}
+        ),
+        "000000",
+    ),
+    "getLicenseAsync": (lambda w, k, n: basic(licence_body(w, k, n)), "000004"),
+}
+
+
+# --- the client -----------------------------------------------------------------------------------
+class Connection:
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.conn: http.client.HTTPConnection | None = None
+
+    def send(self, request: Request) -> dict:
+        path, headers, raw = request
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            self.conn.request("POST", path, body=raw, headers=headers)
+            response = self.conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = None
+            raise
+        if response.will_close:
+            self.conn.close()
+            self.conn = None
+        if response.status != 200:
+            return {"resultCode": f"HTTP {response.status}"}
+        return json.loads(data)
+
+
+def client_process(port, phase, world, tag, threads, seconds, results) -> None:
+    """One client process: `threads` clients calling `phase` back to back for `seconds`."""
+    build, expected = PHASES[phase]
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def run(thread: int) -> None:
+        connection, mine, bad, n = Connection("127.0.0.1", port), [], [], 0
+        while time.perf_counter() < deadline:
+            request = build(world, f"{tag}t{thread}n{n}", n + thread * 7)
+            n += 1
+            started = time.perf_counter()
+            try:
+                code = connection.send(request).get("resultCode")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                code = type(exc).__name__
+            mine.append(time.perf_counter() - started)
+            if code != expected:
+                bad.append(str(code))
+        with lock:
+            latencies.extend(mine)
+            failures.extend(bad)
+
+    cpu_started = time.process_time()
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results.put((latencies, failures, time.process_time() - cpu_started))
+
+
+def run_phase(args, port: int, phase: str, world: dict, tag: str, seconds: float, cpu=None):
+    """All clients on one phase for `seconds`: (latencies, failures, wall seconds, CPU seconds
+    by process group)."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    shares = [
+        args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
+    ]
+    cpu_before = cpu.sample() if cpu else {}
+    started = time.perf_counter()
+    processes = [
+        context.Process(
+            target=client_process,
+            args=(port, phase, world, f"{tag}p{i}", share, seconds, results),
+        )
+        for i, share in enumerate(shares)
+        if share
+    ]
+    for process in processes:
+        process.start()
+    latencies, failures, client_cpu = [], [], 0.0
+    for _ in processes:
+        mine, bad, used = results.get()
+        latencies += mine
+        failures += bad
+        client_cpu += used
+    for process in processes:
+        process.join()
+    wall = time.perf_counter() - started
+    used = {}
+    if cpu:
+        after = cpu.sample()
+        used = {group: after[group] - cpu_before.get(group, 0.0) for group in after}
+        used["clients"] = client_cpu
+    return latencies, failures, wall, used
+
+
+# --- where the CPU goes --------------------------------------------------------------------------
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+class CpuAccount:
+    """CPU seconds used by the service's gunicorn workers and by the PostgreSQL backends of the
+    scratch database (read from /proc; backends that exit between samples are not counted)."""
+
+    def __init__(self, gunicorn_pid: int, database_url: str, db: str):
+        self.gunicorn_pid, self.database_url, self.db = gunicorn_pid, database_url, db
+
+    def _children(self, pid: int) -> list[int]:
+        try:
+            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def sample(self) -> dict[str, float]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            backends = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [self.db],
+            ).fetchall()
+        return {
+            "service": sum(_cpu_seconds(p) for p in self._children(self.gunicorn_pid)),
+            "postgres": sum(_cpu_seconds(pid) for (pid,) in backends),
+        }
+
+
+# --- the service ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recreate_database(pg_url: str, name: str) -> None:
+    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(pg_url: str, name: str) -> None:
+    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def service_env(database_url: str, redis_url: str, metrics_dir: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("KOOGALLERY_", "DATABASE_", "REDIS_", "DJANGO_", "LOG_"))
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": "bench-only-secret-key",
+            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "KOOGALLERY_BASIC_KEY": BASIC_KEY,
+            "KOOGALLERY_KIT_KEY": KIT_KEY,
+            # As docs/env.production.example and docker-compose.yml run it.
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            # The reference route is served over plain HTTP like /koogallery (a proxy does TLS).
+            "SECURE_REDIRECT_EXEMPT": r"^bench/",
+        }
+    )
+    return env
+
+
+def wait_until_up(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"service did not start on port {port}")
+
+
+def set_up_world(port: int, run_id: str) -> dict:
+    """64 tenants (tenantSync) and 64 instances (newInstance) the calls are spread over."""
+    connection = Connection("127.0.0.1", port)
+    tenants, instances = [], []
+    for n in range(POOL):
+        key = f"{run_id}w{n}"
+        assert connection.send(kit("tenantSync", tenant_body(key)))["resultCode"] == "000000"
+        tenants.append(f"tenant-{key}")
+        answer = connection.send(basic(new_instance_body(key)))
+        assert answer["resultCode"] == "000000", answer
+        instances.append(answer["instanceId"])
+    now = datetime.now(UTC)
+    return {
+        "tenants": tenants,
+        "instances": instances,
+        "licence_start": now.strftime("%Y-%m-%d %H:%M:%S z"),
+        "licence_end": (now + timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S z"),
+    }
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--procs", type=int, default=4, help="client processes")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads (gthread)")
+    parser.add_argument("--seconds", type=float, default=8, help="seconds per phase per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=2, help="seconds per phase, not counted")
+    parser.add_argument("--only", nargs="*", help="phases to run (substring match)")
+    parser.add_argument(
+        "--pg-url", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+    )
+    parser.add_argument("--db", default="eng_k_bench_load", help="scratch database name")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    phases = [
+        p for p in PHASES if not args.only or p.startswith("bare") or any(o in p for o in args.only)
+    ]
+
+    database_url = f"{args.pg_url}/{args.db}"
+    metrics_dir = tempfile.mkdtemp(prefix="bench-load-metrics-")
+    env = service_env(database_url, args.redis_url, metrics_dir)
+    recreate_database(args.pg_url, args.db)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(CREATE_BARE_TABLE)
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"bench-load-{os.getpid()}.log"
+    log = log_path.open("w")
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "-c",
+        "python:ops.gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        args.worker_class,
+        "--threads",
+        str(args.threads),
+    ]
+    gunicorn = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        wait_until_up(port)
+        run_id = uuid.uuid4().hex[:6]
+        world = set_up_world(port, run_id)
+        load_before = os.getloadavg()
+        for phase in phases:
+            run_phase(args, port, phase, world, f"{run_id}w{phase[:3]}", args.warmup)
+        cpu = CpuAccount(gunicorn.pid, database_url, args.db)
+        figures: dict[str, dict] = {
+            phase: {"latencies": [], "failures": [], "wall": 0.0, "cpu": {}} for phase in phases
+        }
+        for round_ in range(args.rounds):
+            for index, phase in enumerate(phases):
+                latencies, failures, wall, used = run_phase(
+                    args, port, phase, world, f"{run_id}r{round_}x{index}", args.seconds, cpu
+                )
+                figure = figures[phase]
+                figure["latencies"] += latencies
+                figure["failures"] += failures
+                figure["wall"] += wall
+                for group, seconds in used.items():
+                    figure["cpu"][group] = figure["cpu"].get(group, 0.0) + seconds
+        load_after = os.getloadavg()
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait(timeout=30)
+        log.close()
+        # The jobs newInstance and getLicenseAsync queued (no worker ran them).
+        redis.Redis.from_url(args.redis_url).delete("celery")
+        if not args.keep:
+            drop_database(args.pg_url, args.db)
+
+    print(
+        f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class} workers"
+        f"{f' x {args.threads} threads' if args.threads > 1 else ''}; {args.clients} concurrent "
+        f"clients in {args.procs} processes; PostgreSQL {args.db}, Redis {args.redis_url}; "
+        f"{args.rounds} rounds x {args.seconds:g} s per phase; {os.cpu_count()} CPUs"
+    )
+    print(
+        "load average (1/5/15 min) before: "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + "   after: "
+        + " ".join(f"{x:.2f}" for x in load_after)
+    )
+    print(f"service log: {log_path}")
+    bare_rate = None
+    header = f"{'endpoint':<22} {'calls':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    header += f"{'max ms':>8} {'vs bare':>8}  {'CPU ms/call: service':>20} {'postgres':>8} "
+    print(header + f"{'clients':>8}  failures")
+    for phase in phases:
+        figure = figures[phase]
+        ms = sorted(x * 1000 for x in figure["latencies"])
+        rate = len(ms) / figure["wall"]
+        if bare_rate is None:
+            bare_rate = rate
+        per_call = {group: used / len(ms) * 1000 for group, used in figure["cpu"].items()}
+        failures = figure["failures"]
+        shown = sorted(set(failures))[:3]
+        print(
+            f"{phase:<22} {len(ms):>7} {rate:>8.1f} {statistics.median(ms):>8.1f} "
+            f"{percentile(ms, 0.99):>8.1f} {ms[-1]:>8.1f} {rate / bare_rate:>7.0%}  "
+            f"{per_call.get('service', 0):>20.2f} {per_call.get('postgres', 0):>8.2f} "
+            f"{per_call.get('clients', 0):>8.2f}  "
+            f"{len(failures)}{' ' + ','.join(shown) if shown else ''}"
+        )
+
+
+if __name__ == "__main__":
+    main()
