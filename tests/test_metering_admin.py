@@ -35,9 +35,9 @@ def history(fake_koogallery, settings):
         events=[
             usage(a, 1, hour(50)),
             usage(a, "2.5", hour(26)),
-            usage(a, 4, hour(2)),
-            usage(debug, 9, hour(2)),
-            usage(b, 7, hour(1)),
+            usage(a, 4, hour(3)),
+            usage(debug, 9, hour(3)),
+            usage(b, 7, hour(2)),  # the last hour pushed (oldest first); hour(2) is closed
         ]
     )
 
@@ -139,7 +139,7 @@ def test_metered_instance_page_has_an_hourly_chart(admin_client, history):
     svg = re.search(r'<svg [^>]*aria-label="hourly usage.*?</svg>', html, re.S).group(0)
     tooltips = re.findall(r"<title>([^<]*)</title>", svg)
     assert f"{hour(26):%Y-%m-%d %H:00Z}: 2.5, accepted by KooGallery" in tooltips
-    assert f"{hour(2):%Y-%m-%d %H:00Z}: 4, accepted by KooGallery" in tooltips
+    assert f"{hour(3):%Y-%m-%d %H:00Z}: 4, accepted by KooGallery" in tooltips
     assert f"{hour(0):%Y-%m-%d %H:00Z}: 3, open (hour still running)" in tooltips
     assert tooltips[0].startswith("hourly usage") and "total 10.5" in tooltips[0]
     assert svg.count('fill="#2e9d57"><title>') == 3  # one bar per accepted hour

@@ -281,7 +281,7 @@ def test_before_the_instance_started(client):
 def test_usage_for_a_closed_hour_is_refused(client, fake_koogallery):
     make_instance("od-1")
     services.run_metering()  # closes every hour that ended
-    (error,) = refused(client, event("od-1", at=hour(1) + timedelta(minutes=59)))["errors"]
+    (error,) = refused(client, event("od-1", at=hour(2) + timedelta(minutes=59)))["errors"]
     assert (error["field"], error["code"]) == ("occurredAt", "period_closed")
     assert "no second record" in error["message"]
 
