@@ -31,10 +31,9 @@ def instance_for_call(*, instance_id: str, is_test: bool) -> Instance:
 
 def instances_in_order(*, instance_ids: list[str], is_test: bool) -> list[Instance]:
     """The known instances among `instance_ids`, in the order asked (unknown ids are skipped)."""
-    found = {
-        instance.instance_id: instance
-        for instance in Instance.objects.filter(instance_id__in=instance_ids, is_test=is_test)
-    }
+    # No ORDER BY: the order is the caller's (compiling Meta.ordering costs more than the query).
+    rows = Instance.objects.filter(instance_id__in=instance_ids, is_test=is_test).order_by()
+    found = {instance.instance_id: instance for instance in rows}
     return [found[i] for i in dict.fromkeys(instance_ids) if i in found]
 
 
@@ -48,6 +47,8 @@ def bound_tenants(*, instances: list[Instance]) -> dict[str, Tenant]:
         )
         .select_related("tenant")
         .order_by("created_at", "id")
+        # What `app_info` reads: selecting every column of both tables doubled the call's CPU.
+        .only("instance_id", "tenant__tenant_id", "tenant__tenant_code", "tenant__is_test")
     )
     by_instance: dict[str, Tenant] = {}
     flags = {i.instance_id: i.is_test for i in instances}

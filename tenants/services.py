@@ -86,16 +86,29 @@ def tenant_sync(
             tenant.save(update_fields=["removed_at", "updated_at"])
         return tenant
 
-    tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
-    tenant.tenant_code = tenant_code
-    tenant.name = name
-    tenant.domain_name = domain_name
-    tenant.removed_at = None
-    tenant.save(update_fields=["tenant_code", "name", "domain_name", "removed_at", "updated_at"])
-    TenantBinding.objects.update_or_create(
-        tenant=tenant,
-        instance_id=instance_id,
-        defaults={"order_id": order_id, "removed_at": None},
+    # Two upserts (INSERT … ON CONFLICT DO UPDATE), no read first and no savepoints: a twin
+    # waits on the row lock the first one takes and then updates the same row (STYLE.md §3).
+    # The returned tenant holds what was written and its pk (other fields are not re-read).
+    (tenant,) = Tenant.objects.bulk_create(
+        [
+            Tenant(
+                tenant_id=tenant_id,
+                is_test=is_test,
+                tenant_code=tenant_code,
+                name=name,
+                domain_name=domain_name,
+                removed_at=None,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["tenant_id", "is_test"],
+        update_fields=["tenant_code", "name", "domain_name", "removed_at", "updated_at"],
+    )
+    TenantBinding.objects.bulk_create(
+        [TenantBinding(tenant=tenant, instance_id=instance_id, order_id=order_id, removed_at=None)],
+        update_conflicts=True,
+        unique_fields=["tenant", "instance_id"],
+        update_fields=["order_id", "removed_at", "updated_at"],
     )
     return tenant
 
