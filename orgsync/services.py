@@ -92,7 +92,9 @@ def _check_parent(tenant: Tenant, org_code: str, parent_code: str) -> Department
     return ancestors[0]
 
 
-@transaction.atomic
+# savepoint=False: called inside single_org_sync's transaction, whose savepoint already undoes
+# a refusal; one more would cost two round trips per call.
+@transaction.atomic(savepoint=False)
 def department_upsert(
     *, tenant: Tenant, org_code: str, org_name: str, parent_code: str | None, now=None
 ) -> Department:
@@ -136,7 +138,7 @@ def department_upsert(
     return department
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # as department_upsert
 def department_delete(*, tenant: Tenant, org_code: str, now=None) -> None:
     """Remove one department: its children become root orphans (their `parent_code` kept, so
     they are relinked if it comes back) and its users unassigned (their `org_code` kept)."""

@@ -40,16 +40,24 @@ STATE_FLAGS = {
 }
 
 
-@transaction.atomic
 def ensure_tenant(*, tenant_id: str, is_test: bool, lock: bool = False) -> Tenant:
     """The tenant row for a kit call, created if a call arrives before tenantSync (§1.3: the
     order of kit calls is not guaranteed). With `lock`, the row is locked until the caller's
     transaction ends, which serialises department syncs of one tenant without blocking others.
     """
-    tenant, _ = Tenant.objects.get_or_create(tenant_id=tenant_id, is_test=is_test)
-    if lock:
-        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    return tenant
+    # savepoint=False: nothing here can fail half-way (get_or_create keeps its own savepoint
+    # for a concurrent twin), and inside a call's transaction a savepoint is two round trips.
+    with transaction.atomic(savepoint=False):
+        rows = Tenant.objects.filter(tenant_id=tenant_id, is_test=is_test)
+        try:
+            # The usual case, the tenant exists: one query (and the lock with it).
+            return (rows.select_for_update() if lock else rows).get()
+        except Tenant.DoesNotExist:
+            pass
+        tenant, _ = Tenant.objects.get_or_create(tenant_id=tenant_id, is_test=is_test)
+        if lock:
+            tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        return tenant
 
 
 # --- tenantSync (§4.1.1) -----------------------------------------------------------------------
