@@ -8,6 +8,7 @@ credential, descriptive fields such as `name` in debug calls), the field must be
 string, and may be blank; business keys (`tenantId`, `appId`, `userName`) may not be blank.
 """
 
+from functools import cached_property
 from typing import Any
 
 from rest_framework import serializers
@@ -162,15 +163,23 @@ class UserSerializer(serializers.Serializer):
     entryDate = optional_string(32, source="entry_date")
     extension = ExtensionField()
 
+    @cached_property
+    def extension_fields(self) -> dict[str, tuple[str, serializers.Field]]:
+        """The fallback fields, built once per serializer (one serializer checks every user)."""
+        fields = {}
+        for wire_name, (column, make_field) in EXTENSION_FALLBACKS.items():
+            field = make_field()
+            field.bind(wire_name, self)
+            fields[wire_name] = (column, field)
+        return fields
+
     def validate(self, attrs: dict) -> dict:
         extension = attrs.get("extension") or {}
         attrs["extension"] = extension
         errors = {}
-        for wire_name, (column, make_field) in EXTENSION_FALLBACKS.items():
+        for wire_name, (column, field) in self.extension_fields.items():
             if attrs.get(column) not in (None, "") or wire_name not in extension:
                 continue
-            field = make_field()
-            field.bind(wire_name, self)
             try:
                 attrs[column] = field.run_validation(extension[wire_name])
             except serializers.ValidationError as exc:
