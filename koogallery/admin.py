@@ -13,6 +13,7 @@ from django.utils.safestring import mark_safe
 
 from tenants.models import TenantBinding
 
+from .admin_filters import TestDataFilter
 from .instances import Instance, InstanceOrder, InstanceTransition
 from .journal import InboundCall
 from .outbound_models import OutboundAttempt
@@ -42,38 +43,6 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-
-
-class TestDataFilter(admin.SimpleListFilter):
-    """Production rows by default: debug (testFlag 1) data stays out of view unless asked (§2.5)."""
-
-    title = "data"
-    parameter_name = "data"
-    DEFAULT = "production"
-
-    def lookups(self, request, model_admin):
-        return [
-            ("production", "production"),
-            ("test", "test (debug calls)"),
-            ("all", "all"),
-        ]
-
-    def choices(self, changelist):
-        current = self.value() or self.DEFAULT
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": current == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
-            }
-
-    def queryset(self, request, queryset):
-        value = self.value() or self.DEFAULT
-        if value == "production":
-            return queryset.filter(is_test=False)
-        if value == "test":
-            return queryset.filter(is_test=True)
-        return queryset
 
 
 def _call_link(call: InboundCall | None) -> str:

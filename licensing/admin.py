@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from koogallery.admin import ReadOnlyInline, TestDataFilter
+from koogallery.admin import ReadOnlyInline
+from koogallery.admin_filters import TestDataFilter
 from koogallery.journal import InboundCall
 
 from . import license_codes, selectors, services

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from koogallery import lifecycle
-from koogallery.admin import TestDataFilter
+from koogallery.admin_filters import TestDataFilter, data_filter
 from koogallery.instances import ChargingMode, Instance
 from koogallery.outbound_models import OutboundAttempt
 
@@ -35,14 +35,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class InstanceTestDataFilter(TestDataFilter):
-    """Usage of production instances by default; debug (testFlag 1) instances on request (§2.5)."""
-
-    def queryset(self, request, queryset):
-        value = self.value() or self.DEFAULT
-        if value == "all":
-            return queryset
-        return queryset.filter(instance__is_test=value == "test")
+InstanceTestDataFilter = data_filter("instance__is_test")
 
 
 def _instance_link(instance: Instance) -> str:

@@ -3,35 +3,11 @@
 from django.contrib import admin
 from django.db.models import Q
 
+from koogallery.admin_filters import data_filter
+
 from .models import Department
 
-
-class DataFilter(admin.SimpleListFilter):
-    """Production rows by default; debug (testFlag 1) rows on request (spec §2.5)."""
-
-    title = "data"
-    parameter_name = "data"
-
-    def lookups(self, request, model_admin):
-        return [("test", "test (debug calls)"), ("all", "all")]
-
-    def choices(self, changelist):
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "production",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        if self.value() == "all":
-            return queryset
-        return queryset.filter(tenant__is_test=self.value() == "test")
+DataFilter = data_filter("tenant__is_test")
 
 
 class OrphanFilter(admin.SimpleListFilter):

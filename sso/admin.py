@@ -6,38 +6,18 @@ Tokens are never shown (not even encrypted): the sign-in admin lists only their 
 from django.contrib import admin
 from django.db.models import Q
 
+from koogallery.admin_filters import TestDataFilter
+
 from .models import LoginAudit, SignIn, TenantAccount
 
 
-class DataFilter(admin.SimpleListFilter):
-    """Production rows by default; test-data (testFlag 1) tenants on request (spec §2.5).
-    Attempts that named no known tenant count as production: someone tried them for real."""
+class DataFilter(TestDataFilter):
+    """Attempts that named no known tenant count as production: someone tried them for real."""
 
-    title = "data"
-    parameter_name = "data"
+    is_test_path = "tenant__is_test"
 
-    def lookups(self, request, model_admin):
-        return [("test", "test (debug tenants)"), ("all", "all")]
-
-    def choices(self, changelist):
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "production",
-        }
-        for value, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        if self.value() == "all":
-            return queryset
-        if self.value() == "test":
-            return queryset.filter(tenant__is_test=True)
-        return queryset.filter(Q(tenant__isnull=True) | Q(tenant__is_test=False))
+    def production(self) -> Q:
+        return Q(tenant__isnull=True) | Q(tenant__is_test=False)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

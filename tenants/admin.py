@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
+from koogallery.admin_filters import data_filter
 from orgsync.models import Department
 
 from .models import (
@@ -29,37 +30,6 @@ TREE_NODE_LIMIT = 2000
 
 
 # --- filters -----------------------------------------------------------------------------------
-
-
-def data_filter(is_test_path: str) -> type[admin.SimpleListFilter]:
-    """Production rows by default; debug rows (testFlag 1) or all of them on request."""
-
-    class DataFilter(admin.SimpleListFilter):
-        title = "data"
-        parameter_name = "data"
-
-        def lookups(self, request, model_admin):
-            return [("test", "test (debug calls)"), ("all", "all")]
-
-        def choices(self, changelist):
-            yield {
-                "selected": self.value() is None,
-                "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-                "display": "production",
-            }
-            for value, title in self.lookup_choices:
-                yield {
-                    "selected": self.value() == value,
-                    "query_string": changelist.get_query_string({self.parameter_name: value}),
-                    "display": title,
-                }
-
-        def queryset(self, request, queryset):
-            if self.value() == "all":
-                return queryset
-            return queryset.filter(**{is_test_path: self.value() == "test"})
-
-    return DataFilter
 
 
 def removed_filter(removed_path: str = "removed_at") -> type[admin.SimpleListFilter]:
