@@ -271,7 +271,8 @@ def run_phase(args, port: int, phase: str, world: dict, tag: str, seconds: float
     shares = [
         args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
     ]
-    cpu_before = cpu.sample() if cpu else {}
+    if cpu:
+        cpu.sample()  # what happened before this phase is not the phase's
     started = time.perf_counter()
     processes = [
         context.Process(
@@ -294,8 +295,7 @@ def run_phase(args, port: int, phase: str, world: dict, tag: str, seconds: float
     wall = time.perf_counter() - started
     used = {}
     if cpu:
-        after = cpu.sample()
-        used = {group: after[group] - cpu_before.get(group, 0.0) for group in after}
+        used = cpu.sample()
         used["clients"] = client_cpu
     return latencies, failures, wall, used
 
@@ -314,10 +314,13 @@ def _cpu_seconds(pid: int) -> float:
 
 class CpuAccount:
     """CPU seconds used by the service's gunicorn workers and by the PostgreSQL backends of the
-    scratch database (read from /proc; backends that exit between samples are not counted)."""
+    scratch database, read from /proc. Backends come and go (CONN_MAX_AGE): each is counted
+    from its last sample, a new one from its start; what one uses after its last sample before
+    it exits is missed."""
 
     def __init__(self, gunicorn_pid: int, database_url: str, db: str):
         self.gunicorn_pid, self.database_url, self.db = gunicorn_pid, database_url, db
+        self.seen: dict[tuple[str, int], float] = {}
 
     def _children(self, pid: int) -> list[int]:
         try:
@@ -327,15 +330,24 @@ class CpuAccount:
         return [int(p) for p in text.split()]
 
     def sample(self) -> dict[str, float]:
+        """CPU seconds used by each group since the previous sample."""
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             backends = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 [self.db],
             ).fetchall()
-        return {
-            "service": sum(_cpu_seconds(p) for p in self._children(self.gunicorn_pid)),
-            "postgres": sum(_cpu_seconds(pid) for (pid,) in backends),
+        groups = {
+            "service": self._children(self.gunicorn_pid),
+            "postgres": [pid for (pid,) in backends],
         }
+        used = {}
+        for group, pids in groups.items():
+            used[group] = 0.0
+            for pid in pids:
+                now = _cpu_seconds(pid)
+                used[group] += now - self.seen.get((group, pid), 0.0)
+                self.seen[(group, pid)] = now
+        return used
 
 
 # --- the service ----------------------------------------------------------------------------------

@@ -32,7 +32,12 @@ def instance_for_call(*, instance_id: str, is_test: bool) -> Instance:
 def instances_in_order(*, instance_ids: list[str], is_test: bool) -> list[Instance]:
     """The known instances among `instance_ids`, in the order asked (unknown ids are skipped)."""
     # No ORDER BY: the order is the caller's (compiling Meta.ordering costs more than the query).
-    rows = Instance.objects.filter(instance_id__in=instance_ids, is_test=is_test).order_by()
+    # The Query Order answer and extendParams are JSON nobody here reads: not fetched, decoded.
+    rows = (
+        Instance.objects.filter(instance_id__in=instance_ids, is_test=is_test)
+        .order_by()
+        .defer("order_info", "extend_params")
+    )
     found = {instance.instance_id: instance for instance in rows}
     return [found[i] for i in dict.fromkeys(instance_ids) if i in found]
 
