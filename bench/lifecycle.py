@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
     )
-    parser.add_argument("--db", default="eng_d_bench_lifecycle", help="scratch database name")
+    parser.add_argument("--db", default="bench_lifecycle", help="scratch database name")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=24, help="events spread over this many hours")
     parser.add_argument("--per-call", type=int, default=1000, help="events per record_usage call")
     parser.add_argument("--repeat", type=int, default=1, help="repeat phases 2–3 on fresh data")
-    parser.add_argument("--db", default="eng_j_bench_metering", help="scratch database name")
+    parser.add_argument("--db", default="bench_metering", help="scratch database name")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 
