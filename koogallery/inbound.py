@@ -106,7 +106,25 @@ def read_body(request: HttpRequest) -> bytes | None:
     try:
         return request.body
     except RequestDataTooBig:
+        _discard_body(request)
         return None
+
+
+def _discard_body(request: HttpRequest) -> None:
+    """Read what the client is still sending, without keeping it: a server that answers and
+    closes mid-upload makes the client fail on a reset connection instead of reading 000002.
+    Bounded (twice the limit): past that, the connection is closed on the sender."""
+    budget = 2 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if _declared_size(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE + budget:
+        return  # could not be read to its end anyway
+    try:
+        while budget > 0:
+            chunk = request.read(min(1 << 16, budget))
+            if not chunk:
+                return
+            budget -= len(chunk)
+    except OSError:
+        return  # the client went away
 
 
 def _declared_size(request: HttpRequest) -> int:

@@ -213,6 +213,33 @@ class PrivatePostgres:
 
 
 # --- the service ---------------------------------------------------------------------------------
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for a Django connection's settings (e.g. the test database)."""
+    auth = settings_dict["USER"] or ""
+    if settings_dict.get("PASSWORD"):
+        auth += f":{settings_dict['PASSWORD']}"
+    host = settings_dict["HOST"] or "127.0.0.1"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}{'@' if auth else ''}{host}{port}/{settings_dict['NAME']}"
+
+
+def raw_http(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes on a new connection; whatever comes back until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError:
+            pass
+    return b"".join(chunks)
+
+
 def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """tests/settings.py's configuration (test keys), on the given database and Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
