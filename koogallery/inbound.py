@@ -244,7 +244,6 @@ class InboundEndpoint(View):
         journal.result_msg = (reply.message or reply.code.label)[:255]
         journal.response_body = redacted_text(response.content, _loads_or_none(response.content))
         journal.duration_ms = round((time.monotonic() - started) * 1000, 3)
-        _without_nul(journal)
         try:
             if write:
                 journal.save()
@@ -285,22 +284,6 @@ class InboundEndpoint(View):
 def _database_unreachable(exc: Exception) -> bool:
     """The call failed because no connection to the database could be made."""
     return isinstance(exc, OperationalError) and connection.connection is None
-
-
-def _without_nul(journal: InboundCall) -> None:
-    """PostgreSQL text cannot hold U+0000, which a hostile body or query string may carry: the
-    journal row would be lost (and with it an accepted call's transaction)."""
-    for name in _JOURNAL_TEXT:
-        value = getattr(journal, name)
-        if isinstance(value, str) and "\x00" in value:
-            setattr(journal, name, value.replace("\x00", "\ufffd"))
-
-
-_JOURNAL_TEXT = [
-    f.attname
-    for f in InboundCall._meta.fields
-    if f.get_internal_type() in ("CharField", "TextField")
-]
 
 
 def _loads_or_none(content: bytes) -> Any:

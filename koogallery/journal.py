@@ -67,6 +67,16 @@ class InboundCall(models.Model):
     def __str__(self) -> str:
         return f"{self.endpoint} {self.result_code} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
 
+    def save(self, *args, **kwargs) -> None:
+        # PostgreSQL text cannot hold U+0000, which a hostile body or query string may carry;
+        # the row is saved early by some handlers too, so every save cleans it (not only the
+        # pipeline's last one), or the call's whole transaction would be lost.
+        for field in self._meta.fields:
+            value = getattr(self, field.attname)
+            if isinstance(value, str) and "\x00" in value:
+                setattr(self, field.attname, value.replace("\x00", "\ufffd"))
+        super().save(*args, **kwargs)
+
     @property
     def accepted(self) -> bool:
         return self.result_code in ("000000", "000004")

@@ -341,3 +341,18 @@ def test_v1_basic_get_plus_restored_in_token(kg, settings):
     # Send the `+` unescaped, as a naive client does: decoding turns it into a space.
     response = kg.client.get(f"/koogallery?{query}&authToken={token}")
     assert envelope(response)["resultCode"] == "000003"
+
+
+def test_nul_in_a_v1_parameter_never_breaks_the_call(kg):
+    """The journal row is saved early by lifecycle handlers: a NUL (which PostgreSQL text cannot
+    hold) in any parameter must not turn a valid V1 newInstance into 000005."""
+    params = {
+        "activity": "newInstance",
+        "businessId": "b-nul",
+        "customerId": "c-nul",
+        "orderId": "CS-NUL",
+        "instanceId": "a\x00b",
+        "testFlag": "1",
+    }
+    assert envelope(kg.basic_v1(params))["resultCode"] == "000000"
+    assert "\x00" not in last_call().instance_id
