@@ -321,7 +321,9 @@ def main() -> None:
             time.perf_counter() - started,
             f"{nodes} nodes, {len(forest)} roots, {sum(r.total_users for r in forest)} users",
         )
-        division = items[divisions[2]]["orgCode"]
+        # With fewer than four divisions (--departments below 20,000) read and move the last one.
+        division = items[divisions[min(2, len(divisions) - 1)]]["orgCode"]
+        new_parent = items[divisions[3]]["orgCode"] if len(divisions) > 3 else ""
         started = time.perf_counter()
         node = selectors.branch(tenant=tenant, org_code=division)
         figure(
@@ -342,7 +344,7 @@ def main() -> None:
             big,
             orgCode=division,
             orgName="事业部 moved",
-            parentCode=items[divisions[3]]["orgCode"],
+            parentCode=new_parent,
             flag=2,
         )
         figure("singleOrgSync move of a 5,000-node subtree", elapsed, server_ms())
