@@ -449,7 +449,7 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
     )
-    parser.add_argument("--db", default="eng_k_bench_load", help="scratch database name")
+    parser.add_argument("--db", default="bench_load", help="scratch database name")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     phases = [
