@@ -307,6 +307,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        self.log_path.unlink(missing_ok=True)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
