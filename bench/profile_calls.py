@@ -1,0 +1,130 @@
+"""Where one call's time goes: the requests of bench/load.py, served in-process (same settings,
+middleware, logging and metrics as the gunicorn service) on a scratch PostgreSQL database and
+Redis, timed per call, with queries counted and, with --profile, a pyinstrument profile.
+
+    .venv/bin/python bench/profile_calls.py                      # every phase, 300 calls each
+    .venv/bin/python bench/profile_calls.py --only authSync --profile
+
+Prints figures; asserts nothing about them. Needs PostgreSQL and Redis (PG_URL,
+BENCH_REDIS_URL as for bench/load.py); pyinstrument only with --profile.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import load  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per phase")
+    parser.add_argument("--only", nargs="*", help="phases to run (substring match)")
+    parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
+    parser.add_argument("--sql", action="store_true", help="print the last call's queries")
+    parser.add_argument(
+        "--pg-url", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+    )
+    parser.add_argument("--db", default="bench_profile", help="scratch database name")
+    args = parser.parse_args()
+
+    database_url = f"{args.pg_url}/{args.db}"
+    load.recreate_database(args.pg_url, args.db)
+    os.environ.update(
+        load.service_env(database_url, args.redis_url, tempfile.mkdtemp(prefix="bench-prof-"))
+    )
+    # A log line per call is part of the cost; it goes to a file, as under gunicorn.
+    log_path = Path(tempfile.gettempdir()) / f"bench-profile-{os.getpid()}.log"
+    sys.stderr.flush()
+    stderr = os.dup(2)
+    os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute(load.CREATE_BARE_TABLE)
+
+    client = Client()
+
+    class InProcess:
+        def send(self, request):
+            path, headers, raw = request
+            response = client.generic(
+                "POST",
+                path,
+                raw,
+                content_type=headers.pop("Content-Type"),
+                headers=headers,
+            )
+            return response.json()
+
+    # set_up_world speaks through a Connection: give it the in-process one.
+    load.Connection = lambda host, port: InProcess()
+    run_id = uuid.uuid4().hex[:6]
+    world = load.set_up_world(0, run_id)
+    sender = InProcess()
+    out = []
+    try:
+        for phase, (build, expected) in load.PHASES.items():
+            if args.only and not any(o in phase for o in args.only):
+                continue
+            requests = [build(world, f"{run_id}{phase[:3]}n{n}", n) for n in range(args.calls)]
+            for request in requests[: args.calls // 10]:  # warm up
+                sender.send(request)
+            requests = [
+                build(world, f"{run_id}{phase[:3]}m{n}", n) for n in range(args.calls)
+            ]
+            profiler = None
+            if args.profile:
+                from pyinstrument import Profiler
+
+                profiler = Profiler(interval=0.0002)
+                profiler.start()
+            with CaptureQueriesContext(connection) as queries:
+                cpu, wall = time.process_time(), time.perf_counter()
+                for request in requests:
+                    code = sender.send(request).get("resultCode")
+                    assert code == expected, (phase, code)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if profiler:
+                profiler.stop()
+            line = (
+                f"{phase:<22} {wall / args.calls * 1000:8.2f} ms/call wall "
+                f"{cpu / args.calls * 1000:8.2f} ms/call CPU "
+                f"{len(queries) / args.calls:6.1f} queries/call"
+            )
+            out.append(line)
+            if args.sql:
+                with CaptureQueriesContext(connection) as last:
+                    sender.send(build(world, f"{run_id}{phase[:3]}last", 1))
+                out += [f"    {q['sql'][:300]}" for q in last.captured_queries]
+            if profiler:
+                out.append(profiler.output_text(unicode=True, show_all=False))
+    finally:
+        connection.close()
+        os.dup2(stderr, 2)
+        load.drop_database(args.pg_url, args.db)
+    print("\n".join(out))
+    print(f"service log: {log_path}")
+
+
+if __name__ == "__main__":
+    main()
