@@ -89,9 +89,7 @@ def main() -> None:
             requests = [build(world, f"{run_id}{phase[:3]}n{n}", n) for n in range(args.calls)]
             for request in requests[: args.calls // 10]:  # warm up
                 sender.send(request)
-            requests = [
-                build(world, f"{run_id}{phase[:3]}m{n}", n) for n in range(args.calls)
-            ]
+            requests = [build(world, f"{run_id}{phase[:3]}m{n}", n) for n in range(args.calls)]
             profiler = None
             if args.profile:
                 from pyinstrument import Profiler
