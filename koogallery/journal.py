@@ -30,6 +30,23 @@ class Verification(models.TextChoices):
     NO_KEY = "no_key", "no key configured"
 
 
+NONCE_CONSTRAINT = "kg_inbound_nonce_once"
+
+
+def replay_key(nonce: str) -> str:
+    """What the journal stores of a nonce: itself, or its SHA-256 when it is longer than the
+    column (KooGallery's are 32 hex digits; a longer one is still told apart, never cut)."""
+    if len(nonce) <= 64 and "\x00" not in nonce:
+        return nonce
+    return hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def is_replay(exc: Exception) -> bool:
+    """The IntegrityError is the nonce constraint's: the call was a replay."""
+    text = str(exc)
+    return NONCE_CONSTRAINT in text or "koogallery_inboundcall.nonce" in text
+
+
 class InboundCall(models.Model):
     received_at = models.DateTimeField(db_index=True)
     family = models.CharField(max_length=16, choices=Family.choices)
@@ -56,6 +73,9 @@ class InboundCall(models.Model):
     request_body = models.TextField(blank=True)
     request_size = models.PositiveIntegerField(default=0)
     request_sha256 = models.CharField(max_length=64, blank=True)
+    # Replay protection (spec §2.3 step 5): a V2 call's nonce, unique per family among verified
+    # calls (`replay_key`); V1 calls carry none.
+    nonce = models.CharField(max_length=64, blank=True, default="")
     response_body = models.TextField(blank=True)
     error = models.TextField(blank=True)
 
@@ -63,6 +83,16 @@ class InboundCall(models.Model):
         ordering = ["-received_at", "-id"]
         verbose_name = "inbound call"
         indexes = [models.Index(fields=["endpoint", "received_at"])]
+        constraints = [
+            # A verified call's nonce is accepted once: the row that records the call is the
+            # claim, committed (or rolled back) with the call's own writes, so replay protection
+            # needs no other store and holds across every worker and process.
+            models.UniqueConstraint(
+                fields=["family", "nonce"],
+                condition=models.Q(verification="verified") & ~models.Q(nonce=""),
+                name=NONCE_CONSTRAINT,
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.result_code} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
