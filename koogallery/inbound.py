@@ -9,12 +9,13 @@ and the journal of STYLE.md §1.
 import logging
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -26,9 +27,17 @@ from ops.calls import call_finished
 
 from . import signing
 from .envelope import envelope_response
-from .journal import Family, InboundCall, Verification, body_digest, redact, redacted_text
+from .journal import (
+    Family,
+    InboundCall,
+    Verification,
+    body_digest,
+    is_replay,
+    redact,
+    redacted_text,
+    replay_key,
+)
 from .jsonbody import BodyError, parse_json
-from .nonces import claim_nonce
 from .resultcodes import KooGalleryError, ResultCode
 
 logger = logging.getLogger(__name__)
@@ -57,6 +66,9 @@ class Call:
     @property
     def is_v1(self) -> bool:
         return self.family in (Family.KIT_V1, Family.BASIC_V1)
+
+
+REPLAYED_MESSAGE = "nonce already used"
 
 
 class Rejected(Exception):
@@ -158,6 +170,10 @@ class InboundEndpoint(View):
     def endpoint_for(self, body: Any) -> str:
         return self.endpoint_name
 
+    def nonce(self, request: HttpRequest) -> str:
+        """The call's V2 nonce (empty for V1), recorded in the journal row as its replay claim."""
+        return ""
+
     # --- the pipeline -------------------------------------------------------------------------
     def serve(self, request: HttpRequest, raw: bytes | None) -> HttpResponse:
         """Answer one call; `raw` is None when the body was over the size limit."""
@@ -188,17 +204,21 @@ class InboundEndpoint(View):
                 raise Rejected(ResultCode.INVALID_PARAM, parse_error)
             key = self.authenticate(request, raw, parsed)
             journal.verification = Verification.VERIFIED
+            journal.nonce = replay_key(self.nonce(request))
             journal.key_index = family_keys(self.family).index(key)
             if parse_error:
                 raise Rejected(ResultCode.INVALID_PARAM, parse_error)
             journal.endpoint = self.endpoint_for(parsed)[:64]
-            response = self.run_in_transaction(parsed, journal, key, started)
-            return response
+            return self.run_in_transaction(parsed, journal, key, started)
         except Rejected as rejection:
             if rejection.verification:
                 journal.verification = rejection.verification
             reply = Reply(rejection.code, message=rejection.message)
         except Exception as exc:
+            if isinstance(exc, IntegrityError) and is_replay(exc):
+                # Another call with this nonce was journaled first: everything this one wrote
+                # is rolled back with its own journal row (spec §2.3 step 5).
+                return self.answer_rejected(journal, replay_rejection(journal), key, started)
             logger.exception("KooGallery %s failed", journal.endpoint)
             journal.error = traceback.format_exc()[-8000:]
             reply = Reply(ResultCode.INTERNAL_ERROR)
@@ -208,9 +228,7 @@ class InboundEndpoint(View):
                 response = self.respond(reply, key)
                 self.save_journal(journal, reply, response, started, write=False)
                 return response
-        response = self.respond(reply, key)
-        self.save_journal(journal, reply, response, started)
-        return response
+        return self.answer_rejected(journal, reply, key, started)
 
     def run_in_transaction(self, parsed: dict, journal, key: str, started: float) -> HttpResponse:
         """Domain writes and the journal row commit together; a rejection rolls both back."""
@@ -227,8 +245,29 @@ class InboundEndpoint(View):
                 self.save_journal(journal, reply, response, started)
                 return response
             transaction.set_rollback(True)
+        return self.answer_rejected(journal, reply, key, started)
+
+    def answer_rejected(self, journal, reply: Reply, key: str | None, started: float):
+        """Answer and journal a refused call (outside the call's rolled-back transaction).
+
+        A verified call carries its nonce into the journal: if that nonce was used before, the
+        row cannot be written and the call is answered as the replay it is."""
         response = self.respond(reply, key)
-        self.save_journal(journal, reply, response, started)
+        if journal.verification != Verification.VERIFIED or not journal.nonce:
+            self.save_journal(journal, reply, response, started)
+            return response
+        # In a transaction (tests, callers of their own) the insert needs a savepoint to fail
+        # cleanly; in autocommit it is one statement that fails alone.
+        guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        try:
+            with guard:
+                self.save_journal(journal, reply, response, started, raise_replay=True)
+        except IntegrityError as exc:
+            if not is_replay(exc):
+                raise
+            reply = replay_rejection(journal)
+            response = self.respond(reply, key)
+            self.save_journal(journal, reply, response, started)
         return response
 
     def respond(self, reply: Reply, key: str | None) -> HttpResponse:
@@ -238,7 +277,14 @@ class InboundEndpoint(View):
         )
 
     def save_journal(
-        self, journal, reply: Reply, response: HttpResponse, started: float, *, write=True
+        self,
+        journal,
+        reply: Reply,
+        response: HttpResponse,
+        started: float,
+        *,
+        write=True,
+        raise_replay=False,
     ) -> None:
         journal.result_code = reply.code.value
         journal.result_msg = (reply.message or reply.code.label)[:255]
@@ -247,6 +293,10 @@ class InboundEndpoint(View):
         try:
             if write:
                 journal.save()
+        except IntegrityError as exc:
+            if is_replay(exc) and (raise_replay or connection.in_atomic_block):
+                raise  # the caller answers the replay (inside a call's transaction: rolls back)
+            logger.exception("could not write the journal row for %s", journal.endpoint)
         except Exception:
             # The answer still goes out; the failure is visible in the logs.
             logger.exception("could not write the journal row for %s", journal.endpoint)
@@ -279,6 +329,15 @@ class InboundEndpoint(View):
         journal.event_id = _short(body.get("eventId") or body.get("license"), 64)
         flag = body.get("testFlag")
         journal.test_flag = None if flag in (None, "") else str(flag) == "1"
+
+
+def replay_rejection(journal: InboundCall) -> Reply:
+    """The call reused a nonce: its row is written as a refused replay (a new row, not bound
+    by the nonce's uniqueness, which covers verified calls only)."""
+    journal.pk = None
+    journal._state.adding = True
+    journal.verification = Verification.REPLAYED
+    return Reply(ResultCode.AUTH_FAILED, message=REPLAYED_MESSAGE)
 
 
 def _database_unreachable(exc: Exception) -> bool:
@@ -320,8 +379,8 @@ def check_v2_credentials(
     )
     if key is None:
         raise Rejected(ResultCode.AUTH_FAILED, "signature mismatch", Verification.BAD_SIGNATURE)
-    if not claim_nonce(family.value, nonce):
-        raise Rejected(ResultCode.AUTH_FAILED, "nonce already used", Verification.REPLAYED)
+    # The nonce is claimed by the call's journal row (journal.NONCE_CONSTRAINT), written in
+    # the call's own transaction: see InboundEndpoint.serve.
     return key
 
 
@@ -352,6 +411,9 @@ class KitEndpoint(InboundEndpoint):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         return self.serve(request, read_body(request))
+
+    def nonce(self, request: HttpRequest) -> str:
+        return "" if self.family == Family.KIT_V1 else request.headers.get("x-nonce") or ""
 
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         if self.family == Family.KIT_V1:

@@ -66,6 +66,9 @@ class ProductionInterfaceView(InboundEndpoint):
             return body["activity"][:64] or self.endpoint_name
         return self.endpoint_name
 
+    def nonce(self, request: HttpRequest) -> str:
+        return "" if self.family == Family.BASIC_V1 else request.GET.get("nonce") or ""
+
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         if self.family == Family.BASIC_V1:
             token = parsed.get("authToken")
