@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
     parser.add_argument("--sql", action="store_true", help="print the last call's queries")
     parser.add_argument(
+        "--cprofile", action="store_true", help="print cProfile's top functions by own time"
+    )
+    parser.add_argument(
         "--pg-url", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
     )
     parser.add_argument(
@@ -96,6 +99,12 @@ def main() -> None:
 
                 profiler = Profiler(interval=0.0002)
                 profiler.start()
+            cprofiler = None
+            if args.cprofile:
+                import cProfile
+
+                cprofiler = cProfile.Profile()
+                cprofiler.enable()
             with CaptureQueriesContext(connection) as queries:
                 cpu, wall = time.process_time(), time.perf_counter()
                 for request in requests:
@@ -104,6 +113,14 @@ def main() -> None:
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             if profiler:
                 profiler.stop()
+            if cprofiler:
+                import io
+                import pstats
+
+                cprofiler.disable()
+                text = io.StringIO()
+                pstats.Stats(cprofiler, stream=text).sort_stats("tottime").print_stats(35)
+                out.append(text.getvalue())
             line = (
                 f"{phase:<22} {wall / args.calls * 1000:8.2f} ms/call wall "
                 f"{cpu / args.calls * 1000:8.2f} ms/call CPU "

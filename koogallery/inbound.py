@@ -36,6 +36,7 @@ from .journal import (
     redact,
     redacted_text,
     replay_key,
+    response_text,
 )
 from .jsonbody import BodyError, parse_json
 from .resultcodes import KooGalleryError, ResultCode
@@ -102,6 +103,12 @@ def serializer_error_message(errors: Any, prefix: str = "") -> str:
 
 
 def validate(serializer_class: type[serializers.Serializer], body: dict) -> dict:
+    from .fastvalidate import validated_data
+
+    # A plainly valid body skips most of DRF; anything else gets DRF's verdict and message.
+    data = validated_data(serializer_class, body)
+    if data is not None:
+        return data
     serializer = serializer_class(data=body)
     if not serializer.is_valid():
         raise Rejected(ResultCode.INVALID_PARAM, serializer_error_message(serializer.errors))
@@ -288,11 +295,11 @@ class InboundEndpoint(View):
     ) -> None:
         journal.result_code = reply.code.value
         journal.result_msg = (reply.message or reply.code.label)[:255]
-        journal.response_body = redacted_text(response.content, _loads_or_none(response.content))
+        journal.response_body = response_text(response.content)
         journal.duration_ms = round((time.monotonic() - started) * 1000, 3)
         try:
             if write:
-                journal.save()
+                journal.write()
         except IntegrityError as exc:
             if is_replay(exc) and (raise_replay or connection.in_atomic_block):
                 raise  # the caller answers the replay (inside a call's transaction: rolls back)
@@ -343,13 +350,6 @@ def replay_rejection(journal: InboundCall) -> Reply:
 def _database_unreachable(exc: Exception) -> bool:
     """The call failed because no connection to the database could be made."""
     return isinstance(exc, OperationalError) and connection.connection is None
-
-
-def _loads_or_none(content: bytes) -> Any:
-    try:
-        return parse_json(content)
-    except BodyError:
-        return None
 
 
 def check_v2_credentials(

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 
 
 class Family(models.TextChoices):
@@ -98,18 +98,66 @@ class InboundCall(models.Model):
         return f"{self.endpoint} {self.result_code} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
 
     def save(self, *args, **kwargs) -> None:
+        self._strip_nul()
+        super().save(*args, **kwargs)
+
+    def _strip_nul(self) -> None:
         # PostgreSQL text cannot hold U+0000, which a hostile body or query string may carry;
         # the row is saved early by some handlers too, so every save cleans it (not only the
         # pipeline's last one), or the call's whole transaction would be lost.
-        for field in self._meta.fields:
+        for field in self._meta.concrete_fields:
             value = getattr(self, field.attname)
             if isinstance(value, str) and "\x00" in value:
                 setattr(self, field.attname, value.replace("\x00", "\ufffd"))
-        super().save(*args, **kwargs)
+
+    def write(self) -> None:
+        """Save the row; a new one with a single INSERT built once per database, not through
+        the model's save machinery (the pipeline writes one row per call: it is on every
+        call's path). No signal listens to this model."""
+        if not self._state.adding or self.pk is not None:
+            self.save()
+            return
+        self._strip_nul()
+        connection = connections[router.db_for_write(InboundCall)]
+        sql, fields = _insert_statement(connection)
+        values = [
+            field.get_db_prep_save(getattr(self, field.attname), connection) for field in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            if connection.features.can_return_columns_from_insert:
+                (self.pk,) = cursor.fetchone()
+            else:  # pragma: no cover - every backend we run returns columns
+                self.pk = connection.ops.last_insert_id(cursor, self._meta.db_table, "id")
+        self._state.adding = False
+        self._state.db = connection.alias
 
     @property
     def accepted(self) -> bool:
         return self.result_code in ("000000", "000004")
+
+
+_INSERTS: dict[str, tuple[str, list]] = {}
+
+
+def _insert_statement(connection) -> tuple[str, list]:
+    """`INSERT INTO koogallery_inboundcall (…) VALUES (%s, …) [RETURNING id]` for this database,
+    and the fields in the order of its placeholders."""
+    cached = _INSERTS.get(connection.alias)
+    if cached is None:
+        meta = InboundCall._meta
+        fields = [f for f in meta.concrete_fields if not f.primary_key]
+        quote = connection.ops.quote_name
+        # Identifiers from the model, quoted; values are parameters.
+        sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
+            quote(meta.db_table),
+            ", ".join(quote(f.column) for f in fields),
+            ", ".join(["%s"] * len(fields)),
+        )
+        if connection.features.can_return_columns_from_insert:
+            sql += f" RETURNING {quote(meta.pk.column)}"
+        cached = _INSERTS[connection.alias] = (sql, fields)
+    return cached
 
 
 # Keys whose values never reach the journal, logs or admin, wherever they sit in a body.
@@ -149,9 +197,24 @@ def redact(value: Any, max_items: int | None = None) -> Any:
     return value
 
 
+_SECRET_KEY_BYTES = tuple(key.encode() for key in SECRET_KEYS)
+
+
+def _secret_free(raw: bytes) -> bool:
+    """No secret-named key can be in this JSON text: none appears in it, in any case, and no
+    `\\u` escape could spell one."""
+    lowered = raw.lower()
+    return b"\\u" not in lowered and not any(key in lowered for key in _SECRET_KEY_BYTES)
+
+
 def redacted_text(raw: bytes, parsed: Any) -> str:
-    """The body as stored: redacted JSON when it parsed, else the raw text; truncated."""
+    """The body as stored: redacted JSON when it parsed, else the raw text; truncated.
+
+    A body that parsed and holds no secret-named key is stored as received (nothing to redact,
+    and the exact text is what a replay signs)."""
     limit = settings.KOOGALLERY_JOURNAL_BODY_LIMIT
+    if isinstance(parsed, (dict, list)) and len(raw) <= limit and _secret_free(raw):
+        return raw.decode("utf-8", "replace")
     if isinstance(parsed, (dict, list)):
         # A 100k-department allOrgSync is kept as its first items: the journal shows the
         # shape of the call, its size and hash identify it; redacting it all would cost time.
@@ -164,6 +227,17 @@ def redacted_text(raw: bytes, parsed: Any) -> str:
     if len(text) > limit:
         text = text[:limit] + f"… [truncated, {len(raw)} bytes]"
     return text
+
+
+def response_text(content: bytes) -> str:
+    """Our own answer as stored: it is JSON we wrote, so it is parsed only to redact it."""
+    if len(content) <= settings.KOOGALLERY_JOURNAL_BODY_LIMIT and _secret_free(content):
+        return content.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = None
+    return redacted_text(content, parsed)
 
 
 def body_digest(raw: bytes) -> str:

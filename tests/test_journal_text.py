@@ -1,0 +1,46 @@
+"""What the journal keeps of a body (STYLE.md §1): the text as received when nothing in it can be
+a secret, the redacted JSON otherwise — however a secret-named key is spelt."""
+
+import json
+
+import pytest
+
+from koogallery.journal import REDACTED, redacted_text, response_text
+from koogallery.jsonbody import parse_json
+
+
+def stored(raw: bytes) -> str:
+    return redacted_text(raw, parse_json(raw))
+
+
+def test_a_body_without_secrets_is_kept_as_received():
+    raw = '{"tenantId":"t1",  "name":"张三", "flag":1}'.encode()
+    assert stored(raw) == raw.decode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"clientSecret":"s3cr3t-value"}',
+        b'{"CLIENTSECRET":"s3cr3t-value"}',
+        b'{"client\\u0053ecret":"s3cr3t-value"}',  # an escape spells the key
+        b'{"a":[{"b":{"authToken":"s3cr3t-value"}}]}',
+        b'{"clientSecret":"s3cr3t-value","clientSecret":"s3cr3t-value"}',  # duplicate key
+    ],
+)
+def test_a_secret_named_key_is_redacted_however_it_is_spelt(raw):
+    text = stored(raw)
+    assert "s3cr3t-value" not in text
+    assert REDACTED in text
+
+
+def test_a_value_that_merely_mentions_a_secret_name_is_still_redacted_json():
+    raw = b'{"note":"the token is elsewhere"}'
+    assert json.loads(stored(raw)) == {"note": "the token is elsewhere"}
+
+
+def test_our_answer_is_stored_as_written_unless_it_carries_a_secret():
+    plain = b'{"resultCode":"000000","resultMsg":"success"}'
+    assert response_text(plain) == plain.decode()
+    secret = b'{"resultCode":"000000","authToken":"s3cr3t-value"}'
+    assert "s3cr3t-value" not in response_text(secret)
