@@ -7,6 +7,7 @@ answer: any failure here is logged and swallowed.
 
 import logging
 
+from .context import call_logged_var
 from .metrics import CALL_LATENCY, CALLS, SYNC_DURATION
 
 logger = logging.getLogger("koogallery.calls")
@@ -64,7 +65,10 @@ def call_finished(journal) -> None:
                 "test": journal.test_flag,
                 "duration_ms": journal.duration_ms,
                 "journal_id": journal.pk,
+                "method": journal.method,
+                "path": journal.path,
             },
         )
+        call_logged_var.set(True)
     except Exception:
         logger.exception("could not report the call to metrics and logs")

@@ -9,6 +9,9 @@ import uuid
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
+# Set when the request's KooGallery call line (koogallery.calls) was written: that line carries
+# what the access line would (method, path, duration), so the request is logged once.
+call_logged_var: ContextVar[bool] = ContextVar("call_logged", default=False)
 
 # A caller-supplied id is echoed back and logged: keep it short and printable, so a hostile
 # header cannot inject log lines or bloat every record.

@@ -1,9 +1,10 @@
-"""Request id and one access log line per request (docs/operations.md, "Reading the logs")."""
+"""Request id and one log line per request (docs/operations.md, "Reading the logs"): the access
+line, or for a KooGallery call its call line (ops/calls.py), which carries the same fields."""
 
 import logging
 import time
 
-from .context import accept_request_id, request_id_var
+from .context import accept_request_id, call_logged_var, request_id_var
 
 logger = logging.getLogger("ops.requests")
 
@@ -26,10 +27,13 @@ class RequestIdMiddleware:
         request_id = accept_request_id(request.headers.get(HEADER))
         request.request_id = request_id
         token = request_id_var.set(request_id)
+        logged = call_logged_var.set(False)
         started = time.monotonic()
         try:
             response = self.get_response(request)
             response[HEADER] = request_id
+            if call_logged_var.get() and response.status_code == 200:
+                return response  # the KooGallery call line said it all
             level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
             logger.log(
                 level,
@@ -46,4 +50,5 @@ class RequestIdMiddleware:
             )
             return response
         finally:
+            call_logged_var.reset(logged)
             request_id_var.reset(token)

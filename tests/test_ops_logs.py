@@ -110,6 +110,12 @@ def test_a_call_logs_one_json_line_with_its_business_keys(kg, captured):
     assert line["order_id"] == "CS1906666666ABCDE"
     assert line["duration_ms"] > 0
     assert line["journal_id"] == InboundCall.objects.get().pk
+    assert (line["method"], line["path"]) == ("POST", "/koogallery/produceAPI/v2/tenantSync")
+    # The call line stands for the request's access line: one line per call.
+    request_lines = [
+        line for line in captured.lines() if line.get("request_id") == response["X-Request-ID"]
+    ]
+    assert request_lines == [line]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["time"])
 
 
