@@ -160,6 +160,12 @@ KOOGALLERY_MAX_CLOCK_SKEW_S = env.int("KOOGALLERY_MAX_CLOCK_SKEW_S", default=60)
 KOOGALLERY_V1_MAX_AGE_S = env.int("KOOGALLERY_V1_MAX_AGE_S", default=24 * 3600)
 # Journal keeps at most this much of each raw body (the rest is summarised by size and hash).
 KOOGALLERY_JOURNAL_BODY_LIMIT = env.int("KOOGALLERY_JOURNAL_BODY_LIMIT", default=64 * 1024)
+# Query Order jobs lost with the broker are queued again (koogallery/order_sweep.py): rows left
+# unfetched this long (more than the job's 30 min longest backoff), up to this age.
+KOOGALLERY_ORDER_SWEEP_INTERVAL_S = env.int("KOOGALLERY_ORDER_SWEEP_INTERVAL_S", default=600)
+KOOGALLERY_ORDER_SWEEP_AFTER_S = env.int("KOOGALLERY_ORDER_SWEEP_AFTER_S", default=35 * 60)
+KOOGALLERY_ORDER_SWEEP_MAX_AGE_S = env.int("KOOGALLERY_ORDER_SWEEP_MAX_AGE_S", default=3 * 86400)
+KOOGALLERY_ORDER_SWEEP_BATCH = env.int("KOOGALLERY_ORDER_SWEEP_BATCH", default=500)
 LICENSE_SIGNING_KEY = env.str("LICENSE_SIGNING_KEY", default="", multiline=True)
 
 # Fernet keys (comma-separated, first encrypts) for secrets at rest such as clientSecret.
@@ -256,6 +262,10 @@ LICENSE_SWEEP_BATCH = env.int("LICENSE_SWEEP_BATCH", default=500)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "licensing-sweep": {"task": "licensing.tasks.sweep_license_requests", "schedule": 60.0},
+    "koogallery-order-sweep": {
+        "task": "koogallery.tasks.sweep_order_fetches",
+        "schedule": float(KOOGALLERY_ORDER_SWEEP_INTERVAL_S),
+    },
     # §5.4 project decision: query every licence code in use once a day.
     "licensing-query-codes": {
         "task": "licensing.tasks.query_license_codes",

@@ -57,3 +57,11 @@ def fetch_order_event(self, order_pk: int) -> None:
         lifecycle.refresh_order_event(order=order)
     except TransientOutboundError as exc:
         _retry_later(self, exc)
+
+
+@shared_task(ignore_result=True)
+def sweep_order_fetches() -> dict:
+    """Queue again the Query Order jobs that never ran (koogallery/order_sweep.py)."""
+    from .order_sweep import sweep_order_fetches as sweep
+
+    return sweep()
