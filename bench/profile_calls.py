@@ -119,7 +119,9 @@ def main() -> None:
 
                 cprofiler.disable()
                 text = io.StringIO()
-                pstats.Stats(cprofiler, stream=text).sort_stats("tottime").print_stats(35)
+                pstats.Stats(cprofiler, stream=text).sort_stats(
+                    os.environ.get("CPROFILE_SORT", "tottime")
+                ).print_stats(os.environ.get("CPROFILE_FILTER", ""), 40)
                 out.append(text.getvalue())
             line = (
                 f"{phase:<22} {wall / args.calls * 1000:8.2f} ms/call wall "
