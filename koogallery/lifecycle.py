@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import lifecycle_sql
 from .instances import (
     ON_DEMAND_MODES,
     ChargingMode,
@@ -100,7 +101,7 @@ def _journal(inbound_call: InboundCall | None) -> InboundCall | None:
     the call is rolled back, so saving early only lets the audit rows point at it.
     """
     if inbound_call is not None and inbound_call.pk is None:
-        inbound_call.save()
+        inbound_call.write()
     return inbound_call
 
 
@@ -122,6 +123,37 @@ def _audit(
     )
 
 
+def _change(
+    instance: Instance,
+    values: dict[str, Any],
+    *,
+    from_state: str,
+    cause: str,
+    detail: str = "",
+    inbound_call: InboundCall | None = None,
+) -> Instance:
+    """Save `values` (only these columns, not the ~35 others as this object read them) and
+    write the transition that names the call: one statement on PostgreSQL."""
+    values["updated_at"] = timezone.now()
+    if lifecycle_sql.enabled():
+        journal = _journal(inbound_call)
+        lifecycle_sql.update_instance(
+            instance,
+            values=values,
+            trail=(from_state, values.get("state", instance.state), cause, detail),
+            inbound_call_id=journal.pk if journal else None,
+            at=values["updated_at"],
+        )
+        for name, value in values.items():
+            setattr(instance, name, value)
+        return instance
+    for name, value in values.items():
+        setattr(instance, name, value)
+    instance.save(update_fields=list(values))
+    _audit(instance, from_state=from_state, cause=cause, detail=detail, inbound_call=inbound_call)
+    return instance
+
+
 def _move(
     instance: Instance,
     to_state: InstanceState,
@@ -134,17 +166,25 @@ def _move(
     if to_state not in ALLOWED_MOVES[from_state]:
         raise IllegalTransition(f"instance {instance.instance_id}: {from_state} → {to_state}")
     now = timezone.now()
-    instance.state = to_state
+    values: dict[str, Any] = {
+        "state": to_state,
+        "frozen_at": instance.frozen_at,
+        "released_at": instance.released_at,
+    }
     if to_state == InstanceState.FROZEN:
-        instance.frozen_at = now
+        values["frozen_at"] = now
     elif to_state == InstanceState.ACTIVE:
-        instance.frozen_at = None
+        values["frozen_at"] = None
     elif to_state == InstanceState.RELEASED:
-        instance.released_at = now
-    # Only what a move changes, not the ~35 other columns (JSON included) as this object read them.
-    instance.save(update_fields=["state", "frozen_at", "released_at", "updated_at"])
-    _audit(instance, from_state=from_state, cause=cause, detail=detail, inbound_call=inbound_call)
-    return instance
+        values["released_at"] = now
+    return _change(
+        instance,
+        values,
+        from_state=from_state,
+        cause=cause,
+        detail=detail,
+        inbound_call=inbound_call,
+    )
 
 
 def _locked_instance(*, instance_id: str, is_test: bool) -> Instance:
@@ -208,7 +248,6 @@ def _after_commit(task_name: str, pk: int) -> None:
 # --- newInstance --------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def create_instance(
     *,
     order_id: str,
@@ -226,6 +265,8 @@ def create_instance(
 
     The first call's `businessId` becomes the `instanceId`; every repeat — retried, concurrent or
     after release — gets the same instance back. Query Order runs after commit, in the background.
+
+    The instance is written active at once; its trail still shows provisioning → active.
     """
     key = {
         "order_id": order_id,
@@ -233,61 +274,97 @@ def create_instance(
         "v1_product_key": v1_product_key,
         "is_test": is_test,
     }
-    existing = Instance.objects.filter(**key).first()
-    if existing is not None:
-        return existing
     purchase = purchase or Purchase()
-    try:
-        with transaction.atomic():
-            instance = Instance.objects.create(
-                instance_id=business_id,
-                state=InstanceState.PROVISIONING,
-                family=family,
-                customer_id=purchase.customer_id,
-                customer_name=purchase.customer_name,
-                product_id=purchase.product_id,
-                sku_code=purchase.sku_code,
-                charging_mode=purchase.charging_mode,
-                expire_at=purchase.expire_at,
-                is_trial=purchase.is_trial,
-                period_type=purchase.period_type,
-                period_number=purchase.period_number,
-                extend_params=purchase.extend_params,
-                buyer_email=purchase.buyer_email,
-                buyer_mobile_masked=purchase.buyer_mobile_masked,
-                **key,
-            )
-    except IntegrityError:
-        # A concurrent twin committed first (STYLE.md §3): answer what it stored.
-        existing = Instance.objects.filter(**key).first()
-        if existing is None:
-            raise InvalidParam(
-                f"businessId: {business_id!r} is already the instanceId of another order"
-            ) from None
-        return existing
-
-    _audit(
-        instance,
-        from_state="",
-        cause=cause,
-        detail=f"order {order_id}/{order_line_id or '-'} accepted",
-        inbound_call=inbound_call,
+    instance = Instance(
+        instance_id=business_id,
+        state=InstanceState.ACTIVE,
+        family=family,
+        customer_id=purchase.customer_id,
+        customer_name=purchase.customer_name,
+        product_id=purchase.product_id,
+        sku_code=purchase.sku_code,
+        charging_mode=purchase.charging_mode,
+        expire_at=purchase.expire_at,
+        is_trial=purchase.is_trial,
+        period_type=purchase.period_type,
+        period_number=purchase.period_number,
+        extend_params=purchase.extend_params,
+        buyer_email=purchase.buyer_email,
+        buyer_mobile_masked=purchase.buyer_mobile_masked,
+        **key,
     )
-    detail = "ready"
+    ready = "ready"
     if provision_credentials:
         instance.admin_username = f"admin-{secrets.token_hex(4)}"
         instance.admin_password_encrypted = secret_box().encrypt(_strong_password())
-        instance.save(update_fields=["admin_username", "admin_password_encrypted", "updated_at"])
-        detail = f"ready; admin account {instance.admin_username} created"
-    _move(instance, InstanceState.ACTIVE, cause=cause, detail=detail, inbound_call=inbound_call)
-    _after_commit("fetch_order_details", instance.pk)
+        ready = f"ready; admin account {instance.admin_username} created"
+    trail = [
+        (
+            "",
+            InstanceState.PROVISIONING,
+            cause,
+            f"order {order_id}/{order_line_id or '-'} accepted",
+        ),
+        (InstanceState.PROVISIONING, InstanceState.ACTIVE, cause, ready),
+    ]
+    # No savepoint of its own: the only statement that may fail on a key is written not to.
+    with transaction.atomic(savepoint=False):
+        stored = _insert_instance(instance, key=key, trail=trail, inbound_call=inbound_call)
+    if stored is None:
+        raise InvalidParam(
+            f"businessId: {business_id!r} is already the instanceId of another order"
+        )
+    if stored is instance:
+        _after_commit("fetch_order_details", instance.pk)
+    return stored
+
+
+def _insert_instance(
+    instance: Instance,
+    *,
+    key: dict[str, Any],
+    trail: list[lifecycle_sql.Trail],
+    inbound_call: InboundCall | None,
+) -> Instance | None:
+    """`instance` with its trail written, or the order line's stored instance (a repeat, or a
+    concurrent twin that committed first: STYLE.md §3); None when only the id is taken."""
+    if lifecycle_sql.enabled():
+        journal = _journal(inbound_call)
+        if lifecycle_sql.insert_instance(
+            instance,
+            trail=trail,
+            inbound_call_id=journal.pk if journal else None,
+            at=timezone.now(),
+        ):
+            return instance
+        return Instance.objects.filter(**key).first()
+    existing = Instance.objects.filter(**key).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            instance.save(force_insert=True)
+    except IntegrityError:
+        return Instance.objects.filter(**key).first()
+    journal = _journal(inbound_call)
+    InstanceTransition.objects.bulk_create(
+        InstanceTransition(
+            instance=instance,
+            from_state=from_state,
+            to_state=to_state,
+            cause=cause[:64],
+            detail=detail[:255],
+            inbound_call=journal,
+        )
+        for from_state, to_state, cause, detail in trail
+    )
     return instance
 
 
 # --- refreshInstance, updateInstanceStatus, releaseInstance ------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def refresh_instance(
     *,
     instance_id: str,
@@ -316,42 +393,73 @@ def refresh_instance(
         "order_line_id": order_line_id,
         "scene": scene,
     }
-    if InstanceOrder.objects.filter(**key).exists():
-        return instance
-    try:
-        with transaction.atomic():
-            InstanceOrder.objects.create(
-                **key,
-                is_test=is_test,
-                product_id=product_id,
-                expire_at=expire_at,
-                params=params or {},
-                inbound_call=_journal(inbound_call),
-            )
-    except IntegrityError:
-        return Instance.objects.get(pk=instance.pk)
-
-    old_expiry = instance.expire_at
-    instance.expire_at = expire_at
-    changes = [f"expiry {_when(old_expiry)} → {_when(expire_at)}"]
+    values: dict[str, Any] = {"expire_at": expire_at}
+    changes = [f"expiry {_when(instance.expire_at)} → {_when(expire_at)}"]
     if scene == RefreshScene.TRIAL_TO_FORMAL and instance.is_trial:
-        instance.is_trial = False
+        values["is_trial"] = False
         changes.append("trial ended")
     if product_id and product_id != instance.product_id:
         changes.append(f"product {instance.product_id or '-'} → {product_id}")
-        instance.product_id = product_id
-    instance.save()
-    _audit(
+        values["product_id"] = product_id
+    order = InstanceOrder(
+        **key, is_test=is_test, product_id=product_id, expire_at=expire_at, params=params or {}
+    )
+    _record_order(
         instance,
-        from_state=instance.state,
-        cause=cause,
+        order,
+        key=key,
+        values=values,
         detail=f"{scene} order {order_id}: " + ", ".join(changes),
+        cause=cause,
         inbound_call=inbound_call,
     )
     return instance
 
 
-@transaction.atomic
+def _record_order(
+    instance: Instance,
+    order: InstanceOrder,
+    *,
+    key: dict[str, Any],
+    values: dict[str, Any],
+    detail: str,
+    cause: str,
+    inbound_call: InboundCall | None,
+) -> bool:
+    """Record the order a call brings, once per natural `key`, and only then save `values` of
+    the (locked) instance with one transition: one statement on PostgreSQL. False: a repeat,
+    nothing written (STYLE.md §3)."""
+    journal = _journal(inbound_call)
+    order.inbound_call = journal
+    values["updated_at"] = timezone.now()
+    if lifecycle_sql.enabled():
+        if not lifecycle_sql.insert_order(
+            order,
+            instance=instance,
+            values=values,
+            trail=(instance.state, instance.state, cause, detail),
+            inbound_call_id=journal.pk if journal else None,
+            at=values["updated_at"],
+        ):
+            return False
+        for name, value in values.items():
+            setattr(instance, name, value)
+        return True
+    if InstanceOrder.objects.filter(**key).exists():
+        return False
+    try:
+        with transaction.atomic():
+            order.save(force_insert=True)
+    except IntegrityError:
+        return False  # a concurrent twin recorded it first
+    for name, value in values.items():
+        setattr(instance, name, value)
+    instance.save(update_fields=list(values))
+    _audit(instance, from_state=instance.state, cause=cause, detail=detail, inbound_call=journal)
+    return True
+
+
+@transaction.atomic(savepoint=False)
 def set_instance_status(
     *,
     instance_id: str,
@@ -371,7 +479,7 @@ def set_instance_status(
     return _move(instance, target, cause=cause, detail=detail, inbound_call=inbound_call)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def release_instance(
     *,
     instance_id: str,
@@ -394,7 +502,7 @@ def release_instance(
 # --- upgradeInstance, orderNotify ---------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def upgrade_instance(
     *,
     instance_id: str,
@@ -418,9 +526,28 @@ def upgrade_instance(
         "order_line_id": order_line_id,
         "is_test": is_test,
     }
-    known = InstanceOrder.objects.filter(**key).first()
-    if known is not None:
-        if known.instance_id != instance.pk:
+    values: dict[str, Any] = {}
+    changes = [f"upgrade order {order_id}/{order_line_id or '-'}"]
+    if product_id and product_id != instance.product_id:
+        changes.append(f"product {instance.product_id or '-'} → {product_id}")
+        values["product_id"] = product_id
+    if sku_code and sku_code != instance.sku_code:
+        changes.append(f"SKU {instance.sku_code or '-'} → {sku_code}")
+        values["sku_code"] = sku_code
+    order = InstanceOrder(
+        **key, instance=instance, product_id=product_id, sku_code=sku_code, params=params or {}
+    )
+    if not _record_order(
+        instance,
+        order,
+        key=key,
+        values=values,
+        detail=", ".join(changes),
+        cause=cause,
+        inbound_call=inbound_call,
+    ):
+        known = InstanceOrder.objects.filter(**key).first()
+        if known is not None and known.instance_id != instance.pk:
             logger.warning(
                 "upgrade order %s/%s repeated for instance %s, recorded for another instance",
                 order_id,
@@ -428,39 +555,11 @@ def upgrade_instance(
                 instance_id,
             )
         return instance
-    try:
-        with transaction.atomic():
-            order = InstanceOrder.objects.create(
-                **key,
-                instance=instance,
-                product_id=product_id,
-                sku_code=sku_code,
-                params=params or {},
-                inbound_call=_journal(inbound_call),
-            )
-    except IntegrityError:
-        return Instance.objects.get(pk=instance.pk)
-
-    changes = [f"upgrade order {order_id}/{order_line_id or '-'}"]
-    if product_id and product_id != instance.product_id:
-        changes.append(f"product {instance.product_id or '-'} → {product_id}")
-        instance.product_id = product_id
-    if sku_code and sku_code != instance.sku_code:
-        changes.append(f"SKU {instance.sku_code or '-'} → {sku_code}")
-        instance.sku_code = sku_code
-    instance.save()
-    _audit(
-        instance,
-        from_state=instance.state,
-        cause=cause,
-        detail=", ".join(changes),
-        inbound_call=inbound_call,
-    )
     _after_commit("fetch_order_event", order.pk)
     return instance
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def record_order_notice(
     *,
     order_id: str,
