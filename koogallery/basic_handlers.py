@@ -59,20 +59,17 @@ def new_instance(data: dict, call: Call) -> Reply:
 
 
 def query_instance(data: dict, call: Call) -> Reply:
-    instances = instance_selectors.instances_in_order(
+    found = instance_selectors.instances_for_query(
         instance_ids=data["instanceId"], is_test=data["is_test"]
     )
-    if not instances:
+    if not found:
         raise KooGalleryError(ResultCode.INSTANCE_NOT_FOUND, "none of the instanceIds is known")
-    tenants = instance_selectors.bound_tenants(instances=instances)
-    usage = instance_selectors.usage_info(instances=instances)
+    usage = instance_selectors.usage_info_of(found=[instance for instance, _ in found])
     info = []
-    for instance in instances:
+    for instance, tenant in found:
         item = {
             "instanceId": instance.instance_id,
-            "appInfo": instance_selectors.app_info(
-                instance=instance, tenant=tenants.get(instance.instance_id)
-            ),
+            "appInfo": instance_selectors.app_info(instance=instance, tenant=tenant),
         }
         # On-demand and package instances report their usage (§4.2.2, §5.5).
         if instance.instance_id in usage:

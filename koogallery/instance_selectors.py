@@ -1,17 +1,22 @@
 """Reads of SaaS instances (STYLE.md §2): lookups for calls, `appInfo`, the admin's lists."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache, lru_cache
+from string import Formatter
+from typing import NamedTuple
 from urllib.parse import quote
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 
 from tenants.models import Tenant, TenantBinding
 
-from .instances import Instance
+from .instances import ON_DEMAND_MODES, Instance
 from .resultcodes import KooGalleryError, ResultCode
 from .secret_store import secret_box
 
@@ -29,17 +34,63 @@ def instance_for_call(*, instance_id: str, is_test: bool) -> Instance:
     return instance
 
 
-def instances_in_order(*, instance_ids: list[str], is_test: bool) -> list[Instance]:
-    """The known instances among `instance_ids`, in the order asked (unknown ids are skipped)."""
-    # No ORDER BY: the order is the caller's. The Query Order answer and extendParams are JSON
-    # nobody here reads: not fetched and decoded for up to 100 instances.
-    rows = (
-        Instance.objects.filter(instance_id__in=instance_ids, is_test=is_test)
-        .order_by()
-        .defer("order_info", "extend_params")
+class QueriedInstance(NamedTuple):
+    """What queryInstance answers about an instance: read without building the model."""
+
+    pk: int
+    instance_id: str
+    charging_mode: str
+
+    @property
+    def is_metered(self) -> bool:
+        return self.charging_mode in ON_DEMAND_MODES
+
+
+class BoundTenant(NamedTuple):
+    """The fields of a bound tenant that `appInfo` may show."""
+
+    tenant_id: str
+    tenant_code: str
+
+
+@cache
+def _query_sql(ids: int, with_tenant: bool) -> str:
+    instance = Instance._meta.db_table
+    binding, tenant = TenantBinding._meta.db_table, Tenant._meta.db_table
+    columns, join = "i.id, i.instance_id, i.charging_mode", ""
+    if with_tenant:
+        # The tenant bound first (bound_tenants' rule), in the same statement.
+        columns += ", t.tenant_id, t.tenant_code"
+        join = (
+            f" LEFT JOIN {tenant} t ON t.id = ("  # noqa: S608 - identifiers from the models
+            f"SELECT b.tenant_id FROM {binding} b INNER JOIN {tenant} bt ON bt.id = b.tenant_id"
+            " WHERE b.instance_id = i.instance_id AND b.removed_at IS NULL"
+            " AND bt.removed_at IS NULL AND bt.is_test = i.is_test"
+            " ORDER BY b.created_at, b.id LIMIT 1)"
+        )
+    placeholders = ", ".join(["%s"] * ids)
+    return (
+        f"SELECT {columns} FROM {instance} i{join} "  # noqa: S608 - identifiers from the models
+        f"WHERE i.is_test = %s AND i.instance_id IN ({placeholders})"
     )
-    found = {instance.instance_id: instance for instance in rows}
-    return [found[i] for i in dict.fromkeys(instance_ids) if i in found]
+
+
+def instances_for_query(
+    *, instance_ids: list[str], is_test: bool
+) -> list[tuple[QueriedInstance, BoundTenant | None]]:
+    """The known instances among `instance_ids`, in the order asked (unknown ids are skipped),
+    each with the tenant bound to it when `appInfo` shows one (the front-end URL template names
+    a tenant placeholder): one statement, no model built."""
+    ids = list(dict.fromkeys(instance_ids))
+    with_tenant = front_end_url_needs_tenant()
+    with connection.cursor() as cursor:
+        cursor.execute(_query_sql(len(ids), with_tenant), [is_test, *ids])
+        rows = cursor.fetchall()
+    found = {}
+    for row in rows:
+        tenant = BoundTenant(row[3], row[4]) if with_tenant and row[3] is not None else None
+        found[row[1]] = (QueriedInstance(row[0], row[1], row[2]), tenant)
+    return [found[i] for i in ids if i in found]
 
 
 def bound_tenants(*, instances: list[Instance]) -> dict[str, Tenant]:
@@ -61,7 +112,26 @@ def bound_tenants(*, instances: list[Instance]) -> dict[str, Tenant]:
     return by_instance
 
 
-def front_end_url(*, instance: Instance, tenant: Tenant | None) -> str:
+TENANT_PLACEHOLDERS = frozenset({"tenant_id", "tenant_code"})
+
+
+def front_end_url_needs_tenant() -> bool:
+    return bool(_placeholders(settings.KOOGALLERY_FRONTEND_URL_TEMPLATE) & TENANT_PLACEHOLDERS)
+
+
+@lru_cache(maxsize=16)
+def _placeholders(template: str) -> frozenset[str]:
+    """The names a `str.format` template uses (`{tenant_id}`, `{tenant_id!r}` → tenant_id)."""
+    try:
+        fields = [name for _, name, _, _ in Formatter().parse(template) if name]
+    except ValueError:
+        return TENANT_PLACEHOLDERS  # malformed: formatting fails the same way with any values
+    return frozenset(re.split(r"[.\[]", name, maxsplit=1)[0] for name in fields)
+
+
+def front_end_url(
+    *, instance: Instance | QueriedInstance, tenant: Tenant | BoundTenant | None
+) -> str:
     values = {
         "instance_id": instance.instance_id,
         "tenant_id": tenant.tenant_id if tenant else "",
@@ -71,7 +141,9 @@ def front_end_url(*, instance: Instance, tenant: Tenant | None) -> str:
     return template.format_map({k: quote(v, safe="") for k, v in values.items()})
 
 
-def app_info(*, instance: Instance, tenant: Tenant | None) -> dict[str, str]:
+def app_info(
+    *, instance: Instance | QueriedInstance, tenant: Tenant | BoundTenant | None
+) -> dict[str, str]:
     """`appInfo` of queryInstance and V1 newInstance (§4.2.2, §2.7): where the buyer signs in.
 
     No credentials here: users arrive through the kit and SSO (§2.7).
@@ -128,6 +200,17 @@ def dashboard_url(*, instance: Instance) -> str:
     if not template:
         return ""
     return template.format_map({"instance_id": quote(instance.instance_id, safe="")})[:512]
+
+
+def usage_info_of(*, found: list[QueriedInstance]) -> dict[str, list[dict]]:
+    """`usage_info` of queried instances: the metered ones (if any) are read as models for the
+    usage provider, as `usage_info` would have them."""
+    metered = [row.pk for row in found if row.is_metered]
+    if not metered or _usage_provider is None:
+        return {}
+    rows = Instance.objects.filter(pk__in=metered).order_by().defer("order_info", "extend_params")
+    by_pk = {instance.pk: instance for instance in rows}
+    return usage_info(instances=[by_pk[pk] for pk in metered if pk in by_pk])
 
 
 def usage_info(*, instances: list[Instance]) -> dict[str, list[dict]]:
