@@ -136,12 +136,11 @@ def _change(
     write the transition that names the call: one statement on PostgreSQL."""
     values["updated_at"] = timezone.now()
     if lifecycle_sql.enabled():
-        journal = _journal(inbound_call)
         lifecycle_sql.update_instance(
             instance,
             values=values,
             trail=(from_state, values.get("state", instance.state), cause, detail),
-            inbound_call_id=journal.pk if journal else None,
+            journal=inbound_call,
             at=values["updated_at"],
         )
         for name, value in values.items():
@@ -329,12 +328,8 @@ def _insert_instance(
     """`instance` with its trail written, or the order line's stored instance (a repeat, or a
     concurrent twin that committed first: STYLE.md §3); None when only the id is taken."""
     if lifecycle_sql.enabled():
-        journal = _journal(inbound_call)
         if lifecycle_sql.insert_instance(
-            instance,
-            trail=trail,
-            inbound_call_id=journal.pk if journal else None,
-            at=timezone.now(),
+            instance, trail=trail, journal=inbound_call, at=timezone.now()
         ):
             return instance
         return Instance.objects.filter(**key).first()
@@ -429,8 +424,6 @@ def _record_order(
     """Record the order a call brings, once per natural `key`, and only then save `values` of
     the (locked) instance with one transition: one statement on PostgreSQL. False: a repeat,
     nothing written (STYLE.md §3)."""
-    journal = _journal(inbound_call)
-    order.inbound_call = journal
     values["updated_at"] = timezone.now()
     if lifecycle_sql.enabled():
         if not lifecycle_sql.insert_order(
@@ -438,7 +431,7 @@ def _record_order(
             instance=instance,
             values=values,
             trail=(instance.state, instance.state, cause, detail),
-            inbound_call_id=journal.pk if journal else None,
+            journal=inbound_call,
             at=values["updated_at"],
         ):
             return False
@@ -447,6 +440,7 @@ def _record_order(
         return True
     if InstanceOrder.objects.filter(**key).exists():
         return False
+    journal = order.inbound_call = _journal(inbound_call)
     try:
         with transaction.atomic():
             order.save(force_insert=True)

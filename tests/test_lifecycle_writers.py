@@ -8,6 +8,7 @@ the pipeline runs them: one transaction per call, the journal row written at its
 the rollback of a refused call), and every transition pointing to its call's journal row.
 """
 
+import contextlib
 import itertools
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,7 +34,13 @@ from koogallery.resultcodes import KooGalleryError
 
 pytestmark = pytest.mark.django_db
 
-WRITERS = ["portable", "postgresql"] if connection.vendor == "postgresql" else ["portable"]
+# "reserved": the statements take the journal row's id from its sequence and the row is inserted
+# with it at the end of the call (`lifecycle_sql.reserves_journal_ids`).
+WRITERS = (
+    ["portable", "postgresql", "postgresql-reserved"]
+    if connection.vendor == "postgresql"
+    else ["portable"]
+)
 _runs = itertools.count()
 
 ORDERS = ["O1", "O2", "O3"]
@@ -161,9 +168,32 @@ class Model:
         return bid
 
 
+def write_with_reserved_id(journal: InboundCall) -> None:
+    """InboundCall.write as `reserves_journal_ids` needs it (for journals that lack it)."""
+    if journal._state.adding and journal.pk is not None:
+        journal.save(force_insert=True)
+    else:
+        WRITE(journal)
+
+
+WRITE = InboundCall.write
+
+
 @contextmanager
 def writer_in_use(writer: str):
-    with mock.patch.object(lifecycle_sql, "enabled", lambda: writer == "postgresql"):
+    sql = writer.startswith("postgresql")
+    reserved = writer.endswith("reserved")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(lifecycle_sql, "enabled", lambda: sql))
+        if reserved and not lifecycle_sql.reserves_journal_ids():
+            stack.enter_context(
+                mock.patch.object(InboundCall, "WRITES_RESERVED_ID", True, create=True)
+            )
+            stack.enter_context(mock.patch.object(InboundCall, "write", write_with_reserved_id))
+        elif not reserved:
+            stack.enter_context(
+                mock.patch.object(InboundCall, "WRITES_RESERVED_ID", False, create=True)
+            )
         yield
 
 
@@ -420,3 +450,30 @@ def test_a_repeated_refresh_returns_the_instance_as_stored(writer):
     assert first.expire_at == again.expire_at == EXPIRIES[0]
     assert Instance.objects.get(pk=instance.pk).expire_at == EXPIRIES[0]
     assert InstanceOrder.objects.filter(instance=instance, event=OrderEvent.REFRESH).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("writer", [w for w in WRITERS if w != "portable"])
+def test_the_calls_rows_point_to_its_journal_row_once_committed(writer, postgres_only):
+    """Real commits: a reserved journal id is inserted before the foreign keys are checked."""
+    journals = [journal_row("newInstance"), journal_row("upgradeInstance")]
+    with writer_in_use(writer):
+        for journal, operation in zip(
+            journals,
+            [
+                ("new", "CM", "-1", "commit", False, False),
+                ("upgrade", "commit", False, "CU", "P", "S"),
+            ],
+            strict=True,
+        ):
+            with transaction.atomic():
+                call(f"{writer}-", operation, journal)
+                journal.write()
+    instance = Instance.objects.get(instance_id=f"{writer}-commit")
+    assert [t.inbound_call_id for t in instance.transitions.all()] == [
+        journals[0].pk,
+        journals[0].pk,
+        journals[1].pk,
+    ]
+    assert InstanceOrder.objects.get(instance=instance).inbound_call_id == journals[1].pk
+    assert InboundCall.objects.filter(pk__in=[j.pk for j in journals]).count() == 2
