@@ -160,6 +160,12 @@ KOOGALLERY_MAX_CLOCK_SKEW_S = env.int("KOOGALLERY_MAX_CLOCK_SKEW_S", default=60)
 KOOGALLERY_V1_MAX_AGE_S = env.int("KOOGALLERY_V1_MAX_AGE_S", default=24 * 3600)
 # Journal keeps at most this much of each raw body (the rest is summarised by size and hash).
 KOOGALLERY_JOURNAL_BODY_LIMIT = env.int("KOOGALLERY_JOURNAL_BODY_LIMIT", default=64 * 1024)
+# Journal retention (koogallery/journal_retention.py): bodies cleared after, rows deleted after
+# (0 = never).
+KOOGALLERY_JOURNAL_BODY_RETENTION_DAYS = env.int(
+    "KOOGALLERY_JOURNAL_BODY_RETENTION_DAYS", default=90
+)
+KOOGALLERY_JOURNAL_RETENTION_DAYS = env.int("KOOGALLERY_JOURNAL_RETENTION_DAYS", default=0)
 # Query Order jobs lost with the broker are queued again (koogallery/order_sweep.py): rows left
 # unfetched this long (more than the job's 30 min longest backoff), up to this age.
 KOOGALLERY_ORDER_SWEEP_INTERVAL_S = env.int("KOOGALLERY_ORDER_SWEEP_INTERVAL_S", default=600)
@@ -262,6 +268,10 @@ LICENSE_SWEEP_BATCH = env.int("LICENSE_SWEEP_BATCH", default=500)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "licensing-sweep": {"task": "licensing.tasks.sweep_license_requests", "schedule": 60.0},
+    "koogallery-journal-retention": {
+        "task": "koogallery.tasks.purge_journal",
+        "schedule": 24 * 3600.0,
+    },
     "koogallery-order-sweep": {
         "task": "koogallery.tasks.sweep_order_fetches",
         "schedule": float(KOOGALLERY_ORDER_SWEEP_INTERVAL_S),

@@ -65,3 +65,11 @@ def sweep_order_fetches() -> dict:
     from .order_sweep import sweep_order_fetches as sweep
 
     return sweep()
+
+
+@shared_task(ignore_result=True)
+def purge_journal() -> dict:
+    """Journal retention (koogallery/journal_retention.py), daily."""
+    from .journal_retention import purge_journal as purge
+
+    return purge()
