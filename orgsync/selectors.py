@@ -157,6 +157,39 @@ def path_to_root(*, tenant: Tenant, org_code: str) -> list[Department]:
     return path
 
 
+# (id, org_code, org_name, parent_code, parent_id): what a singleOrgSync needs of a row.
+Row = tuple[int, str, str, str, int | None]
+
+
+def department_and_ancestors(
+    *, tenant_pk: int, org_code: str, parent_code: str | None
+) -> tuple[Row | None, list[Row]]:
+    """The department `org_code` (None if unknown) and, when `parent_code` is set, the
+    department `parent_code` with its ancestors (`path_to_root`, unordered): one query."""
+    with connection.cursor() as cursor:
+        if not parent_code:
+            cursor.execute(
+                "SELECT id, org_code, org_name, parent_code, parent_id "  # noqa: S608
+                f"FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s",
+                [tenant_pk, org_code],
+            )
+            return cursor.fetchone(), []
+        cursor.execute(
+            f"WITH RECURSIVE up(id, parent_id) AS ("  # noqa: S608
+            f" SELECT id, parent_id FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s"
+            f" UNION SELECT p.id, p.parent_id FROM {DEPARTMENTS} p JOIN up ON p.id = up.parent_id"
+            " WHERE p.tenant_id = %s) "
+            "SELECT 0, d.id, d.org_code, d.org_name, d.parent_code, d.parent_id "
+            f"FROM {DEPARTMENTS} d JOIN up ON up.id = d.id WHERE d.tenant_id = %s "
+            "UNION ALL SELECT 1, id, org_code, org_name, parent_code, parent_id "
+            f"FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s",
+            [tenant_pk, parent_code, tenant_pk, tenant_pk, tenant_pk, org_code],
+        )
+        rows = cursor.fetchall()
+    existing = next((row[1:] for row in rows if row[0]), None)
+    return existing, [row[1:] for row in rows if not row[0]]
+
+
 def user_counts(*, tenant: Tenant) -> dict[int, tuple[int, int]]:
     """department id → (users assigned to it, users of it and all its descendants)."""
     with connection.cursor() as cursor:

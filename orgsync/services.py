@@ -1,17 +1,19 @@
 """Every write to departments: singleOrgSync and allOrgSync (spec §2.6, §4.1.4, §4.1.5).
 
-Both take the tenant's row lock first (`ensure_tenant(lock=True)`), so a full and an
+Both take the tenant's row lock first (as `ensure_tenant(lock=True)`), so a full and an
 incremental sync of one tenant never interleave while other tenants proceed in parallel.
 Refusals raise `InvalidParam` before the first write; the caller's transaction rolls back
 whatever the call did anyway (spec §2.4).
 
-Incremental changes cost O(1) writes (adjacency list: a move of a subtree of any size is one
-UPDATE) plus one O(depth) ancestor query when the parent changes.
+An incremental change is three statements in raw SQL (the ORM's compiling cost more than the
+queries, issue 6): lock the tenant; read the department and its new parent's ancestry
+(O(depth)); write, in one statement on PostgreSQL (data-modifying CTEs), in a few elsewhere.
+A move of a subtree of any size is one UPDATE (adjacency list).
 """
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from koogallery.resultcodes import InvalidParam
@@ -20,7 +22,7 @@ from tenants.services import ensure_tenant
 
 from . import snapshot, writers
 from .models import Department
-from .selectors import path_to_root
+from .selectors import department_and_ancestors
 from .serializers import OrgItem
 
 
@@ -41,7 +43,20 @@ def _mark_synced(tenant: Tenant, now) -> None:
 
 
 # --- singleOrgSync ---------------------------------------------------------------------------
-@transaction.atomic
+# Every statement names the tenant (STYLE.md §7).
+DEPARTMENTS = Department._meta.db_table
+USERS = TenantUser._meta.db_table
+TENANTS = Tenant._meta.db_table
+WRITERS = ("postgresql", "portable")
+
+# The fields of the department a singleOrgSync returns; its timestamps are deferred.
+_FIELDS = ("id", "tenant_id", "org_code", "org_name", "parent_code", "parent_id")
+
+
+def default_single_writer() -> str:
+    return "postgresql" if connection.vendor == "postgresql" else "portable"
+
+
 def single_org_sync(
     *,
     tenant_id: str,
@@ -50,105 +65,213 @@ def single_org_sync(
     flag: SyncFlag,
     org_name: str = "",
     parent_code: str | None = None,
+    writer: str | None = None,
 ) -> Department | None:
-    """Apply one department change; returns the department (None after a delete).
+    """Apply one department change; returns the department (None after a delete), with its
+    timestamps deferred.
 
     `parent_code` None keeps the current parent (a rename need not repeat it), "" means top
-    level. A delete of an unknown code succeeds (repeated deletes must, §4.1).
+    level. A delete of an unknown code succeeds (repeated deletes must, §4.1). `writer` chooses
+    how rows are written ("postgresql" or "portable"; default by database).
+
+    Atomic, without a savepoint: a refusal (`InvalidParam`) is raised before the first write,
+    so it leaves the caller's transaction as it was (the pipeline rolls it back anyway), and
+    the savepoint's two round trips are saved.
     """
-    tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
-    now = timezone.now()
-    if flag == SyncFlag.DELETE:
-        department_delete(tenant=tenant, org_code=org_code, now=now)
-        result = None
-    else:
-        result = department_upsert(
-            tenant=tenant, org_code=org_code, org_name=org_name, parent_code=parent_code, now=now
-        )
-    _mark_synced(tenant, now)
-    return result
+    args = (tenant_id, is_test, org_code, flag, org_name, parent_code)
+    writer = writer or default_single_writer()
+    if writer not in WRITERS:  # pragma: no cover - programming error
+        raise ValueError(f"unknown writer {writer!r}")
+    if connection.in_atomic_block:
+        return _single_org_sync(*args, writer)
+    with transaction.atomic():
+        return _single_org_sync(*args, writer)
 
 
-def _check_parent(tenant: Tenant, org_code: str, parent_code: str) -> Department | None:
-    """The parent to link, or None if it has not arrived; refuse a move into one's own subtree.
-
-    Walks up from the new parent (one recursive query, O(depth)). The department would become
-    its own ancestor if it is on that path, or if the path ends at an orphan waiting for it
-    (a child that arrived before its parent is linked when the parent comes).
-    """
-    if parent_code == org_code:
+def _single_org_sync(
+    tenant_id: str,
+    is_test: bool,
+    org_code: str,
+    flag: SyncFlag,
+    org_name: str,
+    parent_code: str | None,
+    writer: str,
+) -> Department | None:
+    if flag != SyncFlag.DELETE and parent_code == org_code:
         raise InvalidParam(f"parentCode: {org_code} cannot be its own parent")
-    ancestors = path_to_root(tenant=tenant, org_code=parent_code)
-    if not ancestors:
-        return None
-    top = ancestors[-1]
-    if any(a.org_code == org_code for a in ancestors) or (
-        top.parent_id is None and top.parent_code == org_code
-    ):
-        raise InvalidParam(
-            f"parentCode: {parent_code} is inside the subtree of {org_code} "
-            "(a department cannot move under its own descendant)"
+    tenant_pk = _lock_tenant(tenant_id, is_test)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        if flag == SyncFlag.DELETE:
+            _delete(cursor, writer, tenant_pk, org_code, now)
+            return None
+        return _upsert(cursor, writer, tenant_pk, org_code, org_name, parent_code, now)
+
+
+def _lock_tenant(tenant_id: str, is_test: bool) -> int:
+    """The tenant's primary key, its row locked until the transaction ends (as
+    `ensure_tenant(lock=True)`, which creates a tenant that does not exist yet)."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {TENANTS} WHERE tenant_id = %s AND is_test = %s{lock}",  # noqa: S608
+            [tenant_id, is_test],
         )
-    return ancestors[0]
+        row = cursor.fetchone()
+    if row is not None:
+        return row[0]
+    return ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True).pk
 
 
-# savepoint=False: called inside single_org_sync's transaction, whose savepoint already undoes
-# a refusal; one more would cost two round trips per call.
-@transaction.atomic(savepoint=False)
-def department_upsert(
-    *, tenant: Tenant, org_code: str, org_name: str, parent_code: str | None, now=None
-) -> Department:
+def _upsert(cursor, writer, tenant_pk, org_code, org_name, parent_code, now) -> Department:
     """Add or modify (rename and/or move) one department of a locked tenant."""
-    now = now or timezone.now()
-    department = Department.objects.filter(tenant=tenant, org_code=org_code).first()
+    existing, ancestors = department_and_ancestors(
+        tenant_pk=tenant_pk, org_code=org_code, parent_code=parent_code
+    )
     if parent_code is None:
-        parent_code = department.parent_code if department else ""
-    if department is not None and parent_code == department.parent_code:
-        parent_id = department.parent_id  # not moving: no ancestry to check
+        parent_code = existing[3] if existing else ""
+    if existing is not None and parent_code == existing[3]:
+        parent_id = existing[4]  # not moving: no ancestry to check
     elif parent_code:
-        parent = _check_parent(tenant, org_code, parent_code)
-        parent_id = parent.pk if parent else None
+        parent_id = _parent_id(org_code, parent_code, ancestors)
     else:
         parent_id = None
 
-    if department is None:
-        department = Department.objects.create(
-            tenant=tenant,
-            org_code=org_code,
-            org_name=org_name,
-            parent_code=parent_code,
-            parent_id=parent_id,
+    if existing is None:
+        pk = (_insert_postgresql if writer == "postgresql" else _insert_portable)(
+            cursor, tenant_pk, org_code, org_name, parent_code, parent_id, now
         )
-        # Children and users that named this code before it existed (§2.6).
-        Department.objects.filter(tenant=tenant, parent__isnull=True, parent_code=org_code).update(
-            parent=department, updated_at=now
-        )
-        TenantUser.objects.filter(tenant=tenant, department__isnull=True, org_code=org_code).update(
-            department=department
-        )
-        return department
-    if (department.org_name, department.parent_code, department.parent_id) != (
-        org_name,
-        parent_code,
-        parent_id,
-    ):
-        department.org_name, department.parent_code = org_name, parent_code
-        department.parent_id = parent_id
-        department.save(update_fields=["org_name", "parent_code", "parent", "updated_at"])
-    return department
+    else:
+        pk = existing[0]
+        changed = existing[2:] != (org_name, parent_code, parent_id)
+        _update(cursor, tenant_pk, pk, org_name, parent_code, parent_id, now, changed)
+    return Department.from_db(
+        connection.alias, _FIELDS, (pk, tenant_pk, org_code, org_name, parent_code, parent_id)
+    )
 
 
-@transaction.atomic(savepoint=False)  # as department_upsert
-def department_delete(*, tenant: Tenant, org_code: str, now=None) -> None:
+def _parent_id(org_code: str, parent_code: str, ancestors: list[tuple]) -> int | None:
+    """The id of the parent to link, or None if it has not arrived; refuses a move into one's
+    own subtree.
+
+    `ancestors` are the new parent and its ancestors as read (in any order). The department
+    would become its own ancestor if it is on that path, or if the path ends at an orphan
+    waiting for it (a child that arrived before its parent is linked when the parent comes).
+    """
+    by_id = {row[0]: row for row in ancestors}
+    parent = next((row for row in ancestors if row[1] == parent_code), None)
+    if parent is None:
+        return None
+    node, seen = parent, set()
+    while node[1] != org_code:
+        seen.add(node[0])
+        above = by_id.get(node[4])
+        if above is None or above[0] in seen:  # node is the top of the path
+            if node[4] is None and node[3] == org_code:
+                break  # an orphan waiting for this department
+            return parent[0]
+        node = above
+    raise InvalidParam(
+        f"parentCode: {parent_code} is inside the subtree of {org_code} "
+        "(a department cannot move under its own descendant)"
+    )
+
+
+_INSERT = (
+    f"INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, parent_id, "  # noqa: S608
+    "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+_MARK_SYNCED = f"UPDATE {TENANTS} SET org_synced_at = %s WHERE id = %s"  # noqa: S608
+
+
+def _insert_postgresql(cursor, tenant_pk, org_code, org_name, parent_code, parent_id, now) -> int:
+    """The new row, the children and users that named its code before it existed (§2.6), and
+    the tenant's sync time: one statement."""
+    cursor.execute(
+        f"WITH new AS ({_INSERT}), "  # noqa: S608
+        f"children AS (UPDATE {DEPARTMENTS} SET parent_id = (SELECT id FROM new), updated_at = %s"
+        " WHERE tenant_id = %s AND parent_id IS NULL AND parent_code = %s), "
+        f"members AS (UPDATE {USERS} SET department_id = (SELECT id FROM new)"
+        " WHERE tenant_id = %s AND department_id IS NULL AND org_code = %s), "
+        f"synced AS ({_MARK_SYNCED}) "
+        "SELECT id FROM new",
+        [
+            *(tenant_pk, org_code, org_name, parent_code, parent_id, now, now),
+            *(now, tenant_pk, org_code),
+            *(tenant_pk, org_code),
+            *(now, tenant_pk),
+        ],
+    )
+    return cursor.fetchone()[0]
+
+
+def _insert_portable(cursor, tenant_pk, org_code, org_name, parent_code, parent_id, now) -> int:
+    cursor.execute(_INSERT, [tenant_pk, org_code, org_name, parent_code, parent_id, now, now])
+    pk = cursor.fetchone()[0]
+    # Children and users that named this code before it existed (§2.6).
+    cursor.execute(
+        f"UPDATE {DEPARTMENTS} SET parent_id = %s, updated_at = %s "  # noqa: S608
+        "WHERE tenant_id = %s AND parent_id IS NULL AND parent_code = %s",
+        [pk, now, tenant_pk, org_code],
+    )
+    cursor.execute(
+        f"UPDATE {USERS} SET department_id = %s "  # noqa: S608
+        "WHERE tenant_id = %s AND department_id IS NULL AND org_code = %s",
+        [pk, tenant_pk, org_code],
+    )
+    cursor.execute(_MARK_SYNCED, [now, tenant_pk])
+    return pk
+
+
+def _update(cursor, tenant_pk, pk, org_name, parent_code, parent_id, now, changed) -> None:
+    """Rename and/or move an existing department (a subtree moves with its root: one row);
+    an unchanged one is not written (a repeated call changes nothing, not even updated_at)."""
+    if changed:
+        cursor.execute(
+            f"UPDATE {DEPARTMENTS} SET org_name = %s, parent_code = %s, parent_id = %s, "  # noqa: S608
+            "updated_at = %s WHERE tenant_id = %s AND id = %s",
+            [org_name, parent_code, parent_id, now, tenant_pk, pk],
+        )
+    cursor.execute(_MARK_SYNCED, [now, tenant_pk])
+
+
+def _delete(cursor, writer, tenant_pk, org_code, now) -> None:
     """Remove one department: its children become root orphans (their `parent_code` kept, so
     they are relinked if it comes back) and its users unassigned (their `org_code` kept)."""
-    now = now or timezone.now()
-    department = Department.objects.filter(tenant=tenant, org_code=org_code).first()
-    if department is None:
+    if writer == "postgresql":
+        cursor.execute(
+            f"WITH gone AS (DELETE FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s "  # noqa: S608
+            "RETURNING id), "
+            f"children AS (UPDATE {DEPARTMENTS} c SET parent_id = NULL, updated_at = %s FROM gone"
+            " WHERE c.tenant_id = %s AND c.parent_id = gone.id), "
+            f"members AS (UPDATE {USERS} u SET department_id = NULL FROM gone"
+            " WHERE u.tenant_id = %s AND u.department_id = gone.id), "
+            f"synced AS ({_MARK_SYNCED}) "
+            "SELECT 1",
+            [tenant_pk, org_code, now, tenant_pk, tenant_pk, now, tenant_pk],
+        )
         return
-    Department.objects.filter(tenant=tenant, parent=department).update(parent=None, updated_at=now)
-    TenantUser.objects.filter(tenant=tenant, department=department).update(department=None)
-    Department.objects.filter(tenant=tenant, pk=department.pk).delete()
+    cursor.execute(
+        f"SELECT id FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s",  # noqa: S608
+        [tenant_pk, org_code],
+    )
+    row = cursor.fetchone()
+    if row is not None:
+        cursor.execute(
+            f"UPDATE {DEPARTMENTS} SET parent_id = NULL, updated_at = %s "  # noqa: S608
+            "WHERE tenant_id = %s AND parent_id = %s",
+            [now, tenant_pk, row[0]],
+        )
+        cursor.execute(
+            f"UPDATE {USERS} SET department_id = NULL "  # noqa: S608
+            "WHERE tenant_id = %s AND department_id = %s",
+            [tenant_pk, row[0]],
+        )
+        cursor.execute(
+            f"DELETE FROM {DEPARTMENTS} WHERE tenant_id = %s AND id = %s",  # noqa: S608
+            [tenant_pk, row[0]],
+        )
+    cursor.execute(_MARK_SYNCED, [now, tenant_pk])
 
 
 # --- allOrgSync ------------------------------------------------------------------------------
