@@ -190,7 +190,11 @@ def v1_new_instance(data: dict, call: Call) -> Reply:
         inbound_call=call.journal,
     )
     _note_instance(call, instance)
-    tenant = instance_selectors.bound_tenants(instances=[instance]).get(instance.instance_id)
+    tenant = (
+        instance_selectors.bound_tenants(instances=[instance]).get(instance.instance_id)
+        if instance_selectors.front_end_url_needs_tenant()
+        else None  # appInfo shows none
+    )
     app_info = instance_selectors.app_info(instance=instance, tenant=tenant)
     fields: dict = {"instanceId": instance.instance_id}
     credentials = instance_selectors.instance_credentials(instance=instance)

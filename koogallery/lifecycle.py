@@ -194,6 +194,8 @@ def _locked_instance(*, instance_id: str, is_test: bool) -> Instance:
     instance = (
         Instance.objects.select_for_update()
         .filter(instance_id=instance_id, is_test=is_test)
+        # The Query Order answer and extendParams (JSON, KBs) are read by no call's service.
+        .defer("order_info", "extend_params")
         .first()
     )
     if instance is None:

@@ -23,6 +23,7 @@ from koogallery.instance_selectors import (
 )
 from koogallery.instances import Instance
 from tenants.models import Tenant, TenantBinding
+from tests.kgclient import envelope, fixture_json
 
 pytestmark = pytest.mark.django_db
 
@@ -121,3 +122,22 @@ def test_no_tenant_is_read_when_the_answer_shows_none(settings):
 def test_which_templates_need_the_tenant(settings, template, needs):
     settings.KOOGALLERY_FRONTEND_URL_TEMPLATE = template
     assert front_end_url_needs_tenant() is needs
+
+
+@pytest.mark.parametrize("template", [WITH_TENANT, "https://app.example.com/sso?i={instance_id}"])
+def test_v1_new_instance_app_info_names_the_bound_tenant_when_the_template_does(
+    kg, settings, template
+):
+    settings.KOOGALLERY_FRONTEND_URL_TEMPLATE = template
+    params = {k: v for k, v in fixture_json("v1_newInstance__huawei").items() if v is not None}
+    instance_id = envelope(kg.basic_v1(params))["instanceId"]
+    instance = Instance.objects.get(instance_id=instance_id)
+    tenant = Tenant.objects.create(tenant_id="t-v1", tenant_code="v1 co", is_test=instance.is_test)
+    TenantBinding.objects.create(tenant=tenant, instance_id=instance_id)
+    with CaptureQueriesContext(connection) as queries:
+        body = envelope(kg.basic_v1(params))  # the buyer's resource page calls it again
+    assert body["appInfo"]["frontEndUrl"] == instance_selectors.front_end_url(
+        instance=instance, tenant=tenant if template == WITH_TENANT else None
+    )
+    read_bindings = any("tenantbinding" in q["sql"] for q in queries.captured_queries)
+    assert read_bindings is (template == WITH_TENANT)
