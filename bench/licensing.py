@@ -21,146 +21,40 @@ Phase 4: the same N calls once delivered (answered 000000 from the stored state)
 """
 
 import argparse
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
 
-import psycopg
 import redis
-import requests
-from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from koogallery.signing import basic_sign  # noqa: E402
+from bench import _harness as harness  # noqa: E402
 from licensing import tokens  # noqa: E402
 from tests.fakes import FakeKooGallery  # noqa: E402
 
-KEY = "benchBasicKey0123456789"
 AK, SK = "BENCHAKBENCHAKBENCH1", "BENCHSKbenchSKbenchSKbenchSKbenchSK00001"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def recreate_database(pg_url: str, name: str) -> None:
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(pg_url: str, name: str) -> None:
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def service_env(database_url: str, redis_url: str, fake: FakeKooGallery) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("KOOGALLERY_", "DATABASE_", "REDIS_", "DJANGO_", "LICENSE_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": "bench-only-secret-key",
-            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "KOOGALLERY_BASIC_KEY": KEY,
-            "KOOGALLERY_KIT_KEY": KEY,
-            "KOOGALLERY_AK": AK,
-            "KOOGALLERY_SK": SK,
-            "KOOGALLERY_API_BASE": fake.url,
-            "KOOGALLERY_API_FALLBACK": fake.fallback.url,
-            "LICENSE_SIGNING_KEY": tokens.private_key_pem(tokens.generate_private_key()),
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    return env
-
-
-def wait_until_up(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/koogallery", timeout=5)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.2)
-    raise SystemExit(f"service did not start on {url}")
-
-
-class Client:
-    """Posts signed basic V2 bodies; one HTTP session per client thread."""
-
-    local = threading.local()
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def post(self, body: dict) -> tuple[float, dict]:
-        session = getattr(self.local, "session", None)
-        if session is None:
-            session = self.local.session = requests.Session()
-        raw = json.dumps(body, separators=(",", ":")).encode()
-        nonce, timestamp = uuid.uuid4().hex.upper(), str(int(time.time() * 1000))
-        query = urlencode(
-            {
-                "signature": basic_sign(KEY, nonce, timestamp, raw).upper(),
-                "timestamp": timestamp,
-                "nonce": nonce,
-            }
-        )
-        started = time.perf_counter()
-        response = session.post(
-            f"{self.url}/koogallery?{query}",
-            data=raw,
-            headers={"Content-Type": "application/json;charset=utf8"},
-            timeout=30,
-        )
-        return time.perf_counter() - started, response.json()
-
-
-def percentile(sorted_ms: list[float], q: float) -> float:
-    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
-
-
-def run_phase(name: str, client: Client, bodies: list[dict], clients: int, expect: str) -> None:
-    latencies: list[float] = []
+def run_phase(
+    name: str, client: harness.BasicClient, bodies: list[dict], clients: int, expect: str
+) -> None:
+    latencies, answers, wall = harness.post_all(client, bodies, clients)
     unexpected: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def one(body: dict) -> None:
-        elapsed, answer = client.post(body)
-        with lock:
-            latencies.append(elapsed)
-            code = answer.get("resultCode", "?")
-            if code != expect:
-                unexpected[code] = unexpected.get(code, 0) + 1
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(one, bodies))
-    wall = time.perf_counter() - started
+    for answer in answers:
+        code = answer.get("resultCode", "?")
+        if code != expect:
+            unexpected[code] = unexpected.get(code, 0) + 1
     ms = sorted(x * 1000 for x in latencies)
     print(
         f"{name:<40} n={len(ms):>5}  p50={statistics.median(ms):6.1f} ms  "
-        f"p90={percentile(ms, 0.90):6.1f} ms  p99={percentile(ms, 0.99):6.1f} ms  "
+        f"p90={harness.percentile(ms, 0.90):6.1f} ms  p99={harness.percentile(ms, 0.99):6.1f} ms  "
         f"max={ms[-1]:6.1f} ms  {len(ms) / wall:6.1f} calls/s"
         + (f"  unexpected={unexpected}" if unexpected else "")
     )
@@ -172,23 +66,25 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="getLicenseAsync calls per phase")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--concurrency", type=int, default=1, help="Celery worker processes")
-    parser.add_argument(
-        "--pg-url", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-    )
-    parser.add_argument("--db", default="bench_licensing", help="scratch database name")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    harness.add_scratch_arguments(parser, db="bench_licensing", redis_db=14)
     args = parser.parse_args()
 
     database_url = f"{args.pg_url}/{args.db}"
-    recreate_database(args.pg_url, args.db)
+    harness.recreate_database(database_url)
     queue = redis.Redis.from_url(args.redis_url)
     queue.delete("celery")
     fake = FakeKooGallery(ak=AK, sk=SK, hang_s=1).start()
     fake.fallback = fake.twin("fallback").start()
-    env = service_env(database_url, args.redis_url, fake)
+    env = harness.service_env(
+        database_url,
+        args.redis_url,
+        scrub=("LICENSE_",),
+        KOOGALLERY_AK=AK,
+        KOOGALLERY_SK=SK,
+        KOOGALLERY_API_BASE=fake.url,
+        KOOGALLERY_API_FALLBACK=fake.fallback.url,
+        LICENSE_SIGNING_KEY=tokens.private_key_pem(tokens.generate_private_key()),
+    )
     os.environ.update(env)
 
     import django
@@ -232,26 +128,14 @@ def main() -> None:
             "deviceFingerprint": f"04:7C:16:5E:{n % 256:02X}:{n // 256 % 256:02X}|DISK{n}|B|CPU",
         }
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
+    port = harness.free_port()
+    gunicorn = harness.start_gunicorn(
+        "config.wsgi", port, args.workers, "--log-level", "warning", env=env
     )
     worker = None
     try:
-        wait_until_up(url)
-        client = Client(url)
+        harness.wait_until_up(port)
+        client = harness.BasicClient(f"http://127.0.0.1:{port}")
         print(
             f"gunicorn {args.workers} workers, {args.clients} concurrent clients, PostgreSQL "
             f"{args.db}, Redis {args.redis_url}, fake KooGallery {fake.url}"
@@ -318,7 +202,7 @@ def main() -> None:
 
         connections.close_all()
         if not args.keep:
-            drop_database(args.pg_url, args.db)
+            harness.drop_database(database_url)
 
 
 if __name__ == "__main__":

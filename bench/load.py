@@ -31,9 +31,7 @@ import http.client
 import json
 import multiprocessing
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,12 +47,11 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 import redis  # noqa: E402
-from cryptography.fernet import Fernet  # noqa: E402
 
+from bench import _harness as harness  # noqa: E402
+from bench._harness import BASIC_KEY, KIT_KEY  # noqa: E402
 from koogallery.signing import basic_sign, kit_sign  # noqa: E402
 
-KIT_KEY = "BENCH_KIT_KEY_0123456789"
-BASIC_KEY = "benchBasicKey0123456789"
 JSON_TYPE = "application/json;charset=utf8"
 POOL = 64  # tenants and instances the calls are spread over
 USERS_PER_AUTH_SYNC = 50
@@ -352,60 +349,19 @@ class CpuAccount:
 
 
 # --- the service ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def recreate_database(pg_url: str, name: str) -> None:
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(pg_url: str, name: str) -> None:
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def service_env(database_url: str, redis_url: str, metrics_dir: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("KOOGALLERY_", "DATABASE_", "REDIS_", "DJANGO_", "LOG_"))
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": "bench-only-secret-key",
-            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "KOOGALLERY_BASIC_KEY": BASIC_KEY,
-            "KOOGALLERY_KIT_KEY": KIT_KEY,
-            # As docs/env.production.example and docker-compose.yml run it.
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
-            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-            # The reference route is served over plain HTTP like /koogallery (a proxy does TLS).
-            "SECURE_REDIRECT_EXEMPT": r"^bench/",
-        }
+    return harness.service_env(
+        database_url,
+        redis_url,
+        scrub=("LOG_",),
+        settings="bench.bench_settings",
+        # As docs/env.production.example and docker-compose.yml run it.
+        log_level="INFO",
+        LOG_FORMAT="json",
+        PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+        # The reference route is served over plain HTTP like /koogallery (a proxy does TLS).
+        SECURE_REDIRECT_EXEMPT=r"^bench/",
     )
-    return env
-
-
-def wait_until_up(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"service did not start on port {port}")
 
 
 def set_up_world(port: int, run_id: str) -> dict:
@@ -428,10 +384,6 @@ def set_up_world(port: int, run_id: str) -> dict:
     }
 
 
-def percentile(sorted_ms: list[float], q: float) -> float:
-    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
@@ -443,14 +395,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=2, help="seconds per phase, not counted")
     parser.add_argument("--only", nargs="*", help="phases to run (substring match)")
-    parser.add_argument(
-        "--pg-url", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-    )
-    parser.add_argument("--db", default="bench_load", help="scratch database name")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    harness.add_scratch_arguments(parser, db="bench_load", redis_db=12)
     args = parser.parse_args()
     phases = [
         p for p in PHASES if not args.only or p.startswith("bare") or any(o in p for o in args.only)
@@ -459,32 +404,28 @@ def main() -> None:
     database_url = f"{args.pg_url}/{args.db}"
     metrics_dir = tempfile.mkdtemp(prefix="bench-load-metrics-")
     env = service_env(database_url, args.redis_url, metrics_dir)
-    recreate_database(args.pg_url, args.db)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
-    )
+    harness.recreate_database(database_url)
+    harness.migrate(env)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(CREATE_BARE_TABLE)
-    port = free_port()
+    port = harness.free_port()
     log_path = Path(tempfile.gettempdir()) / f"bench-load-{os.getpid()}.log"
     log = log_path.open("w")
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "-c",
-        "python:ops.gunicorn",
+    gunicorn = harness.start_gunicorn(
         "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(args.workers),
+        port,
+        args.workers,
         "--worker-class",
         args.worker_class,
         "--threads",
         str(args.threads),
-    ]
-    gunicorn = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        config="python:ops.gunicorn",
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
-        wait_until_up(port)
+        harness.wait_until_up(port)
         run_id = uuid.uuid4().hex[:6]
         world = set_up_world(port, run_id)
         load_before = os.getloadavg()
@@ -513,7 +454,7 @@ def main() -> None:
         # The jobs newInstance and getLicenseAsync queued (no worker ran them).
         redis.Redis.from_url(args.redis_url).delete("celery")
         if not args.keep:
-            drop_database(args.pg_url, args.db)
+            harness.drop_database(database_url)
 
     print(
         f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class} workers"
@@ -541,7 +482,7 @@ def main() -> None:
         per_call = {group: used / len(ms) * 1000 for group, used in figure["cpu"].items()}
         failures = figure["failures"]
         shown = sorted(set(failures))[:3]
-        p99 = percentile(ms, 0.99)
+        p99 = harness.percentile(ms, 0.99)
         # Issue 6's goal: at least half the bare view's throughput, p99 under 100 ms.
         goal = ",".join(
             [*(["rate"] if rate < GOAL_RATIO * bare_rate else []), *(["p99"] if p99 >= 100 else [])]

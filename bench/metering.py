@@ -20,7 +20,6 @@ the answer per batch). Then a second run of the job, which finds nothing to do.
 
 import argparse
 import logging
-import os
 import random
 import statistics
 import sys
@@ -30,44 +29,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
-from cryptography.fernet import Fernet
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-KEY = "benchBasicKey0123456789"
-
-
-def recreate_database(pg_url: str, name: str) -> None:
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(pg_url: str, name: str) -> None:
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def configure(database_url: str) -> None:
-    for key in [k for k in os.environ if k.startswith(("KOOGALLERY_", "METERING_", "REDIS_"))]:
-        del os.environ[key]
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "bench-only-secret-key",
-            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "KOOGALLERY_BASIC_KEY": KEY,
-            "SECURE_SSL_REDIRECT": "false",
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "plain",
-        }
-    )
-    import django
-
-    django.setup()
+from bench import _harness as harness  # noqa: E402
 
 
 def main() -> None:
@@ -81,9 +46,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
 
-    pg_url = os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
-    recreate_database(pg_url, args.db)
-    configure(f"{pg_url}/{args.db}")
+    database_url = f"{harness.pg_url()}/{args.db}"
+    harness.recreate_database(database_url)
+    harness.configure_environment(
+        database_url,
+        unset=("KOOGALLERY_", "METERING_", "REDIS_"),
+        SECURE_SSL_REDIRECT="false",
+        LOG_FORMAT="plain",
+    )
+    import django
+
+    django.setup()
     try:
         run(args)
     finally:
@@ -91,7 +64,7 @@ def main() -> None:
 
         connections.close_all()
         if not args.keep:
-            drop_database(pg_url, args.db)
+            harness.drop_database(database_url)
 
 
 def run(args) -> None:
@@ -111,7 +84,7 @@ def run(args) -> None:
         f"PostgreSQL {connection.cursor().connection.info.server_version}, "
         f"{args.events:,} events, {args.instances:,} instances, {args.hours} hours"
     )
-    fake = FakeKooGallery(ak="", sk="", usage_key=KEY).start()
+    fake = FakeKooGallery(ak="", sk="", usage_key=harness.BASIC_KEY).start()
     settings.KOOGALLERY_API_BASE = fake.url
     settings.KOOGALLERY_API_FALLBACK = ""
     rng = random.Random(8)

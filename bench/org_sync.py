@@ -19,83 +19,31 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-KIT_KEY = "BENCH_KIT_KEY_0123456789"
+from bench import _harness as harness  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_org"
 DIVISION = 5_000  # departments per top-level division (the subtree that is moved)
 MAX_DEPTH = 8
 
 
-def configure_environment(database_url: str) -> None:
-    from cryptography.fernet import Fernet
-
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SECRET_KEY": "bench-only-secret-key",
-            "KOOGALLERY_KIT_KEY": KIT_KEY,
-            "KOOGALLERY_BASIC_KEY": "BENCH_BASIC_KEY",
-            "FIELD_ENCRYPTION_KEYS": os.environ.get("FIELD_ENCRYPTION_KEYS")
-            or Fernet.generate_key().decode(),
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-
-
-def recreate_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
+    port = harness.free_port()
+    server = harness.start_gunicorn(
+        "config.wsgi", port, workers, "--timeout", "300", "--log-level", "warning"
     )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server, base
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("gunicorn did not start")
+    if not harness.wait_until_listening(port):
+        server.kill()
+        raise SystemExit("gunicorn did not start")
+    return server, f"http://127.0.0.1:{port}"
 
 
 class Kit:
@@ -114,7 +62,7 @@ class Kit:
         nonce, timestamp = uuid.uuid4().hex, str(int(time.time() * 1000))
         headers = {
             "Content-Type": "application/json;charset=utf8",
-            "x-sign": kit_sign(KIT_KEY, nonce, timestamp, raw),
+            "x-sign": kit_sign(harness.KIT_KEY, nonce, timestamp, raw),
             "x-timestamp": timestamp,
             "x-nonce": nonce,
         }
@@ -204,11 +152,11 @@ def main() -> None:
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     if not database_url.startswith("postgres"):
         raise SystemExit("DATABASE_URL must name a scratch PostgreSQL database")
-    configure_environment(database_url)
-    recreate_database(database_url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True, env=os.environ
+    harness.configure_environment(
+        database_url, encryption_keys=os.environ.get("FIELD_ENCRYPTION_KEYS")
     )
+    harness.recreate_database(database_url)
+    harness.migrate(os.environ)
 
     import django
 
@@ -359,13 +307,7 @@ def main() -> None:
             server.kill()
         connection.close()
         if not args.keep:
-            parts = urlsplit(database_url)
-            import psycopg
-
-            with psycopg.connect(
-                urlunsplit(parts._replace(path="/postgres")), autocommit=True
-            ) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+            harness.drop_database(database_url)
 
 
 def _touched_since(tenant, mark: float) -> int:

@@ -21,17 +21,17 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import _harness as harness  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_org_tree"
 TENANT_ID = "bench-tree-tenant"
@@ -40,36 +40,6 @@ DIVISIONS = 20
 MAX_DEPTH = 8
 WIDE = 10_000
 ORPHANS = 1_000
-
-
-def configure_environment(database_url: str) -> None:
-    from cryptography.fernet import Fernet
-
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SECRET_KEY": "bench-only-secret-key",
-            "KOOGALLERY_KIT_KEY": "BENCH_KIT_KEY",
-            "KOOGALLERY_BASIC_KEY": "BENCH_BASIC_KEY",
-            "FIELD_ENCRYPTION_KEYS": os.environ.get("FIELD_ENCRYPTION_KEYS")
-            or Fernet.generate_key().decode(),
-            "SECURE_SSL_REDIRECT": "false",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    os.environ.pop("REDIS_URL", None)
-
-
-def recreate_database(database_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def tree(count: int, rng: random.Random) -> list[tuple[str, str, str]]:
@@ -203,12 +173,6 @@ def measure_api(repeat: int, deep_code: str) -> None:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def measure_browser(deep_code: str) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -217,7 +181,7 @@ def measure_browser(deep_code: str) -> None:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    port = free_port()
+    port = harness.free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -250,12 +214,7 @@ def measure_browser(deep_code: str) -> None:
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     try:
         base = f"http://localhost:{port}"
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        harness.wait_until_listening(port)
         user = get_user_model().objects.create_user("bench-browser", is_staff=True)
         client = Client()
         client.force_login(user)
@@ -346,8 +305,13 @@ def main() -> None:
     database_url = os.environ.get("DATABASE_URL", DEFAULT_URL)
     if not database_url.startswith("postgres"):
         raise SystemExit("DATABASE_URL must name a scratch PostgreSQL database")
-    configure_environment(database_url)
-    recreate_database(database_url)
+    harness.configure_environment(
+        database_url,
+        unset=("REDIS_URL",),
+        encryption_keys=os.environ.get("FIELD_ENCRYPTION_KEYS"),
+        SECURE_SSL_REDIRECT="false",
+    )
+    harness.recreate_database(database_url)
 
     import django
 
@@ -369,7 +333,7 @@ def main() -> None:
     finally:
         connection.close()
         if not args.keep:
-            recreate_database(database_url)  # leaves an empty database behind
+            harness.recreate_database(database_url)  # leaves an empty database behind
 
 
 if __name__ == "__main__":

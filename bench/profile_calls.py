@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import load  # noqa: E402
 
+from bench import _harness as harness  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -33,17 +35,11 @@ def main() -> None:
     parser.add_argument(
         "--cprofile", action="store_true", help="print cProfile's top functions by own time"
     )
-    parser.add_argument(
-        "--pg-url", default=os.environ.get("PG_URL", "postgres://postgres@127.0.0.1:5432")
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-    )
-    parser.add_argument("--db", default="bench_profile", help="scratch database name")
+    harness.add_scratch_arguments(parser, db="bench_profile", redis_db=12, keep=False)
     args = parser.parse_args()
 
     database_url = f"{args.pg_url}/{args.db}"
-    load.recreate_database(args.pg_url, args.db)
+    harness.recreate_database(database_url)
     os.environ.update(
         load.service_env(database_url, args.redis_url, tempfile.mkdtemp(prefix="bench-prof-"))
     )
@@ -138,7 +134,7 @@ def main() -> None:
     finally:
         connection.close()
         os.dup2(stderr, 2)
-        load.drop_database(args.pg_url, args.db)
+        harness.drop_database(database_url)
     print("\n".join(out))
     print(f"service log: {log_path}")
 

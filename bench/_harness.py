@@ -1,0 +1,244 @@
+"""What the scripts under bench/ share: scratch PostgreSQL databases, the environment the service
+runs in (as a child process or in the bench's own), starting it under gunicorn and waiting for it,
+a client that signs basic V2 calls as KooGallery does (§3.2), and percentiles. What each bench
+measures, and how, stays in the bench.
+
+Each script puts the project's root first on sys.path (before bench/, so that `import licensing`
+finds the app, not bench/licensing.py), then `from bench import _harness as harness`.
+"""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import psycopg
+from cryptography.fernet import Fernet
+
+from koogallery.signing import basic_sign
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432"
+# The service's secrets in every bench; the benches' clients sign with the same keys.
+SECRET_KEY = "bench-only-secret-key"
+BASIC_KEY = "benchBasicKey0123456789"
+KIT_KEY = "BENCH_KIT_KEY_0123456789"
+# Variables a service started by a bench must not inherit from the shell that started the bench.
+SERVICE_PREFIXES = ("KOOGALLERY_", "DATABASE_", "REDIS_", "DJANGO_")
+
+
+# --- scratch databases ----------------------------------------------------------------------------
+def pg_url() -> str:
+    """The PostgreSQL server the scratch databases live on (PG_URL), without a database name."""
+    return os.environ.get("PG_URL", DEFAULT_PG_URL)
+
+
+def add_scratch_arguments(parser, *, db: str, redis_db: int, keep: bool = True) -> None:
+    """--pg-url, --redis-url (BENCH_REDIS_URL; db `redis_db` by default: one no other bench or
+    worker uses), --db and, with `keep`, --keep."""
+    parser.add_argument("--pg-url", default=pg_url())
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"),
+    )
+    parser.add_argument("--db", default=db, help="scratch database name")
+    if keep:
+        parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+
+
+def _server(database_url: str) -> tuple[str, str]:
+    """(the URL of the server's `postgres` database, the name of the one `database_url` names)"""
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(path="/postgres")), parts.path.lstrip("/")
+
+
+def recreate_database(database_url: str) -> None:
+    """Drops the database `database_url` names (closing its connections) and creates it empty."""
+    server, name = _server(database_url)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(database_url: str) -> None:
+    server, name = _server(database_url)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the service's environment --------------------------------------------------------------------
+def service_variables(
+    database_url: str,
+    *,
+    settings: str = "config.settings",
+    log_level: str = "WARNING",
+    encryption_keys: str | None = None,
+    **more: str,
+) -> dict[str, str]:
+    """What every bench tells the service: its settings module, the scratch database, the secrets
+    (a fresh Fernet key unless `encryption_keys`), the log level; `more` adds variables."""
+    return {
+        "DJANGO_SETTINGS_MODULE": settings,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": SECRET_KEY,
+        "FIELD_ENCRYPTION_KEYS": encryption_keys or Fernet.generate_key().decode(),
+        "KOOGALLERY_BASIC_KEY": BASIC_KEY,
+        "KOOGALLERY_KIT_KEY": KIT_KEY,
+        "LOG_LEVEL": log_level,
+        **more,
+    }
+
+
+def service_env(
+    database_url: str, redis_url: str, *, scrub: tuple[str, ...] = (), **variables: str
+) -> dict[str, str]:
+    """The environment of a service the bench starts as a child process: this process's, less the
+    variables whose names start with SERVICE_PREFIXES or `scrub`, plus service_variables (with
+    `variables`) and REDIS_URL."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(SERVICE_PREFIXES + scrub)
+    }
+    env.update(service_variables(database_url, REDIS_URL=redis_url, **variables))
+    return env
+
+
+def configure_environment(
+    database_url: str, *, unset: tuple[str, ...] = (), **variables: str
+) -> None:
+    """For a bench that runs the service in its own process: removes the variables whose names
+    start with `unset`, then sets service_variables (with `variables`). django.setup() is the
+    caller's."""
+    for key in [key for key in os.environ if key.startswith(unset)]:
+        del os.environ[key]
+    os.environ.update(service_variables(database_url, **variables))
+
+
+def migrate(env: Mapping[str, str]) -> None:
+    """`manage.py migrate` in a child process with the service's environment."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
+
+
+# --- the service ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(
+    app: str, port: int, workers: int, *options: str, config: str | None = None, **popen
+) -> subprocess.Popen:
+    """`gunicorn [-c config] app --bind 127.0.0.1:port --workers N options…` from the venv this
+    bench runs in, in the project's root; `popen` goes to Popen (env, stdout, …)."""
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        *(["-c", config] if config else []),
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        *options,
+    ]
+    return subprocess.Popen(command, cwd=ROOT, **popen)
+
+
+def wait_until_up(port: int, timeout: float = 60) -> None:
+    """Until the service on `port` answers GET /healthz with 200 (a worker serves)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"service did not start on port {port}")
+
+
+def wait_until_listening(port: int) -> bool:
+    """Until something accepts connections on `port` (100 tries, 0.1 s apart): whether it does."""
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+# --- a KooGallery client for the basic interface (requests, a session per thread) ----------------
+class BasicClient:
+    """Signs and posts basic V2 bodies as KooGallery does (§3.2); one HTTP session per client
+    thread."""
+
+    local = threading.local()
+
+    def __init__(self, url: str):
+        import requests  # not imported by the benches that do not use this client
+
+        self.url = url
+        self.new_session = requests.Session
+
+    def post(self, body: dict) -> tuple[float, dict]:
+        """(seconds from sending to the parsed answer, the answer)"""
+        session = getattr(self.local, "session", None)
+        if session is None:
+            session = self.local.session = self.new_session()
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        nonce, timestamp = uuid.uuid4().hex.upper(), str(int(time.time() * 1000))
+        query = urlencode(
+            {
+                "signature": basic_sign(BASIC_KEY, nonce, timestamp, raw).upper(),
+                "timestamp": timestamp,
+                "nonce": nonce,
+            }
+        )
+        started = time.perf_counter()
+        response = session.post(
+            f"{self.url}/koogallery?{query}",
+            data=raw,
+            headers={"Content-Type": "application/json;charset=utf8"},
+            timeout=30,
+        )
+        return time.perf_counter() - started, response.json()
+
+
+def post_all(
+    client: BasicClient, bodies: list[dict], clients: int
+) -> tuple[list[float], list[dict], float]:
+    """Posts `bodies` from `clients` threads: (each call's seconds and answer, in the order the
+    calls ended; wall seconds for all)."""
+    latencies: list[float] = []
+    answers: list[dict] = []
+    lock = threading.Lock()
+
+    def one(body: dict) -> None:
+        elapsed, answer = client.post(body)
+        with lock:
+            latencies.append(elapsed)
+            answers.append(answer)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(one, bodies))
+    return latencies, answers, time.perf_counter() - started
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    """The value at rank q·(n−1), rounded, of a sorted list."""
+    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
