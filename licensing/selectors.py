@@ -1,13 +1,148 @@
-"""Reads for licences: what the sweep, the daily licence-code job and admin look at."""
+"""Reads for licences: what getLicenseAsync, the sweep, the daily licence-code job and admin
+look at."""
 
+import functools
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 
+from koogallery.instances import Instance
 from koogallery.outbound_models import OutboundAttempt, OutboundPurpose
 
 from .models import LicenseCode, LicenseCodeStatus, LicenseRequest, RequestState
+
+REQUESTS = LicenseRequest._meta.db_table
+INSTANCES = Instance._meta.db_table
+
+
+# --- getLicenseAsync (raw SQL: the ORM's compiling cost more than these queries, issue 6) ------
+
+
+class InstanceTerms(NamedTuple):
+    """What the §2.8 checks read of an instance (named as `Instance`'s fields)."""
+
+    pk: int
+    instance_id: str
+    charging_mode: str
+    state: str
+    order_created_at: datetime | None
+    expire_at: datetime | None
+    linear_value: int | None
+
+
+_TERMS = InstanceTerms._fields
+_REQUEST_FIELDS = tuple(field.attname for field in LicenseRequest._meta.concrete_fields)
+
+
+def stored_request_or_locked_instance(
+    *, instance_id: str, is_test: bool, event_id: str, digest: str
+) -> tuple[LicenseRequest | None, InstanceTerms | None]:
+    """The request stored for (eventId, fingerprint digest, test flag), or else the terms of
+    the instance, its row locked until the transaction ends: one query.
+
+    The lock makes new requests of one instance take turns, so the quota count sees every
+    licence committed before it (two devices racing for the last seat, §2.8 000900); a repeat
+    takes none. Ids are scoped by the test flag (§2.5): a debug call names a debug instance.
+    """
+    key = [event_id, digest, is_test]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _lookup_sql(connection.features.has_select_for_update),
+            [instance_id, is_test, *key, *key],
+        )
+        row = cursor.fetchone()
+    split = len(_TERMS)
+    if row[split] is not None:
+        return _from_row(LicenseRequest, _REQUEST_FIELDS, row[split:]), None
+    if row[0] is None:
+        return None, None
+    return None, InstanceTerms(*_converted(Instance, _TERMS, row[:split]))
+
+
+def stored_request(*, event_id: str, digest: str, is_test: bool) -> LicenseRequest | None:
+    columns = ", ".join(_column(LicenseRequest, name) for name in _REQUEST_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {REQUESTS} "  # noqa: S608
+            "WHERE event_id = %s AND fingerprint_sha256 = %s AND is_test = %s",
+            [event_id, digest, is_test],
+        )
+        row = cursor.fetchone()
+    return None if row is None else _from_row(LicenseRequest, _REQUEST_FIELDS, row)
+
+
+def licensed_devices(*, instance_pk: int, is_test: bool, digest: str) -> tuple[int, bool]:
+    """How many devices hold a licence of the instance (failed and revoked requests do not
+    count), and whether the device `digest` is one of them: one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(DISTINCT fingerprint_sha256), "  # noqa: S608
+            f"COUNT(CASE WHEN fingerprint_sha256 = %s THEN 1 END) FROM {REQUESTS} "
+            "WHERE instance_id = %s AND is_test = %s AND state NOT IN (%s, %s)",
+            [digest, instance_pk, is_test, RequestState.FAILED.value, RequestState.REVOKED.value],
+        )
+        used, mine = cursor.fetchone()
+    return used, mine > 0
+
+
+@functools.cache
+def _lookup_sql(lock: bool) -> str:
+    terms = ", ".join(f"i.{_column(Instance, name)}" for name in _TERMS)
+    stored = ", ".join(f"r.{_column(LicenseRequest, name)}" for name in _REQUEST_FIELDS)
+    key = "event_id = %s AND {0}.fingerprint_sha256 = %s AND {0}.is_test = %s"
+    # The lock sits in the CTE: FOR UPDATE may not name the nullable side of an outer join.
+    return (
+        f"WITH locked AS (SELECT {terms} FROM {INSTANCES} i "  # noqa: S608
+        "WHERE i.instance_id = %s AND i.is_test = %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {REQUESTS} s WHERE s.{key.format('s')})"
+        f"{' FOR UPDATE' if lock else ''}) "
+        f"SELECT locked.*, {stored} FROM (SELECT 1) AS one LEFT JOIN locked ON 1 = 1 "
+        f"LEFT JOIN {REQUESTS} r ON r.{key.format('r')}"
+    )
+
+
+def _column(model, name: str) -> str:
+    return model._meta.pk.column if name == "pk" else model._meta.get_field(name).column
+
+
+def _from_row(model, names: tuple[str, ...], values):
+    return model.from_db(connection.alias, names, _converted(model, names, values))
+
+
+def _converted(model, names: tuple[str, ...], values) -> list:
+    """Values of the fields `names` read with a raw cursor, converted as the ORM would
+    (SQLite hands back datetimes as text and booleans as integers; PostgreSQL needs none)."""
+    key = (connection.ops, model, names)
+    plan = _CONVERSIONS.get(key)
+    if plan is None:
+        plan = _CONVERSIONS[key] = _conversion_plan(model, names)
+    out = list(values)
+    for index, column, converters in plan:
+        if out[index] is not None:
+            for convert in converters:
+                out[index] = convert(out[index], column, connection)
+    return out
+
+
+# Per database connection (the converters are bound to its `ops`), model and columns.
+_CONVERSIONS: dict[tuple, list] = {}
+
+
+def _conversion_plan(model, names: tuple[str, ...]) -> list:
+    plan = []
+    for index, name in enumerate(names):
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if converters:
+            plan.append((index, column, converters))
+    return plan
+
+
+# --- the sweep, licence codes, admin -------------------------------------------------------------
 
 
 def due_request_ids(*, now: datetime, limit: int) -> list[int]:
