@@ -121,7 +121,7 @@ def test_the_service_returns_the_department_as_written():
 
 
 @pytest.mark.parametrize("writer", WRITERS)
-def test_a_new_department_costs_three_statements_on_postgresql(writer):
+def test_the_usual_add_costs_two_statements_on_postgresql(writer):
     Tenant.objects.create(tenant_id="t")
 
     with CaptureQueriesContext(connection) as queries:
@@ -135,10 +135,33 @@ def test_a_new_department_costs_three_statements_on_postgresql(writer):
             writer=writer,
         )
 
-    # Lock the tenant, read the department and the parent's path, write (PostgreSQL: one
-    # statement; portable: the row, its waiting children, its waiting users, the sync time).
-    assert len(queries) == (3 if writer == "postgresql" else 6), queries.captured_queries
+    # Lock the tenant, write (PostgreSQL: one statement; portable: read the department and
+    # the parent's path, then the row, its waiting children, its waiting users, the sync time).
+    assert len(queries) == (2 if writer == "postgresql" else 6), queries.captured_queries
     assert not any("SAVEPOINT" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_move_costs_four_statements_on_postgresql(writer):
+    for code in ("100", "200", "110"):
+        services.single_org_sync(
+            tenant_id="t", is_test=False, org_code=code, flag=SyncFlag.ADD, org_name=code
+        )
+
+    with CaptureQueriesContext(connection) as queries:
+        services.single_org_sync(
+            tenant_id="t",
+            is_test=False,
+            org_code="110",
+            flag=SyncFlag.MODIFY,
+            org_name="110",
+            parent_code="200",
+            writer=writer,
+        )
+
+    # Lock, read, move the row, the sync time.
+    assert len(queries) == 4, queries.captured_queries
+    assert tree("t")["110"] == ("110", "200", "200")
 
 
 @pytest.mark.parametrize("writer", WRITERS)
