@@ -110,24 +110,30 @@ class InboundCall(models.Model):
             if isinstance(value, str) and "\x00" in value:
                 setattr(self, field.attname, value.replace("\x00", "\ufffd"))
 
+    # A new row may come with its id already reserved from the table's sequence (the lifecycle
+    # statements do so on PostgreSQL, to point the instance's trail at the call's row before it
+    # is written: koogallery/lifecycle_sql.py); `write` inserts it with that id.
+    WRITES_RESERVED_ID = True
+
     def write(self) -> None:
         """Save the row; a new one with a single INSERT built once per database, not through
         the model's save machinery (the pipeline writes one row per call: it is on every
         call's path). No signal listens to this model."""
-        if not self._state.adding or self.pk is not None:
+        if not self._state.adding:
             self.save()
             return
         self._strip_nul()
         connection = connections[router.db_for_write(InboundCall)]
-        sql, fields = _insert_statement(connection)
+        reserved = self.pk is not None
+        sql, fields = _insert_statement(connection, with_id=reserved)
         values = [
             field.get_db_prep_save(getattr(self, field.attname), connection) for field in fields
         ]
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
-            if connection.features.can_return_columns_from_insert:
+            if not reserved and connection.features.can_return_columns_from_insert:
                 (self.pk,) = cursor.fetchone()
-            else:  # pragma: no cover - every backend we run returns columns
+            elif not reserved:  # pragma: no cover - every backend we run returns columns
                 self.pk = connection.ops.last_insert_id(cursor, self._meta.db_table, "id")
         self._state.adding = False
         self._state.db = connection.alias
@@ -137,16 +143,16 @@ class InboundCall(models.Model):
         return self.result_code in ("000000", "000004")
 
 
-_INSERTS: dict[str, tuple[str, list]] = {}
+_INSERTS: dict[tuple[str, bool], tuple[str, list]] = {}
 
 
-def _insert_statement(connection) -> tuple[str, list]:
+def _insert_statement(connection, *, with_id: bool) -> tuple[str, list]:
     """`INSERT INTO koogallery_inboundcall (…) VALUES (%s, …) [RETURNING id]` for this database,
-    and the fields in the order of its placeholders."""
-    cached = _INSERTS.get(connection.alias)
+    and the fields in the order of its placeholders (the id among them `with_id`)."""
+    cached = _INSERTS.get((connection.alias, with_id))
     if cached is None:
         meta = InboundCall._meta
-        fields = [f for f in meta.concrete_fields if not f.primary_key]
+        fields = [f for f in meta.concrete_fields if with_id or not f.primary_key]
         quote = connection.ops.quote_name
         # Identifiers from the model, quoted; values are parameters.
         sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
@@ -154,9 +160,9 @@ def _insert_statement(connection) -> tuple[str, list]:
             ", ".join(quote(f.column) for f in fields),
             ", ".join(["%s"] * len(fields)),
         )
-        if connection.features.can_return_columns_from_insert:
+        if connection.features.can_return_columns_from_insert and not with_id:
             sql += f" RETURNING {quote(meta.pk.column)}"
-        cached = _INSERTS[connection.alias] = (sql, fields)
+        cached = _INSERTS[connection.alias, with_id] = (sql, fields)
     return cached
 
 
