@@ -477,3 +477,26 @@ def test_the_calls_rows_point_to_its_journal_row_once_committed(writer, postgres
     ]
     assert InstanceOrder.objects.get(instance=instance).inbound_call_id == journals[1].pk
     assert InboundCall.objects.filter(pk__in=[j.pk for j in journals]).count() == 2
+
+
+def test_the_query_order_job_is_queued_on_commit_with_celerys_own_reprs(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    from celery.utils.saferepr import saferepr
+
+    from koogallery import tasks
+
+    sent = []
+    monkeypatch.setattr(
+        tasks.fetch_order_details,
+        "apply_async",
+        lambda args, **options: sent.append((args, options)),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        instance = lifecycle.create_instance(
+            order_id="CS-Q", order_line_id="CS-Q-1", business_id="queued", is_test=False, cause="t"
+        )
+        assert sent == []  # not before the commit
+    ((args, options),) = sent
+    assert args == (instance.pk,)
+    assert options["argsrepr"] == saferepr(args) and options["kwargsrepr"] == saferepr({})
