@@ -219,7 +219,8 @@ def redacted_text(raw: bytes, parsed: Any) -> str:
     A body that parsed and holds no secret-named key is stored as received (nothing to redact,
     and the exact text is what a replay signs)."""
     limit = settings.KOOGALLERY_JOURNAL_BODY_LIMIT
-    if isinstance(parsed, (dict, list)) and len(raw) <= limit and _secret_free(raw):
+    # (`raw` empty: a V1 GET, whose parameters were parsed from the query string instead.)
+    if isinstance(parsed, (dict, list)) and raw and len(raw) <= limit and _secret_free(raw):
         return raw.decode("utf-8", "replace")
     if isinstance(parsed, (dict, list)):
         # A 100k-department allOrgSync is kept as its first items: the journal shows the

@@ -44,3 +44,10 @@ def test_our_answer_is_stored_as_written_unless_it_carries_a_secret():
     assert response_text(plain) == plain.decode()
     secret = b'{"resultCode":"000000","authToken":"s3cr3t-value"}'
     assert "s3cr3t-value" not in response_text(secret)
+
+
+def test_parameters_parsed_from_a_query_string_are_kept_redacted():
+    """A V1 GET has no body: what it sent is the parsed parameters."""
+    params = {"activity": "queryInstance", "instanceId": "i1", "authToken": "s3cr3t-value"}
+    text = redacted_text(b"", params)
+    assert json.loads(text) == {**params, "authToken": REDACTED}
