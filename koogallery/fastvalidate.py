@@ -294,6 +294,10 @@ class SerializerPlan:
     def __init__(self, steps: list[tuple], validate_name: str | None):
         self.steps = steps
         self.validate_name = validate_name
+        if all(getter is None and hook is None for _, _, _, getter, hook in steps):
+            # The usual plan: a tighter loop (this one runs for each of 50 users of authSync).
+            self.simple_steps = [(name, source, check) for name, source, check, _, _ in steps]
+            self.run = self.run_simple
 
     @classmethod
     def compile(cls, serializer: serializers.Serializer) -> "SerializerPlan | None":
@@ -334,6 +338,20 @@ class SerializerPlan:
             if hook is not None:
                 value = getattr(serializer, hook)(value)
             attrs[source] = value
+        if self.validate_name is not None:
+            attrs = serializer.validate(attrs)
+            if attrs is None:
+                raise NotPlain
+        return attrs
+
+    def run_simple(self, data: dict, serializer: serializers.Serializer) -> dict:
+        """`run` for a plan without getters or `validate_<field>` hooks."""
+        attrs: dict = {}
+        get = data.get
+        for name, source, check in self.simple_steps:
+            value = check(get(name, empty))
+            if value is not SKIP:
+                attrs[source] = value
         if self.validate_name is not None:
             attrs = serializer.validate(attrs)
             if attrs is None:

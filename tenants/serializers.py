@@ -124,7 +124,10 @@ class RoleField(KgString):
 
     @staticmethod
     def role_of(value: str) -> Role:
-        return Role.ADMIN if value == Role.ADMIN.value else Role.USER
+        return _ROLES.get(value, Role.USER)
+
+
+_ROLES = {Role.ADMIN.value: Role.ADMIN}  # by the exact text; anything else is Role.USER
 
 
 class ExtensionField(LenientObjectField):
@@ -148,6 +151,10 @@ EXTENSION_FALLBACKS = {
     "employeeType": ("employee_type", EmployeeTypeField),
     "workPlace": ("work_place", lambda: optional_string(255)),
 }
+
+
+# Optional text columns stored as "" when not given.
+BLANK_WHEN_ABSENT = ("position", "employee_code", "mobile", "email", "work_place", "entry_date")
 
 
 class UserSerializer(serializers.Serializer):
@@ -182,20 +189,22 @@ class UserSerializer(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         extension = attrs.get("extension") or {}
         attrs["extension"] = extension
-        errors = {}
-        for wire_name, (column, check) in self.extension_fields.items():
-            if attrs.get(column) not in (None, "") or wire_name not in extension:
-                continue
-            try:
-                attrs[column] = check(extension[wire_name])
-            except serializers.ValidationError as exc:
-                errors[wire_name] = exc.detail
-        if errors:
-            raise serializers.ValidationError({"extension": errors})
-        for column in ("position", "employee_code", "mobile", "email", "work_place", "entry_date"):
+        if extension:
+            errors = {}
+            for wire_name, (column, check) in self.extension_fields.items():
+                if wire_name not in extension or attrs.get(column) not in (None, ""):
+                    continue
+                try:
+                    attrs[column] = check(extension[wire_name])
+                except serializers.ValidationError as exc:
+                    errors[wire_name] = exc.detail
+            if errors:
+                raise serializers.ValidationError({"extension": errors})
+        for column in BLANK_WHEN_ABSENT:
             if attrs.get(column) is None:
                 attrs[column] = ""
-        attrs.setdefault("employee_type", None)
+        if "employee_type" not in attrs:
+            attrs["employee_type"] = None
         return attrs
 
 
@@ -264,11 +273,11 @@ def _role_check(field: RoleField, drf: fastvalidate.Check):
     limit = fastvalidate.string_limit(field)
     if limit is None or field.trim_whitespace or not field.allow_blank:
         return None
-    role_of, clean_text = field.role_of, fastvalidate.clean_text
+    role_of, user, clean_text = _ROLES.get, Role.USER, fastvalidate.clean_text
 
     def check(value: Any) -> Any:
         if type(value) is str and len(value) <= limit and clean_text(value):
-            return role_of(value)
+            return role_of(value, user)  # RoleField.role_of, inlined
         return drf(value)
 
     return check
