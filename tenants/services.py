@@ -3,15 +3,24 @@
 Kit semantics are those of spec §2.6. Every service is idempotent on the interface's natural
 key (STYLE.md §3): the same call repeated leaves the same state, and a repeated or unknown
 delete succeeds without creating anything.
+
+Each service is one transaction without a savepoint of its own (`atomic(savepoint=False)`):
+called inside a kit call's transaction, a savepoint would cost two round trips, and a service
+that fails rolls the caller's transaction back anyway (the pipeline answers a refusal and
+rolls back). On PostgreSQL an add/modify of each interface is one statement (upserts chained
+by data-modifying CTEs, authSync's users sent as one JSON parameter, no models built); the
+portable ORM path serves SQLite, and tests/test_tenant_writes.py proves both leave the same
+rows.
 """
 
 import functools
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from koogallery import secret_store
@@ -60,10 +69,28 @@ def ensure_tenant(*, tenant_id: str, is_test: bool, lock: bool = False) -> Tenan
         return tenant
 
 
+# The tenant of a kit call: found, or created (tenantSync may come later, §1.3). A tenant that a
+# concurrent call created after this statement's snapshot is neither found nor created.
+_ENSURE_TENANT_CTE = """
+found AS (
+    SELECT id FROM tenants_tenant WHERE tenant_id = %(tenant_id)s AND is_test = %(is_test)s
+),
+created AS (
+    INSERT INTO tenants_tenant (tenant_id, is_test, tenant_code, name, domain_name, removed_at,
+                                org_synced_at, created_at, updated_at)
+    SELECT %(tenant_id)s, %(is_test)s, '', '', '', NULL, NULL, %(now)s, %(now)s
+    WHERE NOT EXISTS (SELECT FROM found)
+    ON CONFLICT (tenant_id, is_test) DO NOTHING
+    RETURNING id
+),
+tenant AS (SELECT id FROM found UNION ALL SELECT id FROM created)
+"""
+
+
 # --- tenantSync (§4.1.1) -----------------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def tenant_sync(
     *,
     tenant_id: str,
@@ -94,9 +121,27 @@ def tenant_sync(
             tenant.save(update_fields=["removed_at", "updated_at"])
         return tenant
 
-    # Two upserts (INSERT … ON CONFLICT DO UPDATE), no read first and no savepoints: a twin
-    # waits on the row lock the first one takes and then updates the same row (STYLE.md §3).
-    # The returned tenant holds what was written and its pk (other fields are not re-read).
+    upsert = _upsert_tenant_postgresql if connection.vendor == "postgresql" else _upsert_tenant
+    return upsert(
+        tenant_id=tenant_id,
+        is_test=is_test,
+        instance_id=instance_id,
+        order_id=order_id,
+        tenant_code=tenant_code,
+        name=name,
+        domain_name=domain_name,
+    )
+
+
+# Two upserts (INSERT … ON CONFLICT DO UPDATE), no read first and no savepoints: a twin waits on
+# the row lock the first one takes and then updates the same row (STYLE.md §3). The returned
+# tenant holds what was written and its pk (other fields are not re-read).
+
+
+def _upsert_tenant(
+    *, tenant_id, is_test, instance_id, order_id, tenant_code, name, domain_name
+) -> Tenant:
+    """The tenant, then its binding, with the ORM."""
     (tenant,) = Tenant.objects.bulk_create(
         [
             Tenant(
@@ -119,6 +164,61 @@ def tenant_sync(
         update_fields=["order_id", "removed_at", "updated_at"],
     )
     return tenant
+
+
+def _upsert_tenant_postgresql(
+    *, tenant_id, is_test, instance_id, order_id, tenant_code, name, domain_name
+) -> Tenant:
+    """Both upserts in one statement."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TENANT_SYNC_POSTGRESQL,
+            {
+                "tenant_id": tenant_id,
+                "is_test": is_test,
+                "tenant_code": tenant_code,
+                "name": name,
+                "domain_name": domain_name,
+                "instance_id": instance_id,
+                "order_id": order_id,
+                "now": now,
+            },
+        )
+        (pk,) = cursor.fetchone()
+    return Tenant(
+        pk=pk,
+        tenant_id=tenant_id,
+        is_test=is_test,
+        tenant_code=tenant_code,
+        name=name,
+        domain_name=domain_name,
+        removed_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+# The two upserts of an add/modify in one statement (the binding's upsert takes the tenant's id
+# from the first). Column lists as Django writes them: created_at only on insert.
+_TENANT_SYNC_POSTGRESQL = """
+WITH tenant AS (
+    INSERT INTO tenants_tenant (tenant_id, is_test, tenant_code, name, domain_name, removed_at,
+                                org_synced_at, created_at, updated_at)
+    VALUES (%(tenant_id)s, %(is_test)s, %(tenant_code)s, %(name)s, %(domain_name)s, NULL, NULL,
+            %(now)s, %(now)s)
+    ON CONFLICT (tenant_id, is_test) DO UPDATE SET
+        tenant_code = EXCLUDED.tenant_code, name = EXCLUDED.name,
+        domain_name = EXCLUDED.domain_name, removed_at = NULL, updated_at = EXCLUDED.updated_at
+    RETURNING id
+)
+INSERT INTO tenants_tenantbinding (tenant_id, instance_id, order_id, removed_at, created_at,
+                                   updated_at)
+SELECT id, %(instance_id)s, %(order_id)s, NULL, %(now)s, %(now)s FROM tenant
+ON CONFLICT (tenant_id, instance_id) DO UPDATE SET
+    order_id = EXCLUDED.order_id, removed_at = NULL, updated_at = EXCLUDED.updated_at
+RETURNING tenant_id
+"""
 
 
 # --- applicationSync (§4.1.2) ------------------------------------------------------------------
@@ -156,7 +256,7 @@ def decrypt_inbound_client_secret(ciphertext: str) -> str:
     return plaintext
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def application_sync(
     *,
     tenant_id: str,
@@ -186,6 +286,32 @@ def application_sync(
 
     # Decrypt before touching any row: a refused secret leaves nothing behind (§2.6).
     plaintext = decrypt_inbound_client_secret(client_secret_ciphertext)
+    encrypted = secret_store.encrypt_secret(plaintext)
+    if connection.vendor == "postgresql":
+        application = _upsert_application_postgresql(
+            tenant_id=tenant_id,
+            is_test=is_test,
+            instance_id=instance_id,
+            app_id=app_id,
+            client_id=client_id,
+            client_secret_encrypted=encrypted,
+        )
+        if application is not None:
+            return application
+    return _upsert_application(
+        tenant_id=tenant_id,
+        is_test=is_test,
+        instance_id=instance_id,
+        app_id=app_id,
+        client_id=client_id,
+        client_secret_encrypted=encrypted,
+    )
+
+
+def _upsert_application(
+    *, tenant_id, is_test, instance_id, app_id, client_id, client_secret_encrypted
+) -> Application:
+    """The tenant (created if absent), then the application, with the ORM."""
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test)
     application, _ = Application.objects.update_or_create(
         tenant=tenant,
@@ -193,11 +319,63 @@ def application_sync(
         app_id=app_id,
         defaults={
             "client_id": client_id,
-            "client_secret_encrypted": secret_store.encrypt_secret(plaintext),
+            "client_secret_encrypted": client_secret_encrypted,
             "removed_at": None,
         },
     )
     return application
+
+
+def _upsert_application_postgresql(
+    *, tenant_id, is_test, instance_id, app_id, client_id, client_secret_encrypted
+) -> Application | None:
+    """The same in one statement; None, having written nothing, when the tenant was created
+    by a concurrent call after the statement began (see `_ENSURE_TENANT_CTE`)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPLICATION_SYNC_POSTGRESQL,
+            {
+                "tenant_id": tenant_id,
+                "is_test": is_test,
+                "instance_id": instance_id,
+                "app_id": app_id,
+                "client_id": client_id,
+                "secret": client_secret_encrypted,
+                "now": now,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, tenant_pk, created_at = row
+    return Application(
+        pk=pk,
+        tenant_id=tenant_pk,
+        instance_id=instance_id,
+        app_id=app_id,
+        client_id=client_id,
+        client_secret_encrypted=client_secret_encrypted,
+        removed_at=None,
+        created_at=created_at,
+        updated_at=now,
+    )
+
+
+_APPLICATION_SYNC_POSTGRESQL = f"""
+WITH {_ENSURE_TENANT_CTE},
+written AS (
+    INSERT INTO tenants_application (tenant_id, instance_id, app_id, client_id,
+                                     client_secret_encrypted, removed_at, created_at, updated_at)
+    SELECT id, %(instance_id)s, %(app_id)s, %(client_id)s, %(secret)s, NULL, %(now)s, %(now)s
+    FROM tenant
+    ON CONFLICT (tenant_id, instance_id, app_id) DO UPDATE SET
+        client_id = EXCLUDED.client_id, client_secret_encrypted = EXCLUDED.client_secret_encrypted,
+        removed_at = NULL, updated_at = EXCLUDED.updated_at
+    RETURNING id, tenant_id, created_at
+)
+SELECT id, tenant_id, created_at FROM written
+"""  # noqa: S608 (constant text)
 
 
 # --- authSync (§4.1.3) -------------------------------------------------------------------------
@@ -234,7 +412,12 @@ def _departments_by_code(tenant: Tenant, codes: set[str]) -> dict[str, int]:
     return dict(rows.values_list("org_code", "pk"))
 
 
-@transaction.atomic
+def _role(value: str) -> str:
+    """Only the exact role `admin` administers (§2.6)."""
+    return Role.ADMIN.value if value == Role.ADMIN.value else Role.USER.value
+
+
+@transaction.atomic(savepoint=False)
 def auth_sync(
     *,
     tenant_id: str,
@@ -244,7 +427,7 @@ def auth_sync(
     users: Iterable[Mapping[str, Any]],
     current_sync_time: str,
     flag: SyncFlag,
-) -> list[Authorization]:
+) -> int:
     """Apply one authSync call to every listed user, in a handful of queries whatever the size.
 
     `users` are validated user records keyed by TenantUser field names plus `role` (Role) and
@@ -252,7 +435,7 @@ def auth_sync(
     authorisation for (instance, app), linking each user to the department of its `org_code`
     when that department exists (else later, when it arrives). Delete (flag 0) and cancel
     (flag 3) change only the state of existing authorisations; unknown users are skipped.
-    Returns the authorisations written.
+    Returns how many authorisations were written.
     """
     users = _last_wins(users)
     if flag in STATE_FLAGS:
@@ -265,10 +448,26 @@ def auth_sync(
             state=STATE_FLAGS[flag],
             current_sync_time=current_sync_time,
         )
+    write = _authorize_postgresql if connection.vendor == "postgresql" and users else None
+    if write is not None:
+        written = write(tenant_id, is_test, instance_id, app_id, users, current_sync_time)
+        if written is not None:
+            return written
+    return _authorize_portable(tenant_id, is_test, instance_id, app_id, users, current_sync_time)
 
+
+def _authorize_portable(
+    tenant_id: str,
+    is_test: bool,
+    instance_id: str,
+    app_id: str,
+    users: list[Mapping[str, Any]],
+    current_sync_time: str,
+) -> int:
+    """Add/modify with the ORM: tenant, departments, users, their ids, authorisations."""
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test)
     if not users:
-        return []
+        return 0
     departments = _departments_by_code(tenant, {user["org_code"] for user in users})
     rows = [
         TenantUser(
@@ -306,7 +505,7 @@ def auth_sync(
             user_id=user_ids[user["user_name"]],
             instance_id=instance_id,
             app_id=app_id,
-            role=user["role"] if user["role"] in Role.values else Role.USER,
+            role=_role(user["role"]),
             enabled=user["enabled"],
             state=AuthorizationState.AUTHORIZED,
             current_sync_time=current_sync_time,
@@ -319,7 +518,92 @@ def auth_sync(
         unique_fields=["user", "instance_id", "app_id"],
         update_fields=["role", "enabled", "state", "current_sync_time", "updated_at"],
     )
-    return authorizations
+    return len(authorizations)
+
+
+def _authorize_postgresql(
+    tenant_id: str,
+    is_test: bool,
+    instance_id: str,
+    app_id: str,
+    users: list[Mapping[str, Any]],
+    current_sync_time: str,
+) -> int | None:
+    """Add/modify in one statement: the tenant (created if absent), the users with their
+    departments, their authorisations. None, having written nothing, when the tenant was
+    created by a concurrent call after the statement began (it cannot see that row): the
+    caller then takes the portable path, whose statements do."""
+    # One JSON parameter: json.dumps is C, and psycopg's array literals escape every element.
+    records = json.dumps(users, ensure_ascii=False)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _AUTHORIZE_POSTGRESQL,
+            {
+                "users": records,
+                "tenant_id": tenant_id,
+                "is_test": is_test,
+                "instance_id": instance_id,
+                "app_id": app_id,
+                "admin": Role.ADMIN.value,
+                "user": Role.USER.value,
+                "state": AuthorizationState.AUTHORIZED.value,
+                "current_sync_time": current_sync_time,
+                "now": now,
+            },
+        )
+        tenant_pk, written = cursor.fetchone()
+    return None if tenant_pk is None else written
+
+
+# Rows are written in the order of the (sorted) records, as the portable path writes them, so
+# concurrent calls lock them in the same order. The department is the one of the user's
+# org_code in the tenant, if it exists; every column is the record as sent (USER_FIELDS).
+_AUTHORIZE_POSTGRESQL = f"""
+WITH {_ENSURE_TENANT_CTE},
+incoming AS (
+    SELECT * FROM ROWS FROM (json_to_recordset(%(users)s::json) AS (
+        user_name text, name text, org_code text, position text, employee_code text,
+        employee_type smallint, mobile text, email text, work_place text, entry_date text,
+        extension jsonb, role text, enabled boolean
+    )) WITH ORDINALITY AS x(user_name, name, org_code, position, employee_code, employee_type,
+                            mobile, email, work_place, entry_date, extension, role, enabled, n)
+),
+users AS (
+    INSERT INTO tenants_tenantuser (tenant_id, user_name, name, org_code, department_id,
+                                    position, employee_code, employee_type, mobile, email,
+                                    work_place, entry_date, extension, created_at, updated_at)
+    SELECT tenant.id, x.user_name, x.name, x.org_code,
+           (SELECT d.id FROM orgsync_department d
+             WHERE d.tenant_id = tenant.id AND d.org_code = x.org_code AND x.org_code <> ''),
+           x.position, x.employee_code, x.employee_type, x.mobile, x.email, x.work_place,
+           x.entry_date, x.extension, %(now)s, %(now)s
+    FROM tenant, incoming x
+    ORDER BY x.n
+    ON CONFLICT (tenant_id, user_name) DO UPDATE SET
+        name = EXCLUDED.name, org_code = EXCLUDED.org_code,
+        department_id = EXCLUDED.department_id, position = EXCLUDED.position,
+        employee_code = EXCLUDED.employee_code, employee_type = EXCLUDED.employee_type,
+        mobile = EXCLUDED.mobile, email = EXCLUDED.email, work_place = EXCLUDED.work_place,
+        entry_date = EXCLUDED.entry_date, extension = EXCLUDED.extension,
+        updated_at = EXCLUDED.updated_at
+    RETURNING id, user_name
+),
+granted AS (
+    INSERT INTO tenants_authorization (tenant_id, user_id, instance_id, app_id, role, enabled,
+                                       state, current_sync_time, created_at, updated_at)
+    SELECT tenant.id, users.id, %(instance_id)s, %(app_id)s,
+           CASE WHEN x.role = %(admin)s THEN %(admin)s ELSE %(user)s END, x.enabled, %(state)s,
+           %(current_sync_time)s, %(now)s, %(now)s
+    FROM tenant, incoming x JOIN users ON users.user_name = x.user_name
+    ORDER BY x.n
+    ON CONFLICT (user_id, instance_id, app_id) DO UPDATE SET
+        role = EXCLUDED.role, enabled = EXCLUDED.enabled, state = EXCLUDED.state,
+        current_sync_time = EXCLUDED.current_sync_time, updated_at = EXCLUDED.updated_at
+    RETURNING 1
+)
+SELECT (SELECT id FROM tenant), (SELECT count(*) FROM granted)
+"""  # noqa: S608 (constant text)
 
 
 def _set_authorization_state(
@@ -331,16 +615,15 @@ def _set_authorization_state(
     user_names: list[str],
     state: AuthorizationState,
     current_sync_time: str,
-) -> list[Authorization]:
-    """Delete/cancel: only existing authorisations change; the users themselves are kept."""
-    tenant = selectors.tenant(tenant_id=tenant_id, is_test=is_test)
-    if tenant is None or not user_names:
-        return []
-    matching = Authorization.objects.filter(
-        tenant=tenant,
+) -> int:
+    """Delete/cancel: only existing authorisations change; the users themselves are kept.
+    One UPDATE, whose filter finds the tenant (an unknown one matches nothing)."""
+    if not user_names:
+        return 0
+    return Authorization.objects.filter(
+        tenant__tenant_id=tenant_id,
+        tenant__is_test=is_test,
         instance_id=instance_id,
         app_id=app_id,
         user__user_name__in=user_names,
-    )
-    matching.update(state=state, current_sync_time=current_sync_time, updated_at=timezone.now())
-    return list(matching.select_related("user"))
+    ).update(state=state, current_sync_time=current_sync_time, updated_at=timezone.now())
