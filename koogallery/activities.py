@@ -23,6 +23,9 @@ class Activity:
     serializer_class: type[serializers.Serializer]
     handler: Callable
     family: Family
+    # Reads only: the pipeline then writes the call's journal row on its own, without a
+    # transaction around the handler (two round trips less; nothing to roll back).
+    read_only: bool = False
 
 
 _REGISTRY: dict[tuple[Family, str], Activity] = {}
@@ -34,8 +37,9 @@ def register(
     handler: Callable,
     *,
     family: Family = Family.BASIC_V2,
+    read_only: bool = False,
 ) -> None:
-    _REGISTRY[(family, name)] = Activity(name, serializer_class, handler, family)
+    _REGISTRY[(family, name)] = Activity(name, serializer_class, handler, family, read_only)
 
 
 def lookup(family: Family, name: str) -> Activity | None:

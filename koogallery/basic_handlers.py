@@ -304,8 +304,13 @@ V1_ACTIVITIES = {
 }
 
 
+# Activities that only read (see activities.Activity.read_only).
+READ_ONLY = frozenset({"queryInstance", "changeInstanceCheck"})
+
+
 def register_all() -> None:
-    for name, (serializer_class, handler) in V2_ACTIVITIES.items():
-        activities.register(name, serializer_class, handler, family=Family.BASIC_V2)
-    for name, (serializer_class, handler) in V1_ACTIVITIES.items():
-        activities.register(name, serializer_class, handler, family=Family.BASIC_V1)
+    for family, registered in ((Family.BASIC_V2, V2_ACTIVITIES), (Family.BASIC_V1, V1_ACTIVITIES)):
+        for name, (serializer_class, handler) in registered.items():
+            activities.register(
+                name, serializer_class, handler, family=family, read_only=name in READ_ONLY
+            )

@@ -177,6 +177,11 @@ class InboundEndpoint(View):
     def endpoint_for(self, body: Any) -> str:
         return self.endpoint_name
 
+    def read_only(self, body: dict) -> bool:
+        """The call only reads: no transaction is opened around it (its journal row, the only
+        write, is one statement)."""
+        return False
+
     def nonce(self, request: HttpRequest) -> str:
         """The call's V2 nonce (empty for V1), recorded in the journal row as its replay claim."""
         return ""
@@ -242,6 +247,17 @@ class InboundEndpoint(View):
         call = Call(
             family=self.family, endpoint=journal.endpoint, body=parsed, journal=journal, key=key
         )
+        if self.read_only(parsed):
+            try:
+                reply = self.handle(call)
+            except KooGalleryError as exc:
+                reply = Reply(exc.code, message=exc.message)
+            if reply.code.accepted:
+                response = self.respond(reply, key)
+                with _statement_guard():
+                    self.save_journal(journal, reply, response, started, raise_replay=True)
+                return response
+            return self.answer_rejected(journal, reply, key, started)
         with transaction.atomic():
             try:
                 reply = self.handle(call)
@@ -263,11 +279,8 @@ class InboundEndpoint(View):
         if journal.verification != Verification.VERIFIED or not journal.nonce:
             self.save_journal(journal, reply, response, started)
             return response
-        # In a transaction (tests, callers of their own) the insert needs a savepoint to fail
-        # cleanly; in autocommit it is one statement that fails alone.
-        guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
         try:
-            with guard:
+            with _statement_guard():
                 self.save_journal(journal, reply, response, started, raise_replay=True)
         except IntegrityError as exc:
             if not is_replay(exc):
@@ -336,6 +349,12 @@ class InboundEndpoint(View):
         journal.event_id = _short(body.get("eventId") or body.get("license"), 64)
         flag = body.get("testFlag")
         journal.test_flag = None if flag in (None, "") else str(flag) == "1"
+
+
+def _statement_guard():
+    """Around a journal insert that may fail on the nonce: in a transaction (tests, callers of
+    their own) a savepoint, so it fails cleanly; in autocommit nothing, it fails alone."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def replay_rejection(journal: InboundCall) -> Reply:

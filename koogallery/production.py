@@ -66,6 +66,11 @@ class ProductionInterfaceView(InboundEndpoint):
             return body["activity"][:64] or self.endpoint_name
         return self.endpoint_name
 
+    def read_only(self, body: dict) -> bool:
+        name = body.get("activity")
+        activity = activities.lookup(self.family, name) if isinstance(name, str) else None
+        return activity is not None and activity.read_only
+
     def nonce(self, request: HttpRequest) -> str:
         return "" if self.family == Family.BASIC_V1 else request.GET.get("nonce") or ""
 

@@ -112,3 +112,29 @@ def test_simultaneous_replays_are_accepted_once(server):  # noqa: F811
     accepted = InboundCall.objects.filter(result_code="000000")
     assert accepted.count() == 1
     assert InboundCall.objects.filter(verification=Verification.REPLAYED).count() == 19
+
+
+@pytest.mark.django_db
+def test_a_replayed_read_is_refused(kg):
+    instance = envelope(kg.basic(fixture_json("newInstance__huawei")))["instanceId"]
+    query = {"activity": "queryInstance", "instanceId": instance, "testFlag": "1"}
+    nonce = uuid.uuid4().hex
+    assert envelope(kg.basic(query, nonce=nonce))["resultCode"] == "000000"
+    assert envelope(kg.basic(query, nonce=nonce))["resultCode"] == "000001"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_opens_no_transaction(kg):
+    """queryInstance only reads: its journal row is its one write, in autocommit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    instance = envelope(kg.basic(fixture_json("newInstance__huawei")))["instanceId"]
+    with CaptureQueriesContext(connection) as queries:
+        answer = envelope(
+            kg.basic({"activity": "queryInstance", "instanceId": instance, "testFlag": "1"})
+        )
+    assert answer["resultCode"] == "000000"
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert "BEGIN" not in statements and "SAVEPOINT" not in statements, statements
+    assert statements.count("INSERT") == 1
