@@ -32,7 +32,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, _UnvalidatedField, empty
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from .jsonbody import BodyError, lenient_list, lenient_object
+from .jsonbody import BodyError, has_nul, lenient_list, lenient_object
 from .serializers import (
     BasicTestFlag,
     KgChoiceInteger,
@@ -245,7 +245,7 @@ def lenient_object_check(
                 found = lenient_object(value)
             except BodyError:
                 return drf(value)
-        if type(found) is dict:
+        if type(found) is dict and not has_nul(found):
             if found or allow_empty:
                 return {str(key): item for key, item in found.items()}
         elif value is None:

@@ -111,15 +111,27 @@ def lenient_list(value: Any) -> list:
     return parsed
 
 
-def lenient_object(value: Any) -> dict:
-    """A JSON object, or a string holding one (e.g. changeInstanceCheck `productInfo`)."""
+def has_nul(value: Any) -> bool:
+    """U+0000 anywhere in a JSON value's strings or keys (PostgreSQL's text and jsonb refuse it)."""
+    if isinstance(value, str):
+        return "\x00" in value
     if isinstance(value, dict):
-        return value
+        return any(has_nul(key) or has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_nul(item) for item in value)
+    return False
+
+
+def lenient_object(value: Any) -> dict:
+    """A JSON object, or a string holding one (e.g. changeInstanceCheck `productInfo`); it is
+    stored as JSON, so it may not hold U+0000."""
     if isinstance(value, str):
         try:
-            parsed = parse_json(value)
+            value = parse_json(value)
         except BodyError:
-            parsed = parse_json(quote_bare_keys(value))
-        if isinstance(parsed, dict):
-            return parsed
+            value = parse_json(quote_bare_keys(value))
+    if isinstance(value, dict):
+        if has_nul(value):
+            raise BodyError("must not contain NUL characters (\\u0000)")
+        return value
     raise BodyError("expected a JSON object or a string holding one")

@@ -111,7 +111,8 @@ class GetLicenseAsyncSerializer(BasicSerializer):
         attrs = super().validate(attrs)
         if attrs["effectiveTime"] is None:
             raise serializers.ValidationError({"effectiveTime": "This field may not be blank."})
-        expire = attrs.get("expireTime")
+        # "" (allowed: the field is optional) means no expiry, as absent and null do.
+        expire = attrs["expireTime"] = attrs.get("expireTime") or None
         if expire is not None and expire <= attrs["effectiveTime"]:
             raise serializers.ValidationError({"expireTime": "must be after effectiveTime"})
         attrs["deviceFingerprint"] = attrs.get("deviceFingerprint") or ""

@@ -377,6 +377,10 @@ INVALID_USER = [
     ({"extension": "not an object"}, "extension"),
     ({"extension": {"employeeType": "9"}}, "extension.employeeType"),
     ({"extension": {"entryDate": "d" * 33}}, "extension.entryDate"),
+    # Stored as JSON: PostgreSQL refuses U+0000 (answered 000005 before, not 000002).
+    ({"extension": {"note": "a\x00b"}}, "extension"),
+    ({"extension": {"a\x00": "x"}}, "extension"),
+    ({"extension": '{"note": "a\\u0000b"}'}, "extension"),
 ]
 
 

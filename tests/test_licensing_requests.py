@@ -157,6 +157,18 @@ def test_missing_expiry_on_known_non_period_order_is_accepted(kg, mode):
     assert LicenseRequest.objects.get().expire_at is None
 
 
+@pytest.mark.parametrize(
+    ("mode", "code"), [(ChargingMode.PERIOD, "000902"), (ChargingMode.ONE_TIME, "000004")]
+)
+def test_an_empty_expiry_is_no_expiry(kg, mode, code):
+    """`expireTime: ""` reads as absent (it answered 000005: "" was compared with a time)."""
+    huawei_window_instance(charging_mode=mode)
+    body = fixture_json("getLicenseAsync__no_expire", expireTime="")
+    assert answer_code(kg.basic(body)) == code
+    if code == "000004":
+        assert LicenseRequest.objects.get().expire_at is None
+
+
 def test_fingerprint_is_checked_before_expiry(kg):
     huawei_window_instance()
     body = fixture_json("getLicenseAsync__no_fingerprint")
