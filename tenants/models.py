@@ -48,7 +48,10 @@ class TenantBinding(models.Model):
     `instance_id` is empty for the seller's app credential and for debugging (spec §4.1).
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bindings")
+    # No index of its own: uniq_binding leads with it.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="bindings", db_index=False
+    )
     instance_id = models.CharField(max_length=64, blank=True)
     order_id = models.CharField(max_length=64, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
@@ -59,6 +62,8 @@ class TenantBinding(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "instance_id"], name="uniq_binding")
         ]
+        # queryInstance and SSO find an instance's tenant by instance_id alone.
+        indexes = [models.Index(fields=["instance_id"], name="tenants_binding_instance")]
 
     def __str__(self) -> str:
         return f"{self.tenant} ↔ {self.instance_id or '(no instance)'}"
@@ -101,7 +106,10 @@ class AuthorizationState(models.TextChoices):
 class TenantUser(models.Model):
     """A person of a tenant, unique by userName within the tenant (spec §4.1.3)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="users")
+    # No index of its own: uniq_tenant_user leads with it (one index less for authSync to keep).
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="users", db_index=False
+    )
     user_name = models.CharField(max_length=64)
     name = models.CharField(max_length=64, blank=True)
     org_code = models.CharField(max_length=64, blank=True, help_text="as received")
@@ -138,8 +146,13 @@ class TenantUser(models.Model):
 class Authorization(models.Model):
     """A user's access to one application of one instance (authSync)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="authorizations")
-    user = models.ForeignKey(TenantUser, on_delete=models.CASCADE, related_name="authorizations")
+    # No indexes of their own: the (tenant, app_id) index and uniq_authorization lead with them.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="authorizations", db_index=False
+    )
+    user = models.ForeignKey(
+        TenantUser, on_delete=models.CASCADE, related_name="authorizations", db_index=False
+    )
     instance_id = models.CharField(max_length=64, blank=True)
     app_id = models.CharField(max_length=64)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER)
