@@ -247,27 +247,21 @@ class InboundEndpoint(View):
         call = Call(
             family=self.family, endpoint=journal.endpoint, body=parsed, journal=journal, key=key
         )
-        if self.read_only(parsed):
+        read_only = self.read_only(parsed)
+        # A read-only call needs no transaction: its journal row, its one write, is a single
+        # statement (guarded only so that a replay fails cleanly inside a caller's transaction).
+        scope = _statement_guard if read_only else transaction.atomic
+        with scope():
             try:
                 reply = self.handle(call)
             except KooGalleryError as exc:
                 reply = Reply(exc.code, message=exc.message)
             if reply.code.accepted:
                 response = self.respond(reply, key)
-                with _statement_guard():
-                    self.save_journal(journal, reply, response, started, raise_replay=True)
+                self.save_journal(journal, reply, response, started, raise_replay=read_only)
                 return response
-            return self.answer_rejected(journal, reply, key, started)
-        with transaction.atomic():
-            try:
-                reply = self.handle(call)
-            except KooGalleryError as exc:
-                reply = Reply(exc.code, message=exc.message)
-            if reply.code.accepted:
-                response = self.respond(reply, key)
-                self.save_journal(journal, reply, response, started)
-                return response
-            transaction.set_rollback(True)
+            if not read_only:
+                transaction.set_rollback(True)
         return self.answer_rejected(journal, reply, key, started)
 
     def answer_rejected(self, journal, reply: Reply, key: str | None, started: float):
