@@ -27,6 +27,7 @@ from ops.calls import call_finished
 
 from . import signing
 from .envelope import envelope_response
+from .fastvalidate import validated_data
 from .journal import (
     Family,
     InboundCall,
@@ -103,8 +104,6 @@ def serializer_error_message(errors: Any, prefix: str = "") -> str:
 
 
 def validate(serializer_class: type[serializers.Serializer], body: dict) -> dict:
-    from .fastvalidate import validated_data
-
     # A plainly valid body skips most of DRF; anything else gets DRF's verdict and message.
     data = validated_data(serializer_class, body)
     if data is not None:
