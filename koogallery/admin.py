@@ -249,7 +249,9 @@ class InboundCallAdmin(ReadOnlyAdmin):
     )
     list_filter = ("endpoint", "family", "verification", "result_code", "test_flag")
     date_hierarchy = "received_at"
-    search_fields = ("tenant_id", "instance_id", "order_id", "event_id")
+    # Exact ids (each an index lookup); a substring search would read the whole journal.
+    search_fields = ("tenant_id__exact", "instance_id__exact", "order_id__exact", "event_id__exact")
+    search_help_text = "an exact tenantId, instanceId, orderId or eventId"
     show_full_result_count = False
 
     @admin.display(description="duration", ordering="duration_ms")

@@ -48,16 +48,16 @@ def is_replay(exc: Exception) -> bool:
 
 
 class InboundCall(models.Model):
-    received_at = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField()
     family = models.CharField(max_length=16, choices=Family.choices)
-    endpoint = models.CharField(max_length=64, db_index=True, help_text="interface or activity")
+    endpoint = models.CharField(max_length=64, help_text="interface or activity")
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=255)
     remote_addr = models.CharField(max_length=64, blank=True)
 
-    tenant_id = models.CharField(max_length=64, blank=True, db_index=True)
-    instance_id = models.CharField(max_length=128, blank=True, db_index=True)
-    order_id = models.CharField(max_length=64, blank=True, db_index=True)
+    tenant_id = models.CharField(max_length=64, blank=True)
+    instance_id = models.CharField(max_length=128, blank=True)
+    order_id = models.CharField(max_length=64, blank=True)
     event_id = models.CharField(max_length=64, blank=True)
     test_flag = models.BooleanField(null=True)
 
@@ -65,7 +65,7 @@ class InboundCall(models.Model):
     key_index = models.SmallIntegerField(
         null=True, blank=True, help_text="position of the active key that verified (never the key)"
     )
-    result_code = models.CharField(max_length=6, db_index=True)
+    result_code = models.CharField(max_length=6)
     result_msg = models.CharField(max_length=255, blank=True)
     duration_ms = models.FloatField(default=0)
 
@@ -82,7 +82,17 @@ class InboundCall(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         verbose_name = "inbound call"
-        indexes = [models.Index(fields=["endpoint", "received_at"])]
+        # Written on every call: plain B-trees for what the admin filters and looks up exactly
+        # (no varchar_pattern_ops twins, no endpoint index the composite one already covers).
+        indexes = [
+            models.Index(fields=["endpoint", "received_at"]),
+            models.Index(fields=["received_at"], name="kg_inbound_received"),
+            models.Index(fields=["tenant_id"], name="kg_inbound_tenant"),
+            models.Index(fields=["instance_id"], name="kg_inbound_instance"),
+            models.Index(fields=["order_id"], name="kg_inbound_order"),
+            models.Index(fields=["event_id"], name="kg_inbound_event"),
+            models.Index(fields=["result_code"], name="kg_inbound_result"),
+        ]
         constraints = [
             # A verified call's nonce is accepted once: the row that records the call is the
             # claim, committed (or rolled back) with the call's own writes, so replay protection
