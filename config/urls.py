@@ -29,9 +29,7 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema"),
         name="schema-swagger-ui",
     ),
-    path(
-        "api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"
-    ),
+    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),
     path(
         "staff/tenants/<str:tenant_id>/org-tree",
         org_staff_views.org_tree,
