@@ -53,7 +53,7 @@ class LicenseRequest(models.Model):
     expire_at = models.DateTimeField(null=True, blank=True)
 
     state = models.CharField(
-        max_length=16, choices=RequestState.choices, default=RequestState.RECEIVED, db_index=True
+        max_length=16, choices=RequestState.choices, default=RequestState.RECEIVED
     )
     attempt_count = models.PositiveIntegerField(default=0, help_text="upload attempts so far")
     next_attempt_at = models.DateTimeField(
@@ -76,6 +76,7 @@ class LicenseRequest(models.Model):
                 fields=["event_id", "fingerprint_sha256", "is_test"], name="uniq_license_request"
             )
         ]
+        # Leads with state: no index of state alone (nor its varchar_pattern_ops twin).
         indexes = [models.Index(fields=["state", "updated_at"])]
         ordering = ["-created_at", "-id"]
         verbose_name = "licence request"
