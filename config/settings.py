@@ -11,8 +11,10 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# A local .env (never committed) is read when present; real environment variables win.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A local .env (never committed) is read when present; real environment variables win. The test
+# suite sets DJANGO_IGNORE_DOTENV: a developer's .env (DEBUG, keys) must not change what it tests.
+if not env.bool("DJANGO_IGNORE_DOTENV", default=False):
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 

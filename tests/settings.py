@@ -21,6 +21,9 @@ TEST_ENV = {
 }
 for name, value in TEST_ENV.items():
     os.environ.setdefault(name, value)
+# A developer's .env (README: DEBUG, KooGallery keys) is not this suite's configuration; set in
+# os.environ so the servers and workers the tests start ignore it too.
+os.environ["DJANGO_IGNORE_DOTENV"] = "true"
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 
 from config.settings import *  # noqa: E402,F403
