@@ -39,27 +39,22 @@ def sync(tenant_id: str, operation, writer: str) -> bool:
     try:
         if operation[0] == "upsert":
             _, code, name, parent, flag = operation
-            services.single_org_sync(
-                tenant_id=tenant_id,
-                is_test=False,
-                org_code=code,
-                flag=flag,
-                org_name=name,
-                parent_code=parent,
-                writer=writer,
-            )
+            org(code, flag, tenant_id=tenant_id, name=name, parent_code=parent, writer=writer)
         else:
-            services.single_org_sync(
-                tenant_id=tenant_id,
-                is_test=False,
-                org_code=operation[1],
-                flag=SyncFlag.DELETE,
-                writer=writer,
-            )
+            org(operation[1], SyncFlag.DELETE, tenant_id=tenant_id, writer=writer)
     except KooGalleryError as exc:
         assert exc.code == "000002"
         return False
     return True
+
+
+def org(code: str, flag=SyncFlag.ADD, *, tenant_id: str = "t", name=None, **fields):
+    """singleOrgSync of `code` (production data); the name defaults to the code."""
+    if flag != SyncFlag.DELETE:
+        fields["org_name"] = code if name is None else name
+    return services.single_org_sync(
+        tenant_id=tenant_id, is_test=False, org_code=code, flag=flag, **fields
+    )
 
 
 @settings(
@@ -96,18 +91,9 @@ def test_both_writers_leave_the_tree_the_rules_describe(operations):
 
 
 def test_the_service_returns_the_department_as_written():
-    services.single_org_sync(
-        tenant_id="t", is_test=False, org_code="100", flag=SyncFlag.ADD, org_name="总部"
-    )
+    org("100", name="总部")
 
-    department = services.single_org_sync(
-        tenant_id="t",
-        is_test=False,
-        org_code="110",
-        flag=SyncFlag.ADD,
-        org_name="研发部",
-        parent_code="100",
-    )
+    department = org("110", name="研发部", parent_code="100")
 
     stored = Department.objects.get(org_code="110")
     assert (department.pk, department.tenant_id, department.org_name) == (
@@ -125,15 +111,7 @@ def test_the_usual_add_costs_two_statements_on_postgresql(writer):
     Tenant.objects.create(tenant_id="t")
 
     with CaptureQueriesContext(connection) as queries:
-        services.single_org_sync(
-            tenant_id="t",
-            is_test=False,
-            org_code="110",
-            flag=SyncFlag.ADD,
-            org_name="研发部",
-            parent_code="100",
-            writer=writer,
-        )
+        org("110", name="研发部", parent_code="100", writer=writer)
 
     # Lock the tenant, write (PostgreSQL: one statement; portable: read the department and
     # the parent's path, then the row, its waiting children, its waiting users, the sync time).
@@ -144,20 +122,10 @@ def test_the_usual_add_costs_two_statements_on_postgresql(writer):
 @pytest.mark.parametrize("writer", WRITERS)
 def test_a_move_costs_four_statements_on_postgresql(writer):
     for code in ("100", "200", "110"):
-        services.single_org_sync(
-            tenant_id="t", is_test=False, org_code=code, flag=SyncFlag.ADD, org_name=code
-        )
+        org(code)
 
     with CaptureQueriesContext(connection) as queries:
-        services.single_org_sync(
-            tenant_id="t",
-            is_test=False,
-            org_code="110",
-            flag=SyncFlag.MODIFY,
-            org_name="110",
-            parent_code="200",
-            writer=writer,
-        )
+        org("110", SyncFlag.MODIFY, parent_code="200", writer=writer)
 
     # Lock, read, move the row, the sync time.
     assert len(queries) == 4, queries.captured_queries
@@ -167,27 +135,12 @@ def test_a_move_costs_four_statements_on_postgresql(writer):
 @pytest.mark.parametrize("writer", WRITERS)
 def test_a_refusal_leaves_the_callers_transaction_usable_and_unchanged(writer):
     for code, parent in (("100", ""), ("110", "100")):
-        services.single_org_sync(
-            tenant_id="t",
-            is_test=False,
-            org_code=code,
-            flag=SyncFlag.ADD,
-            org_name=code,
-            parent_code=parent,
-        )
+        org(code, parent_code=parent)
     before = (tree("t"), Tenant.objects.get(tenant_id="t").org_synced_at)
 
     with transaction.atomic():
         with pytest.raises(KooGalleryError):
-            services.single_org_sync(
-                tenant_id="t",
-                is_test=False,
-                org_code="100",
-                flag=SyncFlag.MODIFY,
-                org_name="100",
-                parent_code="110",
-                writer=writer,
-            )
+            org("100", SyncFlag.MODIFY, parent_code="110", writer=writer)
         # Still usable: no aborted transaction, nothing to roll back.
         assert (tree("t"), Tenant.objects.get(tenant_id="t").org_synced_at) == before
 
@@ -220,14 +173,7 @@ def _run_together(*calls) -> list:
 @pytest.mark.django_db(transaction=True)
 def test_twins_adding_a_department_of_an_unknown_tenant_leave_one_of_each(postgres_only):
     def add():
-        services.single_org_sync(
-            tenant_id="tenant-new",
-            is_test=False,
-            org_code="100",
-            flag=SyncFlag.ADD,
-            org_name="总部",
-            parent_code="",
-        )
+        org("100", tenant_id="tenant-new", name="总部", parent_code="")
 
     assert _run_together(*[add] * 6) == [None] * 6
     assert Tenant.objects.filter(tenant_id="tenant-new").count() == 1
@@ -237,19 +183,10 @@ def test_twins_adding_a_department_of_an_unknown_tenant_leave_one_of_each(postgr
 @pytest.mark.django_db(transaction=True)
 def test_crossing_moves_cannot_make_a_cycle(postgres_only):
     for code in ("A", "B"):
-        services.single_org_sync(
-            tenant_id="t", is_test=False, org_code=code, flag=SyncFlag.ADD, org_name=code
-        )
+        org(code)
 
     def move(code, parent):
-        return lambda: services.single_org_sync(
-            tenant_id="t",
-            is_test=False,
-            org_code=code,
-            flag=SyncFlag.MODIFY,
-            org_name=code,
-            parent_code=parent,
-        )
+        return lambda: org(code, SyncFlag.MODIFY, parent_code=parent)
 
     outcomes = _run_together(move("A", "B"), move("B", "A"))
 
@@ -264,24 +201,10 @@ def test_crossing_moves_cannot_make_a_cycle(postgres_only):
 @pytest.mark.django_db(transaction=True)
 def test_a_parent_and_its_waiting_child_arriving_together_cannot_make_a_cycle(postgres_only):
     # 111 waits for 110; 110 arrives naming 111 as its parent while 111 is re-sent naming 110.
-    services.single_org_sync(
-        tenant_id="t",
-        is_test=False,
-        org_code="111",
-        flag=SyncFlag.ADD,
-        org_name="平台组",
-        parent_code="110",
-    )
+    org("111", name="平台组", parent_code="110")
 
     def add(code, parent):
-        return lambda: services.single_org_sync(
-            tenant_id="t",
-            is_test=False,
-            org_code=code,
-            flag=SyncFlag.ADD,
-            org_name=code,
-            parent_code=parent,
-        )
+        return lambda: org(code, parent_code=parent)
 
     outcomes = _run_together(add("110", "111"), add("111", "110"))
 
