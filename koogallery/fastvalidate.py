@@ -98,6 +98,21 @@ def absent_value(field: serializers.Field) -> Any:
     return SKIP
 
 
+def fallback(field: serializers.Field, drf: Check) -> Check:
+    """What a check does with a value that is not plainly valid: null where the field allows
+    it, an absent optional field skipped, anything else to DRF for its verdict."""
+    allow_null, absent = field.allow_null, absent_value(field)
+
+    def otherwise(value: Any) -> Any:
+        if value is None and allow_null:
+            return None
+        if value is empty and absent is SKIP:
+            return SKIP
+        return drf(value)
+
+    return otherwise
+
+
 # --- strings ----------------------------------------------------------------------------------
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -128,18 +143,13 @@ def _kg_string(field: KgString, drf: Check) -> Check | None:
     limit = string_limit(field)
     if limit is None or field.trim_whitespace:
         return None
-    allow_blank, allow_null, absent = field.allow_blank, field.allow_null, absent_value(field)
+    allow_blank, otherwise = field.allow_blank, fallback(field, drf)
 
     def check(value: Any) -> Any:
-        if type(value) is str:
-            if (value or allow_blank) and len(value) <= limit and clean_text(value):
-                return value
-        elif value is None:
-            if allow_null:
-                return None
-        elif value is empty and absent is SKIP:
-            return SKIP
-        return drf(value)
+        plain = type(value) is str and (value or allow_blank) and len(value) <= limit
+        if plain and clean_text(value):
+            return value
+        return otherwise(value)
 
     return check
 
@@ -179,7 +189,7 @@ def _kg_choice_integer(field: KgChoiceInteger, drf: Check) -> Check | None:
     table = choice_table(field)
     if table is None:
         return None
-    allow_null, absent = field.allow_null, absent_value(field)
+    otherwise = fallback(field, drf)
 
     def check(value: Any) -> Any:
         # `type` rather than isinstance: True is no integer here, and 1.0 no text.
@@ -188,12 +198,7 @@ def _kg_choice_integer(field: KgChoiceInteger, drf: Check) -> Check | None:
             found = table.get(value)
             if found is not None:
                 return found
-        elif value is None:
-            if allow_null:
-                return None
-        elif value is empty and absent is SKIP:
-            return SKIP
-        return drf(value)
+        return otherwise(value)
 
     return check
 
@@ -234,7 +239,7 @@ def lenient_object_check(
     """The check of a LenientObjectField (or a subclass that reads "" as null)."""
     if not unvalidated_values(field):
         return None
-    allow_empty, allow_null, absent = field.allow_empty, field.allow_null, absent_value(field)
+    allow_empty, otherwise = field.allow_empty, fallback(field, drf)
 
     def check(value: Any) -> Any:
         found = value
@@ -245,15 +250,9 @@ def lenient_object_check(
                 found = lenient_object(value)
             except BodyError:
                 return drf(value)
-        if type(found) is dict and not has_nul(found):
-            if found or allow_empty:
-                return {str(key): item for key, item in found.items()}
-        elif value is None:
-            if allow_null:
-                return None
-        elif value is empty and absent is SKIP:
-            return SKIP
-        return drf(value)
+        if type(found) is dict and not has_nul(found) and (found or allow_empty):
+            return {str(key): item for key, item in found.items()}
+        return otherwise(value)
 
     return check
 
