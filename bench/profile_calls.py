@@ -26,12 +26,48 @@ import load  # noqa: E402
 from bench import _harness as harness  # noqa: E402
 
 
+def explain(connection) -> list[str]:
+    """Have PostgreSQL explain, with actual times and trigger times, every statement the
+    connection runs from now on; the plans are collected into the returned list."""
+    plans: list[str] = []
+
+    def collect(diagnostic) -> None:
+        # "duration: … plan:", the statement's text (long: left out), then the plan.
+        lines = diagnostic.message_primary.splitlines()
+        start = next((i for i, line in enumerate(lines) if "(cost=" in line), len(lines))
+        query = " ".join(lines[1:start])
+        plans.append(f"  {lines[0]} {query[12:90]}…")
+        plans.extend(f"    {line}" for line in lines[start:])
+
+    connection.ensure_connection()
+    connection.connection.add_notice_handler(collect)
+    with connection.cursor() as cursor:
+        cursor.execute("LOAD 'auto_explain'")
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_analyze = on",
+            "auto_explain.log_buffers = on",
+            "auto_explain.log_triggers = on",
+            "auto_explain.log_nested_statements = on",
+            "auto_explain.log_level = notice",
+            "client_min_messages = notice",
+        ):
+            cursor.execute(f"SET {setting}")
+    return plans
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per phase")
     parser.add_argument("--only", nargs="*", help="phases to run (substring match)")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile")
     parser.add_argument("--sql", action="store_true", help="print the last call's queries")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print PostgreSQL's plan of the last call's statements, with times and triggers "
+        "(auto_explain; needs a superuser)",
+    )
     parser.add_argument(
         "--cprofile", action="store_true", help="print cProfile's top functions by own time"
     )
@@ -101,12 +137,18 @@ def main() -> None:
 
                 cprofiler = cProfile.Profile()
                 cprofiler.enable()
+            # The calls share one database connection (CONN_MAX_AGE): its backend's CPU is
+            # PostgreSQL's share of them.
+            connection.ensure_connection()
+            backend = connection.connection.info.backend_pid
             with CaptureQueriesContext(connection) as queries:
+                pg_cpu = load._cpu_seconds(backend)
                 cpu, wall = time.process_time(), time.perf_counter()
                 for request in requests:
                     code = sender.send(request).get("resultCode")
                     assert code == expected, (phase, code)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                pg_cpu = load._cpu_seconds(backend) - pg_cpu
             if profiler:
                 profiler.stop()
             if cprofiler:
@@ -122,13 +164,17 @@ def main() -> None:
             line = (
                 f"{phase:<22} {wall / args.calls * 1000:8.2f} ms/call wall "
                 f"{cpu / args.calls * 1000:8.2f} ms/call CPU "
+                f"{pg_cpu / args.calls * 1000:8.2f} ms/call PostgreSQL CPU "
                 f"{len(queries) / args.calls:6.1f} queries/call"
             )
             out.append(line)
-            if args.sql:
+            if args.sql or args.explain:
+                plans = explain(connection) if args.explain else []
                 with CaptureQueriesContext(connection) as last:
                     sender.send(build(world, f"{run_id}{phase[:3]}last", 1))
-                out += [f"    {q['sql'][:300]}" for q in last.captured_queries]
+                if args.sql:
+                    out += [f"    {q['sql'][:300]}" for q in last.captured_queries]
+                out += plans
             if profiler:
                 out.append(profiler.output_text(unicode=True, show_all=False))
     finally:
