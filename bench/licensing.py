@@ -12,11 +12,12 @@ Huawei's gateway does).
 
 Phase 1: N new getLicenseAsync calls (one device each) from --clients threads, signed as
 KooGallery signs them (§3.2); latency is client-side, loopback HTTP included. No worker runs, so
-the answer is the accept path alone: checks, one row, journal, commit, enqueue to Redis.
+the answer is the accept path alone: checks, one row, its job in the outbox, journal, commit.
 Phase 2: the same N calls repeated (KooGallery retries every 2 minutes until delivered).
-Phase 3: one worker (`celery -A config worker --pool=solo`, or prefork with --concurrency > 1)
-drains the queue: sign an Ed25519 licence, upload it (APIG-signed multipart), record the attempt
-and the state. Throughput = licences delivered / (last delivered_at − first delivered_at).
+Phase 3: the outbox is published to Redis (what beat's dispatch does every second), then one
+worker (`celery -A config worker --pool=solo`, or prefork with --concurrency > 1) drains the
+queue: sign an Ed25519 licence, upload it (APIG-signed multipart), record the attempt and the
+state. Throughput = licences delivered / (last delivered_at − first delivered_at).
 Phase 4: the same N calls once delivered (answered 000000 from the stored state).
 """
 
@@ -147,6 +148,12 @@ def main() -> None:
         run_phase("getLicenseAsync (repeat, pending)", client, bodies, args.clients, "000004")
 
         pending = LicenseRequest.objects.exclude(state=RequestState.DELIVERED).count()
+        from koogallery.jobs import dispatch_queued_jobs
+
+        published = time.perf_counter()
+        count = dispatch_queued_jobs()
+        published = time.perf_counter() - published
+        print(f"outbox published: {count} jobs in {published:.2f} s ({count / published:.0f}/s)")
         pool = ["--pool=solo"] if args.concurrency == 1 else ["--pool=prefork"]
         started = time.perf_counter()
         worker = subprocess.Popen(

@@ -7,8 +7,9 @@ Django view that writes one row (issue 6). Prints figures; asserts nothing about
 The service runs as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`:
 sync workers, JSON logs at INFO, Prometheus multiprocess metrics) on a scratch PostgreSQL
 database (PG_URL, default postgres://postgres@127.0.0.1:5432; dropped at the end unless --keep)
-and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12: nonces, and the jobs newInstance
-and getLicenseAsync queue; no Celery worker runs and the `celery` queue is emptied afterwards).
+and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12: the cache). The jobs newInstance
+and getLicenseAsync ask for are rows of the outbox (koogallery/jobs.py), as in production; no beat
+or worker runs, so they stay there and go with the scratch database.
 Settings are bench/bench_settings.py: production's plus one route, `POST /bench/bare`
 (bench/bench_urls.py), a view that parses the JSON body and inserts one row into a table this
 script creates: the reference. Its throughput under the same load is the "bare" figure; each
@@ -17,7 +18,7 @@ endpoint's ratio to it is the price of verification, replay protection, journal 
 Calls, each signed as KooGallery signs them (§3.1, §3.2), every one new (fresh nonce and keys):
 tenantSync (a new tenant), authSync (50 new users of one of 64 tenants), singleOrgSync (a new
 department), newInstance (a new order), queryInstance (one of 64 instances), getLicenseAsync (a
-new device on one of 64 instances; answered 000004, persisted, delivery queued).
+new device on one of 64 instances; answered 000004, persisted, its delivery a job in the outbox).
 
 Clients are --procs processes sharing --clients threads, each with its own connection (sync
 workers close it after each answer, so a connect is part of every call, as for KooGallery).
@@ -451,7 +452,7 @@ def main() -> None:
         gunicorn.terminate()
         gunicorn.wait(timeout=30)
         log.close()
-        # The jobs newInstance and getLicenseAsync queued (no worker ran them).
+        # Anything queued on the broker (with KOOGALLERY_JOB_DISPATCH=on_commit; no worker ran).
         redis.Redis.from_url(args.redis_url).delete("celery")
         if not args.keep:
             harness.drop_database(database_url)

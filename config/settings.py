@@ -208,6 +208,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
 }
 CELERY_TIMEZONE = "UTC"
+# How a call's follow-up jobs (Query Order, licence delivery) reach the broker (koogallery/jobs.py):
+# "outbox" commits them as rows with the call and beat publishes them every
+# KOOGALLERY_JOB_DISPATCH_INTERVAL_S (the call never waits on the broker, and a job is never lost
+# between commit and publish); "on_commit" publishes after the commit, the only way without beat.
+KOOGALLERY_JOB_DISPATCH = env.str(
+    "KOOGALLERY_JOB_DISPATCH", default="outbox" if REDIS_URL else "on_commit"
+)
+if KOOGALLERY_JOB_DISPATCH not in ("outbox", "on_commit"):
+    raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH must be outbox or on_commit")
+KOOGALLERY_JOB_DISPATCH_INTERVAL_S = env.float("KOOGALLERY_JOB_DISPATCH_INTERVAL_S", default=1.0)
+KOOGALLERY_JOB_DISPATCH_BATCH = env.int("KOOGALLERY_JOB_DISPATCH_BATCH", default=500)
 
 # --- logging (ops/logs.py) --------------------------------------------------------------------
 # One JSON object per line in production (time, level, logger, message, request_id and the
@@ -282,6 +293,12 @@ CELERY_BEAT_SCHEDULE = {
     "koogallery-journal-retention": {
         "task": "koogallery.tasks.purge_journal",
         "schedule": 24 * 3600.0,
+    },
+    "koogallery-dispatch-jobs": {
+        "task": "koogallery.tasks.dispatch_jobs",
+        "schedule": KOOGALLERY_JOB_DISPATCH_INTERVAL_S,
+        # Each dispatch drains the outbox: ticks queued behind busy workers need not all run.
+        "options": {"expires": max(5.0, 5 * KOOGALLERY_JOB_DISPATCH_INTERVAL_S)},
     },
     "koogallery-order-sweep": {
         "task": "koogallery.tasks.sweep_order_fetches",

@@ -15,6 +15,7 @@ from tenants.models import TenantBinding
 
 from .admin_filters import TestDataFilter
 from .instances import Instance, InstanceOrder, InstanceTransition
+from .jobs import QueuedJob
 from .journal import InboundCall
 from .outbound_models import OutboundAttempt
 
@@ -280,3 +281,12 @@ class OutboundAttemptAdmin(ReadOnlyAdmin):
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, obj: OutboundAttempt) -> str:
         return f"{obj.duration_ms:.1f} ms"
+
+
+@admin.register(QueuedJob)
+class QueuedJobAdmin(ReadOnlyAdmin):
+    """The outbox: jobs committed by calls and not yet handed to the broker. A row that stays
+    here means no beat or no broker (docs/operations.md §5)."""
+
+    list_display = ("id", "task", "object_id", "created_at")
+    list_filter = ("task",)

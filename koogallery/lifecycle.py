@@ -19,7 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import lifecycle_sql
+from . import jobs, lifecycle_sql
 from .instances import (
     ON_DEMAND_MODES,
     ChargingMode,
@@ -228,26 +228,25 @@ def _strong_password(length: int = 16) -> str:
             return password
 
 
+FETCH_ORDER_DETAILS = "fetch_order_details"
+
+
+def _task_name(task_name: str) -> str:
+    from . import tasks  # tasks import this module
+
+    return getattr(tasks, task_name).name
+
+
 def _after_commit(task_name: str, pk: int) -> None:
-    """Queue a task once the call's transaction commits (the row must exist for the worker).
+    """Have a task run on this row once the call's transaction commits (koogallery/jobs.py).
 
-    Queueing never fails the call: the answer already committed, and an operator can re-fetch
-    from the admin when the broker was down (the error is logged).
+    Queueing never fails the call: the job is an outbox row committed with the call, or a
+    publish after the commit whose failure is logged (the order sweep queues it again, an
+    operator can re-fetch from the admin).
     """
+    from . import tasks  # tasks import this module
 
-    def send() -> None:
-        from . import tasks  # tasks import this module
-
-        try:
-            # The argument reprs as Celery writes them, without its saferepr (a tenth of the
-            # publish).
-            getattr(tasks, task_name).apply_async(
-                (pk,), retry=False, argsrepr=f"({pk!r},)", kwargsrepr="{}"
-            )
-        except Exception:
-            logger.exception("could not queue %s(%s): re-fetch it from the admin", task_name, pk)
-
-    transaction.on_commit(send)
+    jobs.enqueue(getattr(tasks, task_name), pk)
 
 
 # --- newInstance --------------------------------------------------------------------------------
@@ -312,15 +311,19 @@ def create_instance(
         ),
         (InstanceState.PROVISIONING, InstanceState.ACTIVE, cause, ready),
     ]
+    # The Query Order job goes into the outbox with the instance's own statement where it can.
+    in_statement = lifecycle_sql.enabled() and jobs.queued_by_statement()
     # No savepoint of its own: the only statement that may fail on a key is written not to.
     with transaction.atomic(savepoint=False):
-        stored = _insert_instance(instance, key=key, trail=trail, inbound_call=inbound_call)
+        stored = _insert_instance(
+            instance, key=key, trail=trail, inbound_call=inbound_call, queue=in_statement
+        )
     if stored is None:
         raise InvalidParam(
             f"businessId: {business_id!r} is already the instanceId of another order"
         )
-    if stored is instance:
-        _after_commit("fetch_order_details", instance.pk)
+    if stored is instance and not in_statement:
+        _after_commit(FETCH_ORDER_DETAILS, instance.pk)
     return stored
 
 
@@ -330,12 +333,18 @@ def _insert_instance(
     key: dict[str, Any],
     trail: list[lifecycle_sql.Trail],
     inbound_call: InboundCall | None,
+    queue: bool = False,
 ) -> Instance | None:
-    """`instance` with its trail written, or the order line's stored instance (a repeat, or a
-    concurrent twin that committed first: STYLE.md §3); None when only the id is taken."""
+    """`instance` with its trail written (and, with `queue`, its Query Order job: PostgreSQL
+    only), or the order line's stored instance (a repeat, or a concurrent twin that committed
+    first: STYLE.md §3); None when only the id is taken."""
     if lifecycle_sql.enabled():
         if lifecycle_sql.insert_instance(
-            instance, trail=trail, journal=inbound_call, at=timezone.now()
+            instance,
+            trail=trail,
+            journal=inbound_call,
+            at=timezone.now(),
+            job=_task_name(FETCH_ORDER_DETAILS) if queue else "",
         ):
             return instance
         return Instance.objects.filter(**key).first()

@@ -21,6 +21,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model
 
+from . import jobs
 from .instances import Instance, InstanceOrder, InstanceTransition
 from .journal import InboundCall
 
@@ -130,7 +131,7 @@ def _values_params(obj: Model, fields: Sequence) -> list:
 
 
 @cache
-def _insert_instance_sql(rows: int, reserve: bool) -> str:
+def _insert_instance_sql(rows: int, reserve: bool, queue: bool) -> str:
     meta = Instance._meta
     fields = _insert_fields(Instance)
     return (
@@ -139,20 +140,29 @@ def _insert_instance_sql(rows: int, reserve: bool) -> str:
         f"VALUES ({_values_sql(fields)}) ON CONFLICT DO NOTHING "
         f"RETURNING {_q(meta.pk.column)} AS id), "
         f"trail AS ({_trail_sql('new', rows)}) "
+        f"{', ' + jobs.job_cte('new') if queue else ''} "
         "SELECT (SELECT id FROM new), journal.id FROM journal"
     )
 
 
 def insert_instance(
-    instance: Instance, *, trail: Sequence[Trail], journal: InboundCall | None, at: datetime
+    instance: Instance,
+    *,
+    trail: Sequence[Trail],
+    journal: InboundCall | None,
+    at: datetime,
+    job: str = "",
 ) -> bool:
-    """Insert `instance` and its first transitions in one statement; False (nothing written)
-    when a unique key is taken: the order line's instance exists, or the id is another's."""
+    """Insert `instance` and its first transitions in one statement, with the task `job` queued
+    for it in the outbox if named; False (nothing written) when a unique key is taken: the
+    order line's instance exists, or the id is another's."""
     reserve, params = _journal_params(journal)
     params += _insert_params(instance, _insert_fields(Instance))
     params += _trail_params(trail, at)
+    if job:
+        params.append(job)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_instance_sql(len(trail), reserve), params)
+        cursor.execute(_insert_instance_sql(len(trail), reserve, bool(job)), params)
         instance_id, journal_id = cursor.fetchone()
     _journal_id(journal, reserve, journal_id)
     if instance_id is None:

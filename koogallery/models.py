@@ -1,6 +1,7 @@
 """Models of the KooGallery boundary, one concept per module."""
 
 from .instances import ChargingMode, Instance, InstanceState, InstanceTransition
+from .jobs import QueuedJob
 from .journal import Family, InboundCall, Verification
 from .outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
 
@@ -14,5 +15,6 @@ __all__ = [
     "InstanceTransition",
     "OutboundAttempt",
     "OutboundPurpose",
+    "QueuedJob",
     "Verification",
 ]

@@ -60,6 +60,14 @@ def fetch_order_event(self, order_pk: int) -> None:
 
 
 @shared_task(ignore_result=True)
+def dispatch_jobs() -> int:
+    """Publish the jobs calls left in the outbox (koogallery/jobs.py)."""
+    from .jobs import dispatch_queued_jobs
+
+    return dispatch_queued_jobs()
+
+
+@shared_task(ignore_result=True)
 def sweep_order_fetches() -> dict:
     """Queue again the Query Order jobs that never ran (koogallery/order_sweep.py)."""
     from .order_sweep import sweep_order_fetches as sweep

@@ -22,11 +22,13 @@ import math
 import random
 import uuid
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from koogallery import jobs
 from koogallery.instances import ChargingMode, InstanceState
 from koogallery.resultcodes import KooGalleryError, ResultCode
 
@@ -97,14 +99,17 @@ def _request_license(
             ResultCode.INSTANCE_NOT_FOUND, f"instanceId: no instance {instance_id!r}"
         )
     _check_request(instance, is_test, effective_at, expire_at, fingerprint, digest)
+    # The delivery job goes into the outbox with the request's own INSERT where it can.
+    in_statement = jobs.queued_by_statement()
     request = _insert_request(
-        instance, event_id, fingerprint, digest, is_test, effective_at, expire_at
+        instance, event_id, fingerprint, digest, is_test, effective_at, expire_at, in_statement
     )
     if request is None:
         # A twin committed the same key while this call waited for the instance's lock; its
         # device is the same, so it passed the same checks: answer with what it stored.
         return _repeat(selectors.stored_request(**key))
-    enqueue_on_commit(request.pk)
+    if not in_statement:
+        enqueue_on_commit(request.pk)
     logger.info("licence request %s accepted for event %s", request.pk, event_id)
     return request
 
@@ -118,22 +123,34 @@ _INSERT_REQUEST = (
 )
 
 
+@cache
+def _insert_request_queued() -> str:
+    """_INSERT_REQUEST that also puts the new request's delivery job in the outbox."""
+    # Constant text: the statement above and the outbox's table and columns.
+    outbox = jobs.job_cte("inserted")
+    return f"WITH inserted AS ({_INSERT_REQUEST}), {outbox} SELECT id FROM inserted"  # noqa: S608
+
+
 def _insert_request(
-    instance, event_id, fingerprint, digest, is_test, effective_at, expire_at
+    instance, event_id, fingerprint, digest, is_test, effective_at, expire_at, queue=False
 ) -> LicenseRequest | None:
     """The new request (state received), or None if its key is taken: ON CONFLICT DO NOTHING
-    instead of an IntegrityError, which would need a savepoint (two round trips)."""
+    instead of an IntegrityError, which would need a savepoint (two round trips). With `queue`
+    (PostgreSQL), the same statement puts its delivery job in the outbox."""
+    from .tasks import deliver_license
+
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        *(event_id, fingerprint, digest, is_test, instance.pk),
+        *(adapt(effective_at), adapt(expire_at), RequestState.RECEIVED.value),
+        *(adapt(now), adapt(now)),
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_REQUEST,
-            [
-                *(event_id, fingerprint, digest, is_test, instance.pk),
-                *(adapt(effective_at), adapt(expire_at), RequestState.RECEIVED.value),
-                *(adapt(now), adapt(now)),
-            ],
-        )
+        if queue:
+            cursor.execute(_insert_request_queued(), [*params, deliver_license.name])
+        else:
+            cursor.execute(_INSERT_REQUEST, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -236,30 +253,30 @@ def _is_due(request: LicenseRequest, now: datetime) -> bool:
 # --- enqueueing ----------------------------------------------------------------------------------
 
 
+# A short publish retry: a broker that is down must not hold KooGallery's call (5 s).
+_PUBLISH = {
+    "retry": True,
+    "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+}
+
+
 def enqueue_on_commit(request_id: int) -> None:
-    """Enqueue delivery once the current transaction commits (the worker must see the row)."""
-    # robust: whatever goes wrong after the commit, the call has been answered and kept.
-    transaction.on_commit(lambda: enqueue_delivery(request_id), robust=True)
+    """Have the request delivered once the current transaction commits (the worker must see the
+    row): an outbox row, or a publish after the commit (koogallery/jobs.py)."""
+    from .tasks import deliver_license
+
+    jobs.enqueue(deliver_license, request_id, options=_PUBLISH)
 
 
 def enqueue_delivery(request_id: int) -> bool:
-    """Send the delivery task; False (logged) when the broker is unreachable.
+    """Send the delivery task now; False (logged) when the broker is unreachable.
 
     Never raises: the request row is already committed, and the sweep re-enqueues it.
     """
-    try:
-        from .tasks import deliver_license
+    from .tasks import deliver_license
 
-        # A short publish retry: a broker that is down must not hold KooGallery's call (5 s).
-        # The argument reprs are given as Celery would write them, without the saferepr that
-        # cost a tenth of the publish.
-        deliver_license.apply_async(
-            (request_id,),
-            argsrepr=f"({request_id!r},)",
-            kwargsrepr="{}",
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-        )
+    try:
+        jobs.publish(deliver_license, request_id, _PUBLISH)
     except Exception:
         logger.exception(
             "could not enqueue delivery of licence request %s; the sweep will pick it up",

@@ -1,4 +1,5 @@
-"""Gauges computed at scrape time from the database: the licence delivery backlog (spec §2.8).
+"""Gauges computed at scrape time from the database: the licence delivery backlog (spec §2.8)
+and the jobs waiting in the outbox (koogallery/jobs.py).
 
 A gauge kept in memory would be wrong as soon as there are several web and worker processes;
 the database knows the truth, and one grouped count per scrape is cheap (indexed on state).
@@ -81,7 +82,46 @@ class LicenseBacklogCollector(Collector):
         return counts, ages
 
 
+class OutboxCollector(Collector):
+    """`koogallery_job_outbox_backlog{task}`: jobs committed by calls and not yet published;
+    `koogallery_job_outbox_oldest_seconds`: age of the oldest (0 when none). A backlog that only
+    grows means beat or the broker is down."""
+
+    def describe(self):
+        yield GaugeMetricFamily("koogallery_job_outbox_backlog", "", labels=["task"])
+        yield GaugeMetricFamily("koogallery_job_outbox_oldest_seconds", "")
+
+    def collect(self):
+        from django.db.models import Count, Min
+
+        from koogallery.jobs import QueuedJob
+
+        try:
+            rows = list(
+                QueuedJob.objects.values("task").annotate(n=Count("id"), first=Min("created_at"))
+            )
+        except Exception as exc:
+            logger.warning("outbox backlog unavailable: %s", type(exc).__name__)
+            return
+        backlog = GaugeMetricFamily(
+            "koogallery_job_outbox_backlog",
+            "Jobs committed by KooGallery calls and not yet handed to the broker, by task.",
+            labels=["task"],
+        )
+        for row in sorted(rows, key=lambda r: r["task"]):
+            backlog.add_metric([row["task"]], row["n"])
+        firsts = [row["first"].timestamp() for row in rows if row["first"] is not None]
+        oldest = GaugeMetricFamily(
+            "koogallery_job_outbox_oldest_seconds",
+            "Age of the oldest job waiting in the outbox (0 when none).",
+        )
+        oldest.add_metric([], max(0.0, time.time() - min(firsts)) if firsts else 0.0)
+        yield backlog
+        yield oldest
+
+
 _backlog = LicenseBacklogCollector()
+_outbox = OutboxCollector()
 _registered = False
 
 
@@ -93,3 +133,4 @@ def register(registry=REGISTRY) -> None:
             return
         _registered = True
     registry.register(_backlog)
+    registry.register(_outbox)

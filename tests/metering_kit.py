@@ -9,9 +9,6 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
-
-from config.celery import app as celery_app
 from koogallery.instances import ChargingMode, Instance, InstanceState
 from metering import services
 from metering.models import UsageRecord
@@ -72,12 +69,3 @@ def record(*events: services.UsageInput, now: datetime | None = None):
 
 def records_of(instance: Instance) -> list[UsageRecord]:
     return list(UsageRecord.objects.filter(instance=instance).order_by("hour_start"))
-
-
-@pytest.fixture
-def eager_tasks():
-    """Run queued tasks in-process, also on the Redis pass (no worker runs in tests)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous

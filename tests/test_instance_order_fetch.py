@@ -8,42 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 from celery.exceptions import Retry
-from django.conf import settings
 
-from config.celery import app as celery_app
 from koogallery.instances import ChargingMode, Instance, InstanceOrder, OrderEvent
 from koogallery.outbound import TransientOutboundError
 from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
-from koogallery.signing import body_sign_header
 from koogallery.tasks import MAX_RETRIES, fetch_order_details
 from tests.fakes.koogallery_server import MOCK_ORDERS, MOCK_PRODUCT_ID, MOCK_SKU
-from tests.kgclient import envelope, fixture_json
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager_tasks():
-    """Run queued tasks in-process, also on the Redis pass (no worker runs in tests)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-
-
-@pytest.fixture
-def call(kg, django_capture_on_commit_callbacks, fake_koogallery, eager_tasks):
-    """Send a fixture; its after-commit work (the Query Order task) runs before this returns."""
-
-    def send(name: str, v1: bool = False, **overrides) -> dict:
-        body = fixture_json(name, **overrides)
-        with django_capture_on_commit_callbacks(execute=True):
-            response = kg.basic_v1(body) if v1 else kg.basic(body)
-        key = settings.KOOGALLERY_BASIC_KEY[0]
-        assert response["Body-Sign"] == body_sign_header(key, response.content)
-        return envelope(response)
-
-    return send
 
 
 def new_mock_instance(

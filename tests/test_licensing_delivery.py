@@ -13,9 +13,11 @@ import pytest
 from django.db import connections
 from django.test import Client
 
+from koogallery.jobs import QueuedJob, dispatch_queued_jobs
 from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
 from licensing import tokens
 from licensing.models import License, LicenseRequest, RequestState
+from licensing.tasks import deliver_license
 from tests import test_licensing_support as support
 from tests.fakes import CLOSE, TIMEOUT
 from tests.kgclient import KooGallery, envelope
@@ -264,17 +266,27 @@ def test_lost_task_message_is_delivered_by_the_sweep(kg, idle_workers, fake_koog
     assert request.attempt_count == 1 and len(fake_koogallery.upload_history) == 1
 
 
-def test_redis_down_while_the_request_arrives(kg, idle_workers, fake_koogallery, caplog):
+@pytest.mark.parametrize("dispatch", ["outbox", "on_commit"])
+def test_redis_down_while_the_request_arrives(
+    kg, idle_workers, fake_koogallery, caplog, settings, dispatch
+):
+    settings.KOOGALLERY_JOB_DISPATCH = dispatch
     body = license_body(make_instance())
     with celery_broker(DEAD_BROKER):
         response = kg.basic(body)
+        dispatch_queued_jobs()  # beat's dispatch meets the dead broker too
     # Persisted and answered although the task could not be queued.
     assert answer_code(response) == "000004"
     request = request_for(body)
     assert request.state == RequestState.RECEIVED
-    assert "could not enqueue delivery" in caplog.text
+    if dispatch == "outbox":
+        # Its job waits in the outbox, committed with the call.
+        assert QueuedJob.objects.filter(task=deliver_license.name, object_id=request.pk).exists()
+        assert "could not publish" in caplog.text
+    else:
+        assert "could not enqueue" in caplog.text
 
-    # Redis is back (and a worker with it): the sweep delivers, once.
+    # Redis is back (and a worker with it): the dispatch or the sweep delivers, once.
     if uses_worker():
         idle_workers.start()
     request = wait_for_state(body, DELIVERED, sweep=True)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from koogallery.instances import ChargingMode, Instance, InstanceState
+from koogallery.jobs import dispatch_queued_jobs
 from licensing import services, tokens
 from licensing.models import LicenseRequest, RequestState
 from tests.kgclient import envelope, fixture_json
@@ -119,7 +120,8 @@ def pump() -> None:
 
 
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, sweep: bool = False):
-    """Poll until `predicate()` is truthy; with `sweep`, run the sweep between polls."""
+    """Poll until `predicate()` is truthy. Between polls the outbox is dispatched, as beat does
+    every second (koogallery/jobs.py); with `sweep`, the sweep runs too."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -127,6 +129,7 @@ def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, sweep:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
+        dispatch_queued_jobs()
         if sweep:
             pump()
         time.sleep(interval)

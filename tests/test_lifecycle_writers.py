@@ -486,11 +486,13 @@ def test_the_calls_rows_point_to_its_journal_row_once_committed(writer, postgres
 
 
 def test_the_query_order_job_is_queued_on_commit_with_celerys_own_reprs(
-    monkeypatch, django_capture_on_commit_callbacks
+    monkeypatch, django_capture_on_commit_callbacks, settings
 ):
     from celery.utils.saferepr import saferepr
 
     from koogallery import tasks
+
+    settings.KOOGALLERY_JOB_DISPATCH = "on_commit"
 
     sent = []
     monkeypatch.setattr(

@@ -12,7 +12,7 @@ from koogallery.instances import ChargingMode, Instance
 from metering import services
 from metering.models import PushBatch, RecordState, UsageRecord
 from tests.fakes.koogallery_server import Reply, handle_usage_data
-from tests.metering_kit import eager_tasks, hour, make_instance, usage  # noqa: F401
+from tests.metering_kit import hour, make_instance, usage
 
 pytestmark = pytest.mark.django_db
 

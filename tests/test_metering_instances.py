@@ -12,32 +12,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 
 from koogallery import lifecycle
 from koogallery.instances import ChargingMode, Instance
-from koogallery.signing import body_sign_header
 from metering import selectors, services
 from tests.fakes.koogallery_server import CAPTURED_MOCK_ANSWER
-from tests.kgclient import envelope, fixture_json
-from tests.metering_kit import eager_tasks, hour, make_instance, usage  # noqa: F401
+from tests.kgclient import envelope
+from tests.metering_kit import hour, make_instance, usage
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def call(kg, django_capture_on_commit_callbacks, fake_koogallery, eager_tasks):  # noqa: F811
-    """Send a basic call; its after-commit work (Query Order) runs before this returns."""
-
-    def send(name: str, v1: bool = False, **overrides) -> dict:
-        body = {k: v for k, v in fixture_json(name, **overrides).items() if v is not None}
-        with django_capture_on_commit_callbacks(execute=True):
-            response = kg.basic_v1(body) if v1 else kg.basic(body)
-        key = settings.KOOGALLERY_BASIC_KEY[0]
-        assert response["Body-Sign"] == body_sign_header(key, response.content)
-        return envelope(response)
-
-    return send
 
 
 def order(order_id: str, *lines: tuple, customer: str = "cust-od") -> dict:

@@ -15,7 +15,6 @@ from koogallery.instances import Instance, InstanceOrder, OrderEvent
 from koogallery.order_sweep import SWEPT, sweep_order_fetches
 from tests.fakes.koogallery_server import MOCK_PRODUCT_ID
 from tests.kgclient import envelope, fixture_json
-from tests.test_instance_order_fetch import eager_tasks  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +44,7 @@ def age(minutes: int) -> None:
     InstanceOrder.objects.update(created_at=then)
 
 
-def test_an_instance_whose_job_was_lost_is_fetched_by_the_sweep(kg, fake_koogallery, eager_tasks):  # noqa: F811
+def test_an_instance_whose_job_was_lost_is_fetched_by_the_sweep(kg, fake_koogallery, eager_tasks):
     instance = new_instance(kg)
     age(40)
 
@@ -57,7 +56,7 @@ def test_an_instance_whose_job_was_lost_is_fetched_by_the_sweep(kg, fake_koogall
     assert len(fake_koogallery.requests_for("query_order")) == 1
 
 
-def test_a_lost_upgrade_order_is_fetched_by_the_sweep(kg, fake_koogallery, eager_tasks):  # noqa: F811
+def test_a_lost_upgrade_order_is_fetched_by_the_sweep(kg, fake_koogallery, eager_tasks):
     instance = new_instance(kg)
     accept_without_its_job(
         kg,
@@ -76,7 +75,7 @@ def test_a_lost_upgrade_order_is_fetched_by_the_sweep(kg, fake_koogallery, eager
     assert instance.linear_value == 100
 
 
-def test_what_the_sweep_leaves_alone(kg, fake_koogallery, eager_tasks):  # noqa: F811
+def test_what_the_sweep_leaves_alone(kg, fake_koogallery, eager_tasks):
     new_instance(kg, "MOCKPERIODYEARNEW")
     age(10)  # its job may still be waiting in a backoff: not doubled
     assert sweep_order_fetches() == {"instances": 0, "orders": 0}
@@ -90,7 +89,7 @@ def test_what_the_sweep_leaves_alone(kg, fake_koogallery, eager_tasks):  # noqa:
     assert fake_koogallery.requests_for("query_order") == []
 
 
-def test_retries_that_ran_out_get_a_new_round(kg, fake_koogallery, eager_tasks):  # noqa: F811
+def test_retries_that_ran_out_get_a_new_round(kg, fake_koogallery, eager_tasks):
     instance = new_instance(kg)
     Instance.objects.update(order_fetch_error="retrying: MKT.0999: busy")
     age(40)
