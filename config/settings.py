@@ -235,8 +235,17 @@ LOGGING = {
         "json": {"()": "ops.logs.JsonFormatter"},
         "plain": {"()": "ops.logs.PlainFormatter"},
     },
-    "filters": {"strip_query": {"()": "ops.logs.StripQueryFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {
+        "strip_query": {"()": "ops.logs.StripQueryFilter"},
+        "quiet_dispatch": {"()": "ops.logs.QuietDispatchFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["quiet_dispatch"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's own console/mail handlers are replaced by ours, so every record is scrubbed.

@@ -12,6 +12,7 @@ This module is loaded by `LOGGING` before the app registry is ready, so it impor
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,6 +157,24 @@ class StripQueryFilter(logging.Filter):
         if "?" in message:
             record.msg, record.args = _QUERY.sub("?…", message), ()
         return True
+
+
+class QuietDispatchFilter(logging.Filter):
+    """Beat's outbox dispatch (koogallery/jobs.py) runs every second: Celery's lines about it
+    (sent by beat, received, done having published nothing, discarded as expired) would be
+    most of the log. Kept: a dispatch that published jobs, and anything above INFO."""
+
+    TASK = "koogallery.tasks.dispatch_jobs"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not record.name.startswith("celery"):
+            return True
+        args = record.args
+        if isinstance(args, Mapping):
+            if args.get("name") != self.TASK:
+                return True
+            return str(args.get("return_value", "0")) != "0"
+        return not (isinstance(args, tuple) and self.TASK in args)
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,7 +14,14 @@ from django.test import Client
 from koogallery.journal import SECRET_KEYS, InboundCall
 from koogallery.outbound import query_order
 from ops.context import request_id_var
-from ops.logs import SECRET_FIELD_NAMES, JsonFormatter, PlainFormatter, StripQueryFilter, scrub
+from ops.logs import (
+    SECRET_FIELD_NAMES,
+    JsonFormatter,
+    PlainFormatter,
+    QuietDispatchFilter,
+    StripQueryFilter,
+    scrub,
+)
 from tests.kgclient import envelope, fixture, fixture_json
 from tests.tenant_kit import (
     oaep_encrypt,
@@ -227,6 +234,29 @@ def test_the_development_server_access_line_loses_its_query():
     StripQueryFilter().filter(record)
 
     assert record.getMessage() == '"GET /koogallery?… HTTP/1.1" 200 45'
+
+
+def celery_line(logger: str, message: str, args, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord(logger, level, "", 0, message, args, None)
+
+
+def test_the_every_second_dispatch_stays_out_of_the_log_unless_it_published(settings):
+    from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
+
+    quiet = QuietDispatchFilter()
+    task = "koogallery.tasks.dispatch_jobs"
+    done = {"id": "1", "name": task, "return_value": "0", "runtime": 0.001}
+    assert not quiet.filter(celery_line("celery.beat", "Sending due task %s (%s)", ("t", task)))
+    received = {"id": "1", "name": task, "args": "()", "kwargs": "{}", "eta": None}
+    assert not quiet.filter(celery_line("celery.worker.strategy", LOG_RECEIVED, received))
+    assert not quiet.filter(celery_line("celery.app.trace", LOG_SUCCESS, done))
+    # Kept: a dispatch that published, another task's lines, a failure of the dispatch.
+    assert quiet.filter(celery_line("celery.app.trace", LOG_SUCCESS, done | {"return_value": "3"}))
+    other = done | {"name": "licensing.tasks.deliver_license"}
+    assert quiet.filter(celery_line("celery.app.trace", LOG_SUCCESS, other))
+    assert quiet.filter(celery_line("celery.app.trace", "failed", done, logging.ERROR))
+    # And the production handler has it.
+    assert "quiet_dispatch" in settings.LOGGING["handlers"]["console"]["filters"]
 
 
 def test_django_request_warnings_name_the_path_not_the_query(captured):
