@@ -4,7 +4,7 @@ parameters (§4.4). Serializers only validate; the handlers call the services.
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
@@ -12,6 +12,7 @@ from rest_framework import serializers
 from .instances import V1_CHARGING_MODES, RefreshScene
 from .jsonbody import BodyError, lenient_list
 from .serializers import BasicSerializer, KgString, LenientObjectField
+from .times import compact_time
 
 MAX_QUERY_IDS = 100  # §4.2.2
 INSTANCE_ID_MAX = 64
@@ -34,13 +35,10 @@ class ExpireTimeField(serializers.Field):
             self.fail("format")
         if data == "" and not self.required:
             return None
-        if not (data.isascii() and data.isdigit() and len(data) in (14, 17)):
+        moment = compact_time(data)
+        if moment is None:
             self.fail("format")
-        try:
-            moment = datetime.strptime(data[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-        except ValueError:
-            self.fail("format")
-        return moment.replace(microsecond=int(data[14:] or 0) * 1000)
+        return moment
 
     def to_representation(self, value: datetime) -> str:
         return value.strftime("%Y%m%d%H%M%S")

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -39,6 +39,7 @@ from urllib3.filepost import encode_multipart_formdata
 from koogallery.apig import sign_request
 from koogallery.journal import REDACTED, SECRET_KEYS, redact
 from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.times import compact_time
 
 logger = logging.getLogger("koogallery.outbound")
 
@@ -446,14 +447,7 @@ def parse_order(data: dict, order_line_id: str | None) -> OrderDetails:
 
 def parse_time(value: Any) -> datetime | None:
     """`yyyyMMddHHmmss` (or 17 digits with milliseconds) as an aware UTC datetime, else None."""
-    text = _str(value)
-    if not text.isdigit() or len(text) not in (14, 17):
-        return None
-    try:
-        moment = datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return moment.replace(microsecond=int(text[14:] or 0) * 1000)
+    return compact_time(_str(value))
 
 
 def _str(value: Any) -> str:

@@ -19,6 +19,7 @@ from .inbound import (
 )
 from .journal import Family, Verification
 from .resultcodes import ResultCode
+from .times import compact_time
 
 # Parameters carrying base64 whose `+` the URL decoding turned into a space (§4.4).
 V1_BASE64_PARAMS = ("authToken", "saasExtendParams", "mobilePhone", "email")
@@ -33,12 +34,7 @@ def v1_params(request: HttpRequest) -> dict[str, str]:
 
 
 def parse_v1_timestamp(value: str) -> datetime | None:
-    if not (value.isascii() and value.isdigit() and len(value) in (14, 17)):
-        return None
-    try:
-        return datetime.strptime(value[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
+    return compact_time(value, millis=False)
 
 
 class ProductionInterfaceView(InboundEndpoint):

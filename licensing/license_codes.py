@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from koogallery import outbound
+from koogallery.times import compact_time
 
 from .models import (
     LicenseCode,
@@ -142,13 +143,7 @@ class LicenseCodeError(Exception):
 
 
 def _compact_time(value: Any) -> datetime | None:
-    text = str(value or "")
-    if not text.isdigit() or len(text) not in (14, 17):
-        return None
-    try:
-        return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
+    return compact_time(str(value or ""), millis=False)
 
 
 def _error(result: outbound.OutboundResult) -> LicenseCodeError:

@@ -11,6 +11,7 @@ from typing import Any
 from rest_framework import serializers
 
 from koogallery.serializers import BasicSerializer, KgString
+from koogallery.times import compact_time
 
 from .models import LicenseCodeScene, LicenseCodeStatusChange
 
@@ -21,14 +22,13 @@ _ISO_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}"
     r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[zZ]|[+-]\d{2}(?::?\d{2})?)?)?"
 )
-_DIGITS_TIME = re.compile(r"\d{14}(?:\d{3})?")
 
 
 def parse_license_time(text: str) -> datetime:
     """An aware UTC datetime (seconds precision) or ValueError."""
     match = _HUAWEI_TIME.fullmatch(text)
     if match:
-        return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        return datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
     if not _ISO_TIME.fullmatch(text):
         raise ValueError(text)
     moment = datetime.fromisoformat(text)
@@ -39,9 +39,10 @@ def parse_license_time(text: str) -> datetime:
 
 def parse_compact_time(text: str) -> datetime:
     """`yyyyMMddHHmmss` (14 digits, or 17 with milliseconds), UTC, as in §4.5 / §2.7."""
-    if not _DIGITS_TIME.fullmatch(text):
+    moment = compact_time(text, millis=False)
+    if moment is None:
         raise ValueError(text)
-    return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    return moment
 
 
 class _TimeText(KgString):
