@@ -110,7 +110,8 @@ def _request_license(
         return _repeat(selectors.stored_request(**key))
     if not in_statement:
         enqueue_on_commit(request.pk)
-    logger.info("licence request %s accepted for event %s", request.pk, event_id)
+    # The call's own line (koogallery.calls) says it at INFO, with the event and the instance.
+    logger.debug("licence request %s accepted for event %s", request.pk, event_id)
     return request
 
 
