@@ -1,9 +1,10 @@
 """Query Order jobs that never ran are queued again (nothing accepted is ever lost).
 
-newInstance, upgradeInstance and orderNotify commit their row and then queue a Query Order job
-(lifecycle `_after_commit`). When the broker is down at that moment, or loses the message
-(Redis restarted without persistence), the job never runs and the row would wait for an
-operator. `sweep_order_fetches` (beat, every KOOGALLERY_ORDER_SWEEP_INTERVAL_S) finds them:
+newInstance, upgradeInstance and orderNotify commit their row with a Query Order job (an outbox
+row, or a publish after the commit: koogallery/jobs.py). When the broker loses the message
+(Redis restarted without persistence), or was down for an on-commit publish, the job never runs
+and the row would wait for an operator. `sweep_order_fetches` (beat, every
+KOOGALLERY_ORDER_SWEEP_INTERVAL_S) finds them:
 
 - an instance or order whose Query Order has never been attempted (no answer, no error) for
   KOOGALLERY_ORDER_SWEEP_AFTER_S — longer than the job's longest backoff (30 min), so a job that

@@ -3,9 +3,9 @@
 The path of one getLicenseAsync:
 
 1. `request_license` (inside the call's transaction) checks the call against the instance and
-   persists a `LicenseRequest`; the delivery task is enqueued only once that row has committed
-   (`transaction.on_commit`), and an enqueue failure is logged, never raised: the sweep finds
-   the row anyway.
+   persists a `LicenseRequest` with its delivery job: an outbox row in the same statement,
+   published by beat's dispatch (koogallery/jobs.py), or, without a broker, a publish once the
+   row has committed. A publish failure is logged, never raised: the sweep finds the row anyway.
 2. `deliver_license` (from the Celery task) runs `issue_license` (mint one token per request),
    `claim_upload` (take a lease, state `uploading`), the HTTP upload outside any transaction,
    and `record_upload` (delivered / failed / back to issued with the next attempt time).
