@@ -217,6 +217,9 @@ KOOGALLERY_JOB_DISPATCH = env.str(
 )
 if KOOGALLERY_JOB_DISPATCH not in ("outbox", "on_commit"):
     raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH must be outbox or on_commit")
+if KOOGALLERY_JOB_DISPATCH == "outbox" and not REDIS_URL:
+    # Without a broker nothing runs beat: the jobs would wait in the outbox for ever.
+    raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH=outbox needs REDIS_URL (and beat)")
 KOOGALLERY_JOB_DISPATCH_INTERVAL_S = env.float("KOOGALLERY_JOB_DISPATCH_INTERVAL_S", default=1.0)
 KOOGALLERY_JOB_DISPATCH_BATCH = env.int("KOOGALLERY_JOB_DISPATCH_BATCH", default=500)
 

@@ -4,6 +4,8 @@ never lost to a broker that is down. Published tasks run eagerly here, against t
 KooGallery on loopback, so "published" is seen as the work done.
 """
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -24,6 +26,7 @@ from tests.test_licensing_support import (
     make_instance,
     request_for,
 )
+from tests.test_ops_security import ROOT, production_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks", "license_settings")]
 
@@ -185,3 +188,31 @@ def test_the_command_publishes_and_says_what_is_left(
         call_command("koogallery_dispatch_jobs")
     call_command("koogallery_dispatch_jobs")
     assert "1 job(s) published, 0 left" in capsys.readouterr().out
+
+
+def settings_check(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.KOOGALLERY_JOB_DISPATCH)",
+        ],
+        cwd=ROOT,
+        env=production_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_outbox_is_the_default_with_a_broker_and_refused_without_one():
+    with_broker = settings_check(REDIS_URL="redis://127.0.0.1:6379/15")
+    assert with_broker.returncode == 0, with_broker.stderr
+    assert with_broker.stdout.strip().splitlines()[-1] == "outbox"
+    embedded = settings_check(REDIS_URL="")
+    assert embedded.stdout.strip().splitlines()[-1] == "on_commit"
+    refused = settings_check(REDIS_URL="", KOOGALLERY_JOB_DISPATCH="outbox")
+    assert refused.returncode != 0
+    assert "KOOGALLERY_JOB_DISPATCH=outbox needs REDIS_URL" in refused.stderr
