@@ -8,9 +8,9 @@ and prints p50/p99 latency per kind of call. KooGallery gives up after 5 s (§1.
     .venv/bin/python bench/lifecycle.py --clients 16 --calls 2000 --workers 4
 
 Needs PostgreSQL (PG_URL, default postgres://postgres@127.0.0.1:5432) and Redis (BENCH_REDIS_URL,
-default redis://127.0.0.1:6379/4: nonces and the Query Order jobs newInstance queues; no
-worker runs, the queue is emptied afterwards). The scratch database is dropped at the end
-unless --keep is given.
+default redis://127.0.0.1:6379/4: the cache). The Query Order jobs newInstance asks for wait in
+the outbox (no beat or worker runs). The scratch database is dropped at the end unless --keep
+is given.
 """
 
 import argparse
@@ -108,7 +108,7 @@ def main() -> None:
     finally:
         gunicorn.terminate()
         gunicorn.wait(timeout=30)
-        # The Query Order jobs newInstance queued (no worker ran them).
+        # Anything queued on the broker (with KOOGALLERY_JOB_DISPATCH=on_commit; no worker ran).
         redis.Redis.from_url(args.redis_url).delete("celery")
         if not args.keep:
             harness.drop_database(database_url)
