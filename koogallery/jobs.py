@@ -163,7 +163,7 @@ def dispatch_queued_jobs(*, batch: int | None = None, rounds: int = 20) -> int:
             QueuedJob.objects.filter(pk__in=sent).delete()
             if failed:
                 # Not published: free for the next dispatch now, not after the claim.
-                unsent = [job.pk for job in jobs if job.pk not in set(sent)]
+                unsent = {job.pk for job in jobs} - set(sent)
                 QueuedJob.objects.filter(pk__in=unsent).update(claimed_until=None)
         sent_total += len(sent)
         if failed or len(jobs) < batch:
