@@ -231,10 +231,10 @@ def _strong_password(length: int = 16) -> str:
 FETCH_ORDER_DETAILS = "fetch_order_details"
 
 
-def _task_name(task_name: str) -> str:
+def _task(task_name: str):
     from . import tasks  # tasks import this module
 
-    return getattr(tasks, task_name).name
+    return getattr(tasks, task_name)
 
 
 def _after_commit(task_name: str, pk: int) -> None:
@@ -244,9 +244,7 @@ def _after_commit(task_name: str, pk: int) -> None:
     publish after the commit whose failure is logged (the order sweep queues it again, an
     operator can re-fetch from the admin).
     """
-    from . import tasks  # tasks import this module
-
-    jobs.enqueue(getattr(tasks, task_name), pk)
+    jobs.enqueue(_task(task_name), pk)
 
 
 # --- newInstance --------------------------------------------------------------------------------
@@ -344,7 +342,7 @@ def _insert_instance(
             trail=trail,
             journal=inbound_call,
             at=timezone.now(),
-            job=_task_name(FETCH_ORDER_DETAILS) if queue else "",
+            job=_task(FETCH_ORDER_DETAILS).name if queue else "",
         ):
             return instance
         return Instance.objects.filter(**key).first()
