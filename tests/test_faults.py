@@ -275,8 +275,8 @@ def test_redis_killed_every_call_is_still_served_and_kept(stack):
     try:
         tag = uuid.uuid4().hex[:6]
         # Replay protection lives in the journal (PostgreSQL), not in Redis: V2 calls are
-        # verified, served and written. The jobs newInstance and getLicenseAsync queue cannot
-        # reach the broker: logged, and the sweeps pick the rows up once Redis is back.
+        # verified, served and written. The jobs newInstance and getLicenseAsync ask for are
+        # outbox rows committed with them: nothing on the call's path needs the broker.
         durations = [
             answered(kit_v2(service, "tenantSync", tenant_body(f"tenant-{tag}")), "000000"),
             answered(basic_v2(service, new_instance_body(f"CS{tag}")), "000000"),
@@ -337,8 +337,9 @@ def test_redis_killed_every_call_is_still_served_and_kept(stack):
 
 
 def test_redis_frozen_answers_within_the_socket_timeouts(stack):
-    """SIGSTOP: the port accepts connections but nothing answers; the broker's socket timeouts
-    (2 s, config/settings.py) bound the calls that queue a job, the others never wait."""
+    """SIGSTOP: the port accepts connections but nothing answers. The calls' jobs go to the
+    outbox, so no call waits on the broker; the socket timeouts (2 s, config/settings.py) would
+    bound an on-commit publish."""
     postgres, redis, service = stack
     redis.freeze()
     try:
