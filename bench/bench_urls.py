@@ -1,10 +1,15 @@
-"""URLs of bench/load.py: the service's own, plus `POST /bench/bare`, the reference.
+"""URLs of bench/load.py: the service's own, plus two references.
 
-The bare view is the least a Django JSON endpoint does: parse the JSON body, insert one row
+`POST /bench/bare` is the least a Django JSON endpoint does: parse the JSON body, insert one row
 (autocommit, raw SQL into `bench_bare_row`, a table bench/load.py creates in its scratch
 database), answer JSON. It runs in the same process, behind the same middleware, on the same
 connection settings as the KooGallery endpoints, so the ratio of their throughput to its own is
 the price of verification, replay protection, the journal and the domain writes.
+
+`POST /bench/authSync-unwritten` is authSync's own pipeline (signature, replay protection,
+validation of every user, journal row, transaction, envelope) with the one step left out that
+writes the users and their authorisations: the most any authSync that checks its users before
+answering (spec §2.6: one invalid user is 000002, nothing written) could reach here.
 """
 
 import json
@@ -16,6 +21,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.urls import urlpatterns as service_urlpatterns
+from koogallery.inbound import Call
+from koogallery.journal import Family
+from tenants.views import AuthSyncView
 
 BARE_TABLE = "bench_bare_row"  # created by bench/load.py in its scratch database
 
@@ -33,4 +41,18 @@ def bare(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"resultCode": "000000", "resultMsg": "success", "id": row_id})
 
 
-urlpatterns = [path("bench/bare", bare), *service_urlpatterns]
+class AuthSyncUnwritten(AuthSyncView):
+    """authSync, every step but the domain write."""
+
+    def perform(self, data: dict, call: Call) -> None:
+        pass
+
+
+urlpatterns = [
+    path("bench/bare", bare),
+    path(
+        "bench/authSync-unwritten",
+        AuthSyncUnwritten.as_view(family=Family.KIT_V2, endpoint_name="authSync"),
+    ),
+    *service_urlpatterns,
+]

@@ -62,6 +62,7 @@ class KooGallery:
         sign: str | None = None,
         headers: dict | None = None,
         content_type: str | None = None,
+        path: str | None = None,
     ):
         raw = to_bytes(body)
         key = key or settings.KOOGALLERY_KIT_KEY[0]
@@ -73,7 +74,7 @@ class KooGallery:
         hdrs.update(headers or {})
         hdrs = {k: v for k, v in hdrs.items() if v is not None}
         return self.client.post(
-            f"/koogallery/produceAPI/v2/{name}",
+            path or f"/koogallery/produceAPI/v2/{name}",
             data=raw,
             content_type=content_type or self.content_type,
             headers=hdrs,
