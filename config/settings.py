@@ -141,7 +141,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # The largest KooGallery call is a 100k-department allOrgSync: 15.3 MB with 32-character codes
 # and 12-character names sent as a string of JSON (built by tests/test_hostile_input.py); the
-# limit leaves 1.6x room. Larger bodies are answered 000002 unread (koogallery/inbound.py).
+# limit leaves 1.6x room. Larger bodies are answered 000002 unread (koogallery/inbound.py), also
+# when sent chunked, without a Content-Length (ops/wsgi.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=24 * 1024 * 1024)
 
 REST_FRAMEWORK = {

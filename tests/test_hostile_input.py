@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from koogallery import signing
 from koogallery.journal import InboundCall
+from tenants.models import Tenant
 from tests.hostile import (
     ACCEPTED_CODES,
     KIT_INTERFACES,
@@ -444,6 +445,60 @@ def test_body_over_the_limit_gets_the_envelope_over_http(live_service):
     assert status == 200 and answer["resultCode"] == "000002", answer
     assert str(limit) in answer["resultMsg"]
     assert InboundCall.objects.filter(request_size=len(raw), result_code="000002").exists()
+
+
+def chunked_request(path: str, raw: bytes, headers: dict[str, str], size: int = 4096) -> bytes:
+    """An HTTP/1.1 POST whose body is sent in chunks, without a Content-Length."""
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+    head += "Content-Type: application/json;charset=utf8\r\nConnection: close\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    parts = [raw[i : i + size] for i in range(0, len(raw), size)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+    return head.encode() + chunks + b"0\r\n\r\n"
+
+
+def answer_of(response: bytes) -> tuple[int, dict | bytes]:
+    """Status and JSON body of a raw HTTP/1.1 answer (chunked or not)."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        data = b""
+        while True:
+            size, _, body = body.partition(b"\r\n")
+            if not int(size, 16):
+                break
+            data, body = data + body[: int(size, 16)], body[int(size, 16) + 2 :]
+        body = data
+    status = int(head.split()[1])
+    return status, json.loads(body) if status == 200 else body
+
+
+def kit_headers(raw: bytes) -> dict[str, str]:
+    nonce, stamp = uuid.uuid4().hex, now_ms()
+    sign = signing.kit_sign(settings.KOOGALLERY_KIT_KEY[0], nonce, stamp, raw)
+    return {"x-sign": sign, "x-timestamp": stamp, "x-nonce": nonce}
+
+
+def test_a_chunked_body_is_the_same_call(live_service):
+    """An HTTP client that streams its body (Transfer-Encoding: chunked, no Content-Length, as
+    Java clients may for a large allOrgSync) is served as if it had sent the length."""
+    tenant_id = f"chunked-{uuid.uuid4().hex[:8]}"
+    raw = json.dumps(fixture_json("tenantSync__huawei_example", tenantId=tenant_id)).encode()
+    path = "/koogallery/produceAPI/v2/tenantSync"
+    request = chunked_request(path, raw, kit_headers(raw), size=50)
+    status, answer = answer_of(raw_http(live_service.port, request))
+    assert status == 200 and answer["resultCode"] == "000000", answer
+    assert Tenant.objects.filter(tenant_id=tenant_id).exists()
+    assert InboundCall.objects.filter(tenant_id=tenant_id, request_size=len(raw)).exists()
+
+
+def test_a_chunked_body_over_the_limit_gets_the_envelope(live_service):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    raw = json.dumps({"tenantId": "t", "padding": "x" * (limit + 100_000)}).encode()
+    path = "/koogallery/produceAPI/v2/allOrgSync"
+    request = chunked_request(path, raw, kit_headers(raw), size=1 << 20)
+    status, answer = answer_of(raw_http(live_service.port, request, timeout=60))
+    assert status == 200 and answer["resultCode"] == "000002", answer
+    assert str(limit) in answer["resultMsg"]
 
 
 @pytest.mark.parametrize(
