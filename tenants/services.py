@@ -448,12 +448,33 @@ def auth_sync(
             state=STATE_FLAGS[flag],
             current_sync_time=current_sync_time,
         )
-    write = _authorize_postgresql if connection.vendor == "postgresql" and users else None
-    if write is not None:
-        written = write(tenant_id, is_test, instance_id, app_id, users, current_sync_time)
-        if written is not None:
-            return written
+    if users and connection.vendor == "postgresql":
+        tenant_pk = _hold_tenant(tenant_id, is_test)
+        return _authorize_postgresql(tenant_pk, instance_id, app_id, users, current_sync_time)
     return _authorize_portable(tenant_id, is_test, instance_id, app_id, users, current_sync_time)
+
+
+_HOLD_TENANT = (
+    f"SELECT id FROM {Tenant._meta.db_table} WHERE tenant_id = %s AND is_test = %s FOR KEY SHARE"  # noqa: S608
+)
+
+
+def _hold_tenant(tenant_id: str, is_test: bool) -> int:
+    """The tenant's primary key (PostgreSQL), its row created if absent and held until the
+    transaction ends, in a statement of its own before the users are written. Department
+    writers lock it FOR UPDATE (orgsync/services.py), so an authSync either sees the department
+    a concurrent sync added and links its users to it, or commits first and the add links
+    them: without the hold, a user written while the add was uncommitted stayed unlinked. FOR
+    KEY SHARE: concurrent authSyncs of one tenant share it. (SQLite has one writer at a time.)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_HOLD_TENANT, [tenant_id, is_test])
+        row = cursor.fetchone()
+        if row is None:
+            ensure_tenant(tenant_id=tenant_id, is_test=is_test)
+            cursor.execute(_HOLD_TENANT, [tenant_id, is_test])
+            row = cursor.fetchone()
+    return row[0]
 
 
 def _authorize_portable(
@@ -522,17 +543,14 @@ def _authorize_portable(
 
 
 def _authorize_postgresql(
-    tenant_id: str,
-    is_test: bool,
+    tenant_pk: int,
     instance_id: str,
     app_id: str,
     users: list[Mapping[str, Any]],
     current_sync_time: str,
-) -> int | None:
-    """Add/modify in one statement: the tenant (created if absent), the users with their
-    departments, their authorisations. None, having written nothing, when the tenant was
-    created by a concurrent call after the statement began (it cannot see that row): the
-    caller then takes the portable path, whose statements do."""
+) -> int:
+    """Add/modify in one statement for a held tenant (`_hold_tenant`): the users with their
+    departments, their authorisations."""
     # One JSON parameter: json.dumps is C, and psycopg's array literals escape every element.
     records = json.dumps(users, ensure_ascii=False)
     now = timezone.now()
@@ -541,8 +559,7 @@ def _authorize_postgresql(
             _AUTHORIZE_POSTGRESQL,
             {
                 "users": records,
-                "tenant_id": tenant_id,
-                "is_test": is_test,
+                "tenant": tenant_pk,
                 "instance_id": instance_id,
                 "app_id": app_id,
                 "admin": Role.ADMIN.value,
@@ -552,16 +569,15 @@ def _authorize_postgresql(
                 "now": now,
             },
         )
-        tenant_pk, written = cursor.fetchone()
-    return None if tenant_pk is None else written
+        (written,) = cursor.fetchone()
+    return written
 
 
 # Rows are written in the order of the (sorted) records, as the portable path writes them, so
 # concurrent calls lock them in the same order. The department is the one of the user's
 # org_code in the tenant, if it exists; every column is the record as sent (USER_FIELDS).
-_AUTHORIZE_POSTGRESQL = f"""
-WITH {_ENSURE_TENANT_CTE},
-incoming AS (
+_AUTHORIZE_POSTGRESQL = """
+WITH incoming AS (
     SELECT * FROM ROWS FROM (json_to_recordset(%(users)s::json) AS (
         user_name text, name text, org_code text, position text, employee_code text,
         employee_type smallint, mobile text, email text, work_place text, entry_date text,
@@ -573,12 +589,12 @@ users AS (
     INSERT INTO tenants_tenantuser (tenant_id, user_name, name, org_code, department_id,
                                     position, employee_code, employee_type, mobile, email,
                                     work_place, entry_date, extension, created_at, updated_at)
-    SELECT tenant.id, x.user_name, x.name, x.org_code,
+    SELECT %(tenant)s, x.user_name, x.name, x.org_code,
            (SELECT d.id FROM orgsync_department d
-             WHERE d.tenant_id = tenant.id AND d.org_code = x.org_code AND x.org_code <> ''),
+             WHERE d.tenant_id = %(tenant)s AND d.org_code = x.org_code AND x.org_code <> ''),
            x.position, x.employee_code, x.employee_type, x.mobile, x.email, x.work_place,
            x.entry_date, x.extension, %(now)s, %(now)s
-    FROM tenant, incoming x
+    FROM incoming x
     ORDER BY x.n
     ON CONFLICT (tenant_id, user_name) DO UPDATE SET
         name = EXCLUDED.name, org_code = EXCLUDED.org_code,
@@ -592,18 +608,18 @@ users AS (
 granted AS (
     INSERT INTO tenants_authorization (tenant_id, user_id, instance_id, app_id, role, enabled,
                                        state, current_sync_time, created_at, updated_at)
-    SELECT tenant.id, users.id, %(instance_id)s, %(app_id)s,
+    SELECT %(tenant)s, users.id, %(instance_id)s, %(app_id)s,
            CASE WHEN x.role = %(admin)s THEN %(admin)s ELSE %(user)s END, x.enabled, %(state)s,
            %(current_sync_time)s, %(now)s, %(now)s
-    FROM tenant, incoming x JOIN users ON users.user_name = x.user_name
+    FROM incoming x JOIN users ON users.user_name = x.user_name
     ORDER BY x.n
     ON CONFLICT (user_id, instance_id, app_id) DO UPDATE SET
         role = EXCLUDED.role, enabled = EXCLUDED.enabled, state = EXCLUDED.state,
         current_sync_time = EXCLUDED.current_sync_time, updated_at = EXCLUDED.updated_at
     RETURNING 1
 )
-SELECT (SELECT id FROM tenant), (SELECT count(*) FROM granted)
-"""  # noqa: S608 (constant text)
+SELECT count(*) FROM granted
+"""
 
 
 def _set_authorization_state(

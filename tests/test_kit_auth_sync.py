@@ -2,10 +2,11 @@
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -520,3 +521,84 @@ def test_concurrent_twins_leave_one_row_each(postgres_only):
     assert TenantUser.objects.count() == 200
     assert Authorization.objects.count() == 200
     assert InboundCall.objects.filter(result_code="000000").count() == 18
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_synced_while_its_department_is_added_is_linked_to_it(postgres_only):
+    """singleOrgSync adds department X while authSync brings a user of X: whichever commits
+    first, the user ends linked to X (the add links the users it can see; authSync must then
+    see the department, not write an unlinked user after the add has looked)."""
+    from orgsync.services import single_org_sync
+    from tenants.models import SyncFlag
+    from tenants.services import auth_sync, ensure_tenant
+
+    ensure_tenant(tenant_id=TENANT_ID, is_test=False)
+    added, done = threading.Event(), threading.Event()
+
+    def add_department() -> None:
+        try:
+            with transaction.atomic():
+                single_org_sync(
+                    tenant_id=TENANT_ID,
+                    is_test=False,
+                    org_code="X",
+                    flag=SyncFlag.ADD,
+                    org_name="研发部",
+                    parent_code="",
+                )
+                added.set()
+                # Commit only once the authSync is waiting on this transaction.
+                deadline = time.monotonic() + 10
+                while not blocked_on_a_lock() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        finally:
+            connection.close()
+
+    def sync_user() -> None:
+        try:
+            added.wait(10)
+            record = {
+                "user_name": "lisi",
+                "name": "李四",
+                "org_code": "X",
+                "role": "user",
+                "enabled": True,
+                "position": "",
+                "employee_code": "",
+                "employee_type": None,
+                "mobile": "",
+                "email": "",
+                "work_place": "",
+                "entry_date": "",
+                "extension": {},
+            }
+            auth_sync(
+                tenant_id=TENANT_ID,
+                is_test=False,
+                instance_id="inst",
+                app_id="app",
+                users=[record],
+                current_sync_time="20240101000000000",
+                flag=SyncFlag.ADD,
+            )
+            done.set()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add_department), threading.Thread(target=sync_user)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert done.is_set()
+    assert stored("lisi").department == Department.objects.get(org_code="X")
+
+
+def blocked_on_a_lock() -> bool:
+    """Some other backend of this database waits for a lock."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] > 0

@@ -128,7 +128,13 @@ def apply(path: str, tenant_id: str, call: tuple) -> None:
         )
     else:
         users = services._last_wins(first)
-        assert write(tenant_id, False, instance_id, "APP", users, second) == len(users)
+        if path == "postgresql":  # for the tenant it holds (auth_sync does the same)
+            written = write(
+                services._hold_tenant(tenant_id, False), instance_id, "APP", users, second
+            )
+        else:
+            written = write(tenant_id, False, instance_id, "APP", users, second)
+        assert written == len(users)
 
 
 def remove(tenant_id: str, instance_id: str, *, flag: int, sync_time: str) -> None:
@@ -247,7 +253,8 @@ def test_postgresql_writes_equal_the_portable_ones(sequence, fresh):
 
 def test_the_services_choose_their_path(monkeypatch):
     """PostgreSQL runs the one-statement writes, other databases the portable ones, and the
-    portable path also serves a PostgreSQL call whose tenant appeared mid-statement."""
+    portable path also serves a PostgreSQL call whose tenant appeared mid-statement (tenant and
+    application; authSync holds its tenant before its statement)."""
     chosen = []
     for kind in ("tenant", "application", "users"):
         for path, writes in PATHS.items():
@@ -297,19 +304,18 @@ def test_the_services_choose_their_path(monkeypatch):
 
     if connection.vendor == "postgresql":
         chosen.clear()
-        monkeypatch.setattr(services, "_authorize_postgresql", lambda *args: None)
         monkeypatch.setattr(services, "_upsert_application_postgresql", lambda **kwargs: None)
-        services.auth_sync(
+        services.application_sync(
             tenant_id="t",
             is_test=False,
             instance_id="i",
             app_id="b",
-            users=[record],
-            current_sync_time="1",
+            client_id="c",
+            client_secret_ciphertext="secret",
             flag=SyncFlag.ADD,
         )
-        assert chosen == ["portable:users"]
-        assert Authorization.objects.filter(app_id="b").count() == 1
+        assert chosen == ["portable:application"]
+        assert Application.objects.filter(app_id="b").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
