@@ -12,6 +12,7 @@ examples are the same on every run (CI stays reproducible); HOSTILE_RANDOM=1 exp
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from urllib.parse import quote
@@ -489,6 +490,28 @@ def test_a_chunked_body_is_the_same_call(live_service):
     assert status == 200 and answer["resultCode"] == "000000", answer
     assert Tenant.objects.filter(tenant_id=tenant_id).exists()
     assert InboundCall.objects.filter(tenant_id=tenant_id, request_size=len(raw)).exists()
+
+
+def test_a_client_expecting_100_continue_is_told_to_send_its_body(live_service):
+    """Java and curl clients may send `Expect: 100-continue` before a large body and wait for
+    the go-ahead: they get it, and the call is served."""
+    tenant_id = f"expect-{uuid.uuid4().hex[:8]}"
+    raw = json.dumps(fixture_json("tenantSync__huawei_example", tenantId=tenant_id)).encode()
+    head = "POST /koogallery/produceAPI/v2/tenantSync HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    head += "Content-Type: application/json;charset=utf8\r\nConnection: close\r\n"
+    head += f"Content-Length: {len(raw)}\r\nExpect: 100-continue\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in kit_headers(raw).items())
+    with socket.create_connection(("127.0.0.1", live_service.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        interim = sock.recv(1024)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        sock.sendall(raw)
+        response = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :]
+        while chunk := sock.recv(65536):
+            response += chunk
+    status, answer = answer_of(response)
+    assert status == 200 and answer["resultCode"] == "000000", answer
+    assert Tenant.objects.filter(tenant_id=tenant_id).exists()
 
 
 def test_a_chunked_body_over_the_limit_gets_the_envelope(live_service):
