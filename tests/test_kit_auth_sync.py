@@ -12,8 +12,18 @@ from django.test.utils import CaptureQueriesContext
 
 from koogallery.journal import InboundCall
 from orgsync.models import Department
+from orgsync.services import single_org_sync
 from orgsync.writers import link_users
-from tenants.models import Authorization, AuthorizationState, Role, Tenant, TenantUser
+from tenants.models import (
+    Authorization,
+    AuthorizationState,
+    Role,
+    SyncFlag,
+    Tenant,
+    TenantUser,
+)
+from tenants.services import ensure_tenant
+from tests import org_tree_world
 from tests.kgclient import KooGallery, envelope, fixture
 from tests.tenant_kit import (
     VERSIONS,
@@ -528,10 +538,6 @@ def test_a_user_synced_while_its_department_is_added_is_linked_to_it(postgres_on
     """singleOrgSync adds department X while authSync brings a user of X: whichever commits
     first, the user ends linked to X (the add links the users it can see; authSync must then
     see the department, not write an unlinked user after the add has looked)."""
-    from orgsync.services import single_org_sync
-    from tenants.models import SyncFlag
-    from tenants.services import auth_sync, ensure_tenant
-
     ensure_tenant(tenant_id=TENANT_ID, is_test=False)
     added, done = threading.Event(), threading.Event()
 
@@ -557,30 +563,7 @@ def test_a_user_synced_while_its_department_is_added_is_linked_to_it(postgres_on
     def sync_user() -> None:
         try:
             added.wait(10)
-            record = {
-                "user_name": "lisi",
-                "name": "李四",
-                "org_code": "X",
-                "role": "user",
-                "enabled": True,
-                "position": "",
-                "employee_code": "",
-                "employee_type": None,
-                "mobile": "",
-                "email": "",
-                "work_place": "",
-                "entry_date": "",
-                "extension": {},
-            }
-            auth_sync(
-                tenant_id=TENANT_ID,
-                is_test=False,
-                instance_id="inst",
-                app_id="app",
-                users=[record],
-                current_sync_time="20240101000000000",
-                flag=SyncFlag.ADD,
-            )
+            org_tree_world.users(TENANT_ID, [("lisi", "李四", "X", "user", True)])
             done.set()
         finally:
             connection.close()
