@@ -11,10 +11,20 @@ from .signing import body_sign_header
 CONTENT_TYPE = "application/json;charset=UTF-8"
 
 
+def result_message(code: ResultCode, detail: str | None) -> str:
+    """§2.4: `resultMsg` is the code's meaning of §6.1, then what exactly was wrong, if said
+    (KooGallery's debugging console shows it to the merchant): "invalid request parameter:
+    userList[3].role: …". At most 255 characters."""
+    label = code.label
+    if not detail or detail.startswith(label):
+        return (detail or label)[:255]
+    return f"{label}: {detail}"[:255]
+
+
 def envelope_bytes(
     code: ResultCode, message: str | None = None, fields: dict | None = None
 ) -> bytes:
-    body: dict[str, Any] = {"resultCode": code.value, "resultMsg": (message or code.label)[:255]}
+    body: dict[str, Any] = {"resultCode": code.value, "resultMsg": result_message(code, message)}
     for name, value in (fields or {}).items():
         if name not in body:
             body[name] = value

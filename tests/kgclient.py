@@ -15,6 +15,7 @@ from django.conf import settings
 from django.test import Client
 
 from koogallery import signing
+from koogallery.resultcodes import ResultCode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "koogallery"
 
@@ -132,9 +133,17 @@ class KooGallery:
 
 
 def envelope(response) -> dict:
-    """The JSON envelope, after checking the rules every answer obeys (spec §2.4)."""
+    """The JSON envelope, after checking the rules every answer obeys (spec §2.4): `resultMsg`
+    is the code's meaning (§6.1), then, after ": ", what exactly was wrong."""
     assert response.status_code == 200, response.status_code
     assert response["Content-Type"] == "application/json;charset=UTF-8"
     body = json.loads(response.content)
     assert list(body)[:2] == ["resultCode", "resultMsg"], body
+    label = ResultCode(body["resultCode"]).label
+    assert body["resultMsg"] == label or body["resultMsg"].startswith(f"{label}: "), body
     return body
+
+
+def reason(body: dict) -> str:
+    """What a refusal's `resultMsg` says after the code's meaning ("" when nothing more)."""
+    return body["resultMsg"].partition(": ")[2]

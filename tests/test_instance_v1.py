@@ -25,7 +25,7 @@ from koogallery.instances import (
 )
 from koogallery.journal import Family, InboundCall
 from koogallery.signing import body_sign_header
-from tests.kgclient import envelope, fixture_json
+from tests.kgclient import envelope, fixture_json, reason
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +143,7 @@ def test_v1_new_instance_production_when_test_flag_absent(kg):
 def test_v1_new_instance_bad_fields(kg, overrides, field):
     body = send(kg, "v1_newInstance__huawei", **overrides)
     assert body["resultCode"] == "000002"
-    assert body["resultMsg"].startswith(field)
+    assert reason(body).startswith(field)
     assert domain_rows() == (0, 0, 0)
     assert InboundCall.objects.get().result_code == "000002"
 
@@ -247,7 +247,7 @@ def test_v1_undecryptable_mobile_is_invalid_param(kg):
     bad = aes_encrypt("18688888888", "some other key", "1")
     body = send(kg, "v1_newInstance__huawei", mobilePhone=bad)
     assert body["resultCode"] == "000002"
-    assert body["resultMsg"].startswith("mobilePhone")
+    assert reason(body).startswith("mobilePhone")
     assert Instance.objects.count() == 0
 
 
@@ -290,7 +290,7 @@ def test_v1_refresh_scenes(kg, instance):
 def test_v1_refresh_bad_expire_time(kg, instance):
     body = send(kg, "v1_refreshInstance__bad_expire_time")
     assert body["resultCode"] == "000002"
-    assert body["resultMsg"].startswith("expireTime")
+    assert reason(body).startswith("expireTime")
     assert InstanceOrder.objects.count() == 0
 
 
@@ -326,7 +326,7 @@ def test_v1_instance_status_bad_and_unknown(kg):
     assert code(kg, "v1_instanceStatus__freeze") == "000003"
     body = send(kg, "v1_instanceStatus__bad_status")
     assert body["resultCode"] == "000002"
-    assert body["resultMsg"].startswith("instanceStatus")
+    assert reason(body).startswith("instanceStatus")
 
 
 def test_v1_release_instance(kg, instance):
@@ -367,7 +367,7 @@ def test_v1_upgrade_bad_and_unknown(kg):
     assert code(kg, "v1_upgrade__composed") == "000003"
     body = send(kg, "v1_upgrade__missing_sku")
     assert body["resultCode"] == "000002"
-    assert body["resultMsg"].startswith("skuCode")
+    assert reason(body).startswith("skuCode")
 
 
 # --- queryInstance -------------------------------------------------------------------------------

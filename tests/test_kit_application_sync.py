@@ -194,7 +194,10 @@ def test_no_rsa_key_answers_000005_and_stores_nothing(kg, version, secret_call, 
 
     answer = send(kg, version, "applicationSync", body)
 
-    assert answer == {"resultCode": "000005", "resultMsg": "no RSA private key configured"}
+    assert answer == {
+        "resultCode": "000005",
+        "resultMsg": "other internal service error: no RSA private key configured",
+    }
     assert domain_state() == before
     assert InboundCall.objects.count() == journal + 1
     assert InboundCall.objects.order_by("-id").first().result_code == "000005"

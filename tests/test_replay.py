@@ -40,7 +40,10 @@ def test_a_replay_is_refused_and_what_it_wrote_is_rolled_back(kg):
 
     answer = envelope(kg.kit("tenantSync", TENANT, nonce=nonce))
 
-    assert (answer["resultCode"], answer["resultMsg"]) == ("000001", "nonce already used")
+    assert (answer["resultCode"], answer["resultMsg"]) == (
+        "000001",
+        "authentication failed: nonce already used",
+    )
     assert not Tenant.objects.exists()
     rows = InboundCall.objects.order_by("id")
     assert [(r.verification, r.result_code) for r in rows] == [
