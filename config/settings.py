@@ -11,6 +11,15 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """A comma-separated variable, each item stripped and empty ones dropped: "k1, k2," is two
+    keys, not "k1" and " k2" (a key with a space would refuse every call signed with it)."""
+    items = [item.strip() for item in env.list(name, default=default)]
+    return [item for item in items if item]
+
+
 # A local .env (never committed) is read when present; real environment variables win. The test
 # suite sets DJANGO_IGNORE_DOTENV: a developer's .env (DEBUG, keys) must not change what it tests.
 if not env.bool("DJANGO_IGNORE_DOTENV", default=False):
@@ -23,8 +32,8 @@ SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
     raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -160,8 +169,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- KooGallery (spec §2.2) -------------------------------------------------------------------
-KOOGALLERY_BASIC_KEY = env.list("KOOGALLERY_BASIC_KEY", default=[])
-KOOGALLERY_KIT_KEY = env.list("KOOGALLERY_KIT_KEY", default=[])
+KOOGALLERY_BASIC_KEY = env_list("KOOGALLERY_BASIC_KEY", default=[])
+KOOGALLERY_KIT_KEY = env_list("KOOGALLERY_KIT_KEY", default=[])
 KOOGALLERY_AK = env.str("KOOGALLERY_AK", default="")
 KOOGALLERY_SK = env.str("KOOGALLERY_SK", default="")
 KOOGALLERY_API_BASE = env.str("KOOGALLERY_API_BASE", default="https://mkt.myhuaweicloud.com")
@@ -188,7 +197,7 @@ LICENSE_SIGNING_KEY = env.str("LICENSE_SIGNING_KEY", default="", multiline=True)
 
 # Fernet keys (comma-separated, first encrypts) for secrets at rest such as clientSecret.
 # On DEBUG without a key, one is derived from SECRET_KEY so the embedded default just works.
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", default=[])
 if not FIELD_ENCRYPTION_KEYS and not DEBUG:
     raise environ.ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DEBUG is off")
 
@@ -341,7 +350,7 @@ SSO_HTTP_TIMEOUT_S = env.float("SSO_HTTP_TIMEOUT_S", default=5.0)
 # --- security & observability (ops/, SECURITY.md, docs/operations.md) -------------------------
 # TLS is normally terminated by a proxy: name the header it sets, e.g.
 # SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy always sets it).
-_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", default=[])
 if _proxy_ssl_header:
     if len(_proxy_ssl_header) != 2:
         raise environ.ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be HEADER,value")
@@ -362,7 +371,7 @@ SECURE_REDIRECT_EXEMPT = [
     r"^koogallery(/|$)",
     r"^healthz$",
     r"^readyz$",
-    *env.list("SECURE_REDIRECT_EXEMPT", default=[]),
+    *env_list("SECURE_REDIRECT_EXEMPT", default=[]),
 ]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -406,7 +415,7 @@ from celery.schedules import crontab as _crontab  # noqa: E402
 INSTALLED_APPS += ["metering"]
 # Bearer token(s) of POST /api/usage (comma-separated: any may be used, for rotation). Empty:
 # the API refuses every call (401).
-METERING_API_TOKEN = env.list("METERING_API_TOKEN", default=[])
+METERING_API_TOKEN = env_list("METERING_API_TOKEN", default=[])
 METERING_API_MAX_EVENTS = env.int("METERING_API_MAX_EVENTS", default=1000)
 # occurredAt may lie this far ahead of our clock (the product's clock may run fast).
 METERING_FUTURE_TOLERANCE_S = env.int("METERING_FUTURE_TOLERANCE_S", default=60)
