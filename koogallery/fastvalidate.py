@@ -156,13 +156,13 @@ def _kg_string(field: KgString, drf: Check) -> Check | None:
 
 @compiler(BasicTestFlag)
 def _basic_test_flag(field: BasicTestFlag, drf: Check) -> Check | None:
-    if string_limit(field) is None or not field.allow_blank or absent_value(field) is not SKIP:
+    if string_limit(field) is None or field.allow_blank or absent_value(field) is not SKIP:
         return None
 
     def check(value: Any) -> Any:
         if value is empty:
             return SKIP
-        if type(value) is str and value in ("0", "1", ""):
+        if type(value) is str and value in ("0", "1"):
             return value
         return drf(value)
 

@@ -83,13 +83,14 @@ class KitSerializer(serializers.Serializer):
 class BasicTestFlag(serializers.CharField):
     """Basic-interface `testFlag`: "1" debug, absent or "0" production, else 000002 (§2.5)."""
 
+    default_error_messages = {"blank": 'must be "1" (debug) or "0"'}
+
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_blank", True)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        if isinstance(data, bool) or str(data) not in ("0", "1", ""):
+        if isinstance(data, bool) or str(data) not in ("0", "1"):
             raise serializers.ValidationError('must be "1" (debug) or "0"')
         return str(data)
 

@@ -517,12 +517,14 @@ def test_production_calls_serve_production_instances_only(kg, name):
     assert InboundCall.objects.latest("id").test_flag is None
 
 
+@pytest.mark.parametrize("flag", ["true", "", 2, "01"])
 @pytest.mark.parametrize("name", [*ACTIVITY_FIXTURES, "newInstance__huawei", "orderNotify__huawei"])
-def test_bad_test_flag_is_invalid_param(kg, instance, name):
+def test_bad_test_flag_is_invalid_param(kg, instance, name, flag):
+    """§2.5: basic testFlag "1" is debug, absent or "0" production, anything else 000002."""
     before = domain_rows()
-    body = send(kg, name, testFlag="true")
+    body = send(kg, name, testFlag=flag)
     assert body["resultCode"] == "000002"
-    assert reason(body).startswith("testFlag")
+    assert reason(body).startswith('testFlag: must be "1" (debug) or "0"')
     assert domain_rows() == before
 
 
