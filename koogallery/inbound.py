@@ -185,6 +185,15 @@ class InboundEndpoint(View):
         """The call's V2 nonce (empty for V1), recorded in the journal row as its replay claim."""
         return ""
 
+    def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        """405 with `Allow` (§2.4: only a method the endpoint does not serve), signed like
+        every answer with the family's first key (OPTIONS too: nothing here is for browsers)."""
+        response = super().http_method_not_allowed(request, *args, **kwargs)
+        keys = family_keys(self.family)
+        if keys:
+            response["Body-Sign"] = signing.body_sign_header(keys[0], response.content)
+        return response
+
     # --- the pipeline -------------------------------------------------------------------------
     def serve(self, request: HttpRequest, raw: bytes | None) -> HttpResponse:
         """Answer one call; `raw` is None when the body was over the size limit."""
@@ -416,7 +425,7 @@ class KitEndpoint(InboundEndpoint):
     `perform(data, call)`, which calls one service and may return a `Reply`.
     """
 
-    http_method_names = ["post", "options"]
+    http_method_names = ["post"]
     family = Family.KIT_V2
     serializer_class: type[serializers.Serializer]
     v1_serializer_class: type[serializers.Serializer] | None = None

@@ -38,7 +38,7 @@ def parse_v1_timestamp(value: str) -> datetime | None:
 
 
 class ProductionInterfaceView(InboundEndpoint):
-    http_method_names = ["get", "post", "options"]
+    http_method_names = ["get", "post"]
     family = Family.BASIC_V2
     endpoint_name = "basic"
 

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+from django.conf import settings
 
 from koogallery import signing
 from koogallery.models import InboundCall, Verification
@@ -219,12 +220,23 @@ def test_utf8_charset_spelling_is_accepted(kg, family):
     assert envelope(response)["resultCode"] == expected_success(family)
 
 
-@pytest.mark.parametrize("path", ["/koogallery", "/koogallery/produceAPI/v2/tenantSync"])
-@pytest.mark.parametrize("method", ["put", "delete", "patch"])
-def test_other_methods_get_405(client, path, method):
-    response = getattr(client, method)(path)
+@pytest.mark.parametrize(
+    "path, key_setting, allowed",
+    [
+        ("/koogallery", "KOOGALLERY_BASIC_KEY", "GET, POST"),
+        ("/koogallery/produceAPI/v2/tenantSync", "KOOGALLERY_KIT_KEY", "POST"),
+        ("/koogallery/produceAPI/authSync", "KOOGALLERY_KIT_KEY", "POST"),
+    ],
+)
+@pytest.mark.parametrize("method", ["put", "delete", "patch", "options", "head"])
+def test_other_methods_get_405(client, path, key_setting, allowed, method):
+    """§2.1/§2.4: a method the endpoint does not serve (OPTIONS and HEAD too) gets 405 listing
+    what it serves, and Body-Sign like every answer (the family's first key)."""
+    response = client.generic(method.upper(), path)
     assert response.status_code == 405
-    assert "POST" in response["Allow"]
+    assert response["Allow"] == allowed
+    key = getattr(settings, key_setting)[0]
+    assert response["Body-Sign"] == signing.body_sign_header(key, response.content)
 
 
 def test_get_without_activity_is_405(client):
