@@ -41,6 +41,7 @@ class SignInEnd(models.TextChoices):
     REFRESH_FAILED = "refresh_failed", "token could not be refreshed"
     ACCESS_LOST = "access_lost", "access rules no longer met"
     REPLACED = "replaced", "replaced by a newer sign-in"
+    DECLINED = "declined", "not confirmed in the browser"
 
 
 class SignIn(models.Model):

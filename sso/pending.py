@@ -1,9 +1,11 @@
 """Logins started here and not yet completed, kept in the Django session.
 
-Each carries the `state` we send to the unified login page; the callback must bring it back
-(CSRF protection of the callback: a code planted by someone else cannot be redeemed in this
-browser). A state is single use and expires after `PENDING_TTL_S`. A few logins may be pending
-at once (several tabs); the oldest are dropped beyond `MAX_PENDING`.
+Each carries the `state` we send to the unified login page; a callback that brings it back is
+ours (CSRF protection of the callback: a code planted by someone else cannot be redeemed in this
+browser). One that comes back without it, right after we sent one, means the platform does not
+carry `state`: views.callback then has the person confirm whom they sign in as. A state is single
+use and expires after `PENDING_TTL_S`. A few logins may be pending at once (several tabs); the
+oldest are dropped beyond `MAX_PENDING`.
 """
 
 import hmac
@@ -52,9 +54,14 @@ def take(session, state: str) -> PendingLogin | None:
     return found
 
 
-def started_within(session, seconds: float) -> bool:
+def take_latest_within(session, seconds: float) -> PendingLogin | None:
+    """The newest login started here less than `seconds` ago, removed from the session, with
+    every other pending one: for a callback that came back without its state (the platform
+    dropped it), the login it answers can only be the one just started."""
     now = time.time()
-    return any(now - entry["started"] < seconds for entry in _pending(session))
+    recent = [entry for entry in _pending(session) if now - entry["started"] < seconds]
+    clear(session)
+    return PendingLogin(**recent[-1]) if recent else None
 
 
 def clear(session) -> None:

@@ -118,6 +118,17 @@ def department_path(*, tenant_user: TenantUser) -> list[Department]:
     return list(reversed(path_to_root(tenant=tenant_user.tenant, org_code=tenant_user.org_code)))
 
 
+def open_sign_in(*, pk: int | None) -> SignIn | None:
+    """A sign-in not ended yet, whoever's it is (one held for confirmation has no browser)."""
+    if not pk:
+        return None
+    return (
+        SignIn.objects.select_related("tenant", "application__tenant", "tenant_user__tenant")
+        .filter(pk=pk, ended_at__isnull=True)
+        .first()
+    )
+
+
 def active_sign_in(*, pk: int | None, user) -> SignIn | None:
     if not pk or not user.is_authenticated:
         return None

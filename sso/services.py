@@ -46,6 +46,16 @@ class Attempt:
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:255],
         )
 
+    @classmethod
+    def of_sign_in(cls, request, sign_in: SignIn) -> "Attempt":
+        """An attempt on an existing sign-in: everything about it is known."""
+        attempt = cls.of_request(request, tenant_ref=sign_in.tenant.tenant_id)
+        attempt.for_application(sign_in.application)
+        attempt.tenant_user = sign_in.tenant_user
+        attempt.user_name = sign_in.tenant_user.user_name
+        attempt.user = sign_in.user
+        return attempt
+
     def for_application(self, application: Application) -> None:
         self.application = application
         self.tenant = application.tenant

@@ -5,6 +5,7 @@ record the attempt and answer with a redirect or the page for the refusal.
 """
 
 import logging
+import time
 from urllib.parse import urlencode
 
 from django.contrib.auth import login, logout
@@ -23,8 +24,10 @@ from .services import Attempt
 logger = logging.getLogger("sso")
 
 # A callback without `state` right after we sent the browser off with one means the platform
-# dropped it; we refuse rather than loop (see `callback`).
+# dropped it: the person then confirms the sign-in (see `callback`), held this long.
 STATE_LOOP_WINDOW_S = 120
+CONFIRM_KEY = "sso_confirm"
+CONFIRM_TTL_S = 300
 
 
 def _refuse(request, attempt: Attempt, refusal: Refused, *, event=AuditEvent.LOGIN):
@@ -79,24 +82,35 @@ def login_start(request):
 @require_GET
 def callback(request):
     """The app's login URL: the unified login page sends the browser here with `code` and
-    `tenant` (§5.3), and with our `state` when we started the login."""
+    `tenant` (§5.3), and with our `state` when we started the login and the platform carries
+    it back."""
     code = request.GET.get("code", "")
     state = request.GET.get("state", "")
     tenant_ref = request.GET.get("tenant", "").strip()
     attempt = Attempt.of_request(request, tenant_ref=tenant_ref)
 
-    if not state:
-        if pending.started_within(request.session, STATE_LOOP_WINDOW_S) or not tenant_ref:
-            pending.clear(request.session)
-            reason = Reason.BAD_STATE if tenant_ref else Reason.MISSING_TENANT
-            return _refuse(request, attempt, Refused(reason, "callback without state"))
+    if state:
+        started = pending.take(request.session, state)
+        if started is None:
+            return _refuse(request, attempt, Refused(Reason.BAD_STATE, "unknown or expired state"))
+        return _redeem(request, attempt, started, code=code, tenant_ref=tenant_ref)
+    if not tenant_ref:
+        pending.clear(request.session)
+        return _refuse(request, attempt, Refused(Reason.MISSING_TENANT, "callback without state"))
+    started = pending.take_latest_within(request.session, STATE_LOOP_WINDOW_S)
+    if started is None:
         # Opened from KooGallery (not started here): nothing ties this code to this browser,
         # so it is not redeemed; a login of our own, with a state, starts instead.
         return redirect(login_url(tenant_ref=tenant_ref))
+    # We sent the browser off with a state moments ago and it came back without one: the
+    # platform does not carry `state`. The code is redeemed, but since nothing ties it to this
+    # browser (login CSRF), the person confirms whom they are signing in as first.
+    return _redeem(request, attempt, started, code=code, tenant_ref=tenant_ref, confirm=True)
 
-    started = pending.take(request.session, state)
-    if started is None:
-        return _refuse(request, attempt, Refused(Reason.BAD_STATE, "unknown or expired state"))
+
+def _redeem(request, attempt, started, *, code: str, tenant_ref: str, confirm: bool = False):
+    """Complete the login `started` here with `code`: sign the browser in, or, with `confirm`,
+    hold the sign-in until the person confirms it (`confirm_view`)."""
     attempt.tenant_ref = attempt.tenant_ref or started.tenant_ref
     application = selectors.application_by_pk(started.application_pk)
     if application is None:
@@ -113,15 +127,52 @@ def callback(request):
         sign_in = flow.complete(attempt, application=application, code=code)
     except Refused as refusal:
         return _refuse(request, attempt, refusal)
+    if confirm:
+        request.session[CONFIRM_KEY] = {
+            "sign_in": sign_in.pk,
+            "next": started.next_url,
+            "at": time.time(),
+        }
+        logger.info(
+            "sso login awaits confirmation: tenant=%r user=%r", tenant.tenant_id, attempt.user_name
+        )
+        return redirect("sso:confirm")
+    return _sign_browser_in(request, attempt, sign_in, started.next_url)
 
+
+def _sign_browser_in(request, attempt: Attempt, sign_in, next_url: str):
     previous = selectors.active_sign_in(pk=request.session.get(SIGN_IN_KEY), user=request.user)
     if previous is not None:
         services.end_sign_in(sign_in=previous, reason=SignInEnd.REPLACED)
     login(request, sign_in.user, backend="django.contrib.auth.backends.ModelBackend")
     request.session[SIGN_IN_KEY] = sign_in.pk
     services.record_audit(attempt=attempt, event=AuditEvent.LOGIN, outcome=AuditOutcome.SUCCESS)
-    logger.info("sso login: tenant=%r user=%r", tenant.tenant_id, attempt.user_name)
-    return redirect(started.next_url or reverse("sso:home"))
+    logger.info("sso login: tenant=%r user=%r", sign_in.tenant.tenant_id, attempt.user_name)
+    return redirect(next_url or reverse("sso:home"))
+
+
+@require_http_methods(["GET", "POST"])
+def confirm_view(request):
+    """A sign-in whose callback came back without our state (`callback`): GET shows whom the
+    browser would be signed in as, POST (a form with Django's CSRF token, which a planted link
+    cannot send) signs it in, or ends the sign-in when declined. Held `CONFIRM_TTL_S`."""
+    held = request.session.get(CONFIRM_KEY) or {}
+    sign_in = selectors.open_sign_in(pk=held.get("sign_in"))
+    if sign_in is None or time.time() - held.get("at", 0) > CONFIRM_TTL_S:
+        request.session.pop(CONFIRM_KEY, None)
+        if sign_in is not None:
+            services.end_sign_in(sign_in=sign_in, reason=SignInEnd.DECLINED)
+        attempt = Attempt.of_request(request)
+        return _refuse(request, attempt, Refused(Reason.BAD_STATE, "nothing to confirm"))
+    if request.method == "GET":
+        return render(request, "sso/confirm.html", {"sign_in": sign_in})
+    request.session.pop(CONFIRM_KEY, None)
+    attempt = Attempt.of_sign_in(request, sign_in)
+    if request.POST.get("decision") != "confirm":
+        services.end_sign_in(sign_in=sign_in, reason=SignInEnd.DECLINED)
+        refusal = Refused(Reason.BAD_STATE, "sign-in declined in the browser")
+        return _refuse(request, attempt, refusal)
+    return _sign_browser_in(request, attempt, sign_in, held.get("next", ""))
 
 
 @require_http_methods(["GET", "POST"])
@@ -138,11 +189,7 @@ def logout_view(request):
         logout(request)
         return redirect("sso:signed_out")
     tenant = sign_in.tenant
-    attempt = Attempt.of_request(request, tenant_ref=tenant.tenant_id)
-    attempt.for_application(sign_in.application)
-    attempt.tenant_user = sign_in.tenant_user
-    attempt.user_name = sign_in.tenant_user.user_name
-    attempt.user = sign_in.user
+    attempt = Attempt.of_sign_in(request, sign_in)
     services.end_sign_in(sign_in=sign_in, reason=SignInEnd.LOGOUT)
     services.record_audit(attempt=attempt, event=AuditEvent.LOGOUT, outcome=AuditOutcome.SUCCESS)
     logout(request)

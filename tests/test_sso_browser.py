@@ -220,3 +220,26 @@ def test_a_bad_state_is_refused(browser, live_server, world):
     assert refusal(browser) == ("Sign-in link not valid here", Reason.BAD_STATE)
     assert world.fake.seen("/oauth2/token") == []
     assert not SignIn.objects.exists()
+
+
+def test_a_platform_that_drops_our_state_signs_in_after_a_confirmation(browser, live_server, world):
+    """If the unified login page does not carry our `state` back, the person sees whom they
+    are signing in as and confirms; declining signs nobody in."""
+    world.fake.echo_state = False
+    world.add_user("zhangsan01", name="张三")
+    open_app(browser, live_server)
+    sign_in_at_platform(browser, "zhangsan01")
+    assert text_of(browser, "user-name") == "zhangsan01"  # the confirmation page
+    browser.find_element("id", "confirm").click()
+    wait_for(browser, "sign-out")
+    assert text_of(browser, "user-name") == "zhangsan01"  # signed in, on the landing page
+    assert urlsplit(browser.current_url).path == "/sso/"
+
+    browser.find_element("id", "sign-out").click()
+    wait_for(browser, "signed-out")
+    open_app(browser, live_server)
+    sign_in_at_platform(browser, "zhangsan01")
+    wait_for(browser, "decline").click()
+    assert refusal(browser) == ("Sign-in link not valid here", Reason.BAD_STATE)
+    browser.get(f"{live_server.url}/sso/")
+    assert urlsplit(browser.current_url).path == "/sso/login"  # nobody signed in

@@ -7,9 +7,19 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.test import Client
 
 from koogallery.instances import InstanceState
-from sso.models import AuditEvent, AuditOutcome, LoginAudit, Reason, SignIn, TenantAccount
+from sso import views
+from sso.models import (
+    AuditEvent,
+    AuditOutcome,
+    LoginAudit,
+    Reason,
+    SignIn,
+    SignInEnd,
+    TenantAccount,
+)
 from tenants.models import AuthorizationState, Role
 from tests.sso_support import (
     APP_ID,
@@ -546,16 +556,81 @@ def test_a_login_opened_from_koogallery_restarts_with_a_state(client, world):
     assert response["Location"] == "/sso/"
 
 
-def test_a_platform_that_drops_our_state_is_refused_rather_than_looping(client, world):
-    world.add_user("zhangsan01")
+def dropped_state_callback(client, world, user_name: str = "zhangsan01"):
+    """A login started here whose callback comes back without our state (a platform that
+    does not carry it)."""
     start_login(client)
-    code = world.fake.issue_code(app_id=APP_ID, user_name="zhangsan01")
-    response = client.get("/sso/callback", {"code": code, "tenant": TENANT_ID})
+    code = world.fake.issue_code(app_id=APP_ID, user_name=user_name)
+    return client.get("/sso/callback", {"code": code, "tenant": TENANT_ID})
+
+
+def signed_in(client) -> bool:
+    return client.get("/sso/").status_code == 200
+
+
+def test_a_platform_that_drops_our_state_signs_in_once_the_person_confirms(world):
+    world.add_user("zhangsan01", name="张三")
+    client = Client(enforce_csrf_checks=True)
+    response = dropped_state_callback(client, world)
+    assert response["Location"] == "/sso/confirm"
+    assert world.fake.seen("/oauth2/token")  # the code is redeemed at once (it is short-lived)
+    assert not signed_in(client)
+
+    page = client.get("/sso/confirm")
+    assert page.status_code == 200
+    assert "张三" in page.content.decode() and "zhangsan01" in page.content.decode()
+    assert not signed_in(client)
+    # A planted link cannot confirm: the POST needs the page's CSRF token.
+    assert client.post("/sso/confirm", {"decision": "confirm"}).status_code == 403
+    assert not signed_in(client)
+
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    response = client.post("/sso/confirm", {"decision": "confirm", "csrfmiddlewaretoken": token})
+    assert response["Location"] == "/sso/"
+    assert signed_in(client)
+    audit = last_audit()
+    assert (audit.event, audit.outcome, audit.user_name) == (
+        AuditEvent.LOGIN,
+        AuditOutcome.SUCCESS,
+        "zhangsan01",
+    )
+    # Confirmed once: the held sign-in is gone from the session.
+    assert_refused(
+        client.get("/sso/confirm"), Reason.BAD_STATE, "not valid here", 400, signed_in=True
+    )
+
+
+def test_a_sign_in_declined_at_confirmation_is_ended(client, world):
+    world.add_user("attacker")
+    dropped_state_callback(client, world, "attacker")
+    response = client.post("/sso/confirm", {"decision": "decline"})
     audit = assert_refused(response, Reason.BAD_STATE, "not valid here", 400)
-    assert audit.detail == "callback without state"
-    # The refusal forgot the pending login, so opening the app from KooGallery works again.
-    response = client.get("/sso/callback", {"code": code, "tenant": TENANT_ID})
-    assert response["Location"] == f"/sso/login?tenant={TENANT_ID}"
+    assert audit.detail == "sign-in declined in the browser"
+    assert audit.user_name == "attacker"
+    assert SignIn.objects.get().end_reason == SignInEnd.DECLINED
+    assert not signed_in(client)
+
+
+def test_a_confirmation_left_too_long_is_refused_and_ends_the_sign_in(client, world, monkeypatch):
+    world.add_user("zhangsan01")
+    dropped_state_callback(client, world)
+    monkeypatch.setattr(views, "CONFIRM_TTL_S", -1)
+    response = client.post("/sso/confirm", {"decision": "confirm"})
+    audit = assert_refused(response, Reason.BAD_STATE, "not valid here", 400)
+    assert audit.detail == "nothing to confirm"
+    assert SignIn.objects.get().end_reason == SignInEnd.DECLINED
+
+
+def test_a_stateless_callback_answering_no_login_of_ours_restarts_with_a_state(client, world):
+    """Without a login started here moments ago, a stateless callback is not redeemed: a login
+    of our own starts (the platform may carry our state), however often it comes."""
+    world.add_user("zhangsan01")
+    code = world.fake.issue_code(app_id=APP_ID, user_name="zhangsan01")
+    for _ in range(2):
+        response = client.get("/sso/callback", {"code": code, "tenant": TENANT_ID})
+        assert response["Location"] == f"/sso/login?tenant={TENANT_ID}"
+    assert world.fake.seen("/oauth2/token") == []
+    assert_refused(client.get("/sso/confirm"), Reason.BAD_STATE, "not valid here", 400)
 
 
 def test_redirect_uri_is_sent_when_configured(client, world, settings):
