@@ -20,8 +20,9 @@ class KgString(serializers.CharField):
         super().__init__(max_length=max_length, required=required, **kwargs)
 
     def to_internal_value(self, data: Any) -> str:
-        # CharField would turn numbers and booleans into strings; the spec's String is a string.
-        if isinstance(data, (bool, dict, list)):
+        # CharField would turn numbers and booleans into strings; the spec's String is a string
+        # (§2.3 step 6: a mistyped field is 000002).
+        if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
 

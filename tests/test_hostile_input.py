@@ -350,6 +350,9 @@ def test_deep_nesting(world, route, depth, where):
         b"9" * 5000,
         b'"\xff"',
         b'"\xed\xa0\x80"',
+        b"12345",  # a number where the spec says String: mistyped (§2.3 step 6)
+        b"1.5",
+        b"false",
     ],
 )
 def test_hostile_scalar_in_a_mandatory_field(world, route, value):
