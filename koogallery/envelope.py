@@ -14,7 +14,7 @@ CONTENT_TYPE = "application/json;charset=UTF-8"
 def result_message(code: ResultCode, detail: str | None) -> str:
     """§2.4: `resultMsg` is the code's meaning of §6.1, then what exactly was wrong, if said
     (KooGallery's debugging console shows it to the merchant): "invalid request parameter:
-    userList[3].role: …". At most 255 characters."""
+    expireTime: must be after effectiveTime". At most 255 characters."""
     label = code.label
     if not detail or detail.startswith(label):
         return (detail or label)[:255]

@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 
 from ops.calls import call_finished
+from ops.wsgi import drain
 
 from . import signing
 from .envelope import envelope_response
@@ -136,11 +137,7 @@ def _discard_body(request: HttpRequest) -> None:
     if _declared_size(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE + budget:
         return  # could not be read to its end anyway
     try:
-        while budget > 0:
-            chunk = request.read(min(1 << 16, budget))
-            if not chunk:
-                return
-            budget -= len(chunk)
+        drain(request, budget)
     except OSError:
         return  # the client went away
 
