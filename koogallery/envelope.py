@@ -32,10 +32,17 @@ def envelope_bytes(
 
 
 def envelope_response(
-    code: ResultCode, message: str | None, fields: dict | None, sign_key: str | None
+    code: ResultCode,
+    message: str | None,
+    fields: dict | None,
+    sign_key: str | None,
+    *,
+    status: int = 200,
 ) -> HttpResponse:
+    """The envelope, signed; HTTP 200 for everything reaching an endpoint, except a method it
+    does not serve (405, §2.4)."""
     content = envelope_bytes(code, message, fields)
-    response = HttpResponse(content, content_type=CONTENT_TYPE, status=200)
+    response = HttpResponse(content, content_type=CONTENT_TYPE, status=status)
     if sign_key:
         response["Body-Sign"] = body_sign_header(sign_key, content)
     return response

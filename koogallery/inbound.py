@@ -19,6 +19,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.log import log_response
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
@@ -183,12 +184,28 @@ class InboundEndpoint(View):
         return ""
 
     def http_method_not_allowed(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        """405 with `Allow` (§2.4: only a method the endpoint does not serve), signed like
-        every answer with the family's first key (OPTIONS too: nothing here is for browsers)."""
-        response = super().http_method_not_allowed(request, *args, **kwargs)
+        """405 with `Allow` (§2.4: only a method the endpoint does not serve; OPTIONS too:
+        nothing here is for browsers), answered like every call: the JSON envelope (Huawei's
+        pages say answers are JSON), `000002` naming the methods served, signed with the
+        family's first key (§3.4)."""
+        allowed = self._allowed_methods()
+        served = ", ".join(allowed)
+        if request.method in allowed:  # GET /koogallery without `activity` (§2.1, §4.4)
+            detail = f"{request.method} without activity is not served; served: {served}"
+        else:
+            detail = f"method {request.method} not allowed; served: {served}"
         keys = family_keys(self.family)
-        if keys:
-            response["Body-Sign"] = signing.body_sign_header(keys[0], response.content)
+        response = envelope_response(
+            ResultCode.INVALID_PARAM, detail, None, keys[0] if keys else None, status=405
+        )
+        response["Allow"] = served
+        log_response(
+            "Method Not Allowed (%s): %s",
+            request.method,
+            request.path,
+            response=response,
+            request=request,
+        )
         return response
 
     # --- the pipeline -------------------------------------------------------------------------

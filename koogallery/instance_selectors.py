@@ -26,9 +26,22 @@ def production_instances() -> QuerySet[Instance]:
     return Instance.objects.filter(is_test=False)
 
 
+def named_instance(*, instance_id: str, is_test: bool) -> QuerySet[Instance]:
+    """The instance a call names (at most one row: `instance_id` is unique across data sets).
+
+    An instanceId names one instance across production and test data (§2.7): a call without
+    testFlag (or `"0"`) is served on the instance it names, a debug one included, since the
+    console's saved debug cases and their twice-daily replays may carry none (Huawei's own
+    getLicenseAsync example has none). A debug call (testFlag `"1"`) is served on debug
+    instances only: it cannot touch a production instance (§2.5).
+    """
+    named = Instance.objects.filter(instance_id=instance_id)
+    return named.filter(is_test=True) if is_test else named
+
+
 def instance_for_call(*, instance_id: str, is_test: bool) -> Instance:
-    """The instance a call names, scoped by its test flag (§2.5); unknown → 000003 (§2.7)."""
-    instance = Instance.objects.filter(instance_id=instance_id, is_test=is_test).first()
+    """The instance a call names (`named_instance`); unknown → 000003 (§2.7)."""
+    instance = named_instance(instance_id=instance_id, is_test=is_test).first()
     if instance is None:
         raise KooGalleryError(ResultCode.INSTANCE_NOT_FOUND, f"instanceId {instance_id!r} unknown")
     return instance
@@ -54,7 +67,7 @@ class BoundTenant(NamedTuple):
 
 
 @cache
-def _query_sql(ids: int, with_tenant: bool) -> str:
+def _query_sql(ids: int, with_tenant: bool, debug_call: bool) -> str:
     instance = Instance._meta.db_table
     binding, tenant = TenantBinding._meta.db_table, Tenant._meta.db_table
     columns, join = "i.id, i.instance_id, i.charging_mode", ""
@@ -69,22 +82,24 @@ def _query_sql(ids: int, with_tenant: bool) -> str:
             " ORDER BY b.created_at, b.id LIMIT 1)"
         )
     placeholders = ", ".join(["%s"] * ids)
+    # A debug call sees debug instances only; any other sees the instances it names (§2.7).
+    scope = "i.is_test = %s AND " if debug_call else ""
     return (
         f"SELECT {columns} FROM {instance} i{join} "  # noqa: S608 - identifiers from the models
-        f"WHERE i.is_test = %s AND i.instance_id IN ({placeholders})"
+        f"WHERE {scope}i.instance_id IN ({placeholders})"
     )
 
 
 def instances_for_query(
     *, instance_ids: list[str], is_test: bool
 ) -> list[tuple[QueriedInstance, BoundTenant | None]]:
-    """The known instances among `instance_ids`, in the order asked (unknown ids are skipped),
-    each with the tenant bound to it when `appInfo` shows one (the front-end URL template names
-    a tenant placeholder): one statement, no model built."""
+    """The known instances among `instance_ids` (as `named_instance` finds them), in the order
+    asked (unknown ids are skipped), each with the tenant bound to it when `appInfo` shows one
+    (the front-end URL template names a tenant placeholder): one statement, no model built."""
     ids = list(dict.fromkeys(instance_ids))
     with_tenant = front_end_url_needs_tenant()
     with connection.cursor() as cursor:
-        cursor.execute(_query_sql(len(ids), with_tenant), [is_test, *ids])
+        cursor.execute(_query_sql(len(ids), with_tenant, is_test), [True, *ids] if is_test else ids)
         rows = cursor.fetchall()
     found = {}
     for row in rows:

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import jobs, lifecycle_sql
+from .instance_selectors import named_instance
 from .instances import (
     ON_DEMAND_MODES,
     ChargingMode,
@@ -189,11 +190,13 @@ def _move(
 def _locked_instance(*, instance_id: str, is_test: bool) -> Instance:
     """The instance a call names, locked for the call; unknown → 000003 (§2.7).
 
-    Ids are scoped by the test flag (§2.5): a debug call cannot touch a production instance.
+    A debug call cannot touch a production instance (§2.5); a call without testFlag is served
+    on the debug instance it names (§2.7: the console's probes), so what it records is debug
+    data: callers take the data set from `instance.is_test`, not from the call's flag.
     """
     instance = (
-        Instance.objects.select_for_update()
-        .filter(instance_id=instance_id, is_test=is_test)
+        named_instance(instance_id=instance_id, is_test=is_test)
+        .select_for_update()
         # The Query Order answer and extendParams (JSON, KBs) are read by no call's service.
         .defer("order_info", "extend_params")
         .first()
@@ -410,7 +413,11 @@ def refresh_instance(
         changes.append(f"product {instance.product_id or '-'} → {product_id}")
         values["product_id"] = product_id
     order = InstanceOrder(
-        **key, is_test=is_test, product_id=product_id, expire_at=expire_at, params=params or {}
+        **key,
+        is_test=instance.is_test,
+        product_id=product_id,
+        expire_at=expire_at,
+        params=params or {},
     )
     _record_order(
         instance,
@@ -531,7 +538,7 @@ def upgrade_instance(
         "event": OrderEvent.UPGRADE,
         "order_id": order_id,
         "order_line_id": order_line_id,
-        "is_test": is_test,
+        "is_test": instance.is_test,
     }
     values: dict[str, Any] = {}
     changes = [f"upgrade order {order_id}/{order_line_id or '-'}"]

@@ -449,6 +449,10 @@ class Verdict:
     body_sign: str  # "verified with kit key #1", "absent (not required for V2)", "MISMATCH", …
     problems: list[str]
     answer: dict[str, Any]
+    # The answer follows the protocol (status, JSON envelope, Body-Sign) but its code is not an
+    # expected one: a refusal, which `assessment` weighs (see `assess_refusal`).
+    refused: bool = False
+    assessment: str = ""
 
 
 @dataclass
@@ -517,12 +521,88 @@ def judge(
     message = str(answer.get("resultMsg", ""))
     if answer and list(answer)[:1] != ["resultCode"]:
         problems.append("resultCode is not the first key (§2.4)")
-    if answer and code not in expect:
+    conforms = not problems
+    unexpected = bool(answer) and code not in expect
+    if unexpected:
         problems.append(f"resultCode {code or 'missing'}, expected {' or '.join(expect)}")
     sign_ok, sign_note = check_body_sign(target, body_sign, content, keys)
     if not sign_ok:
         problems.append(f"Body-Sign {sign_note}")
-    return Verdict(not problems, code, message, sign_note, problems, answer)
+        conforms = False
+    refused = conforms and unexpected and bool(code)
+    return Verdict(not problems, code, message, sign_note, problems, answer, refused)
+
+
+# Refusals that are the deployment's own failing, whatever the call said (§6.1).
+_DEPLOYMENT_FAULTS = {
+    "000001": "not what KooGallery would expect if both sides hold the same keys: the deployment "
+    "did not verify the signature (compare its KOOGALLERY_KIT_KEY / KOOGALLERY_BASIC_KEY with "
+    "the simulator's, and --key-index)",
+    "000005": "not what KooGallery would expect: an internal error in the deployment (its log "
+    "and the call's journal row say more)",
+}
+
+
+def call_refusal(target: Target, body: dict[str, Any]) -> str | None:
+    """Why this copy of the service's rules refuses the call as sent (`000002` and its
+    reason), or None when they accept its fields: the interface's own serializer, as the
+    deployment runs it (§2.3 step 6)."""
+    from django.urls import NoReverseMatch, resolve, reverse
+
+    from . import activities
+    from .inbound import Rejected, validate
+    from .journal import Family
+
+    if target.is_kit:
+        try:
+            view = resolve(reverse(f"kit-{'v1' if target.v1 else 'v2'}-{target.name}")).func
+        except NoReverseMatch:
+            return None
+        view_class = view.view_class
+        serializer_class = (target.v1 and view_class.v1_serializer_class) or (
+            view_class.serializer_class
+        )
+    else:
+        name = body.get("activity")
+        if not isinstance(name, str) or not name:
+            return "activity: This field is required."
+        activity = activities.lookup(Family.BASIC_V1 if target.v1 else Family.BASIC_V2, name)
+        if activity is None:
+            return f"activity: unknown activity {name!r}"
+        serializer_class = activity.serializer_class
+    try:
+        validate(serializer_class, body)
+    except Rejected as rejection:
+        return rejection.message or rejection.code.label
+    return None
+
+
+def assess_refusal(target: Target, body: dict[str, Any], code: str) -> str:
+    """Whether a well-formed refusal is what KooGallery would expect of the deployment."""
+    from .resultcodes import ResultCode
+
+    if code in _DEPLOYMENT_FAULTS:
+        return _DEPLOYMENT_FAULTS[code]
+    if code == ResultCode.INVALID_PARAM:
+        reason = call_refusal(target, body)
+        if reason:
+            return (
+                "what KooGallery would expect: a correct refusal, the call itself is invalid "
+                f"({reason})"
+            )
+        return (
+            "not what KooGallery would expect from these rules: the call's fields are valid "
+            "here, so the refusal comes from the deployment (its data, or another version); "
+            "resultMsg says why"
+        )
+    try:
+        meaning = ResultCode(code).label
+    except ValueError:
+        return f"not what KooGallery would expect: {code} is no result code of the protocol (§6.1)"
+    return (
+        f"what KooGallery would expect when the deployment's data says so ({meaning}), e.g. "
+        "for an instanceId it does not know: check the ids the call names"
+    )
 
 
 def send(
@@ -557,6 +637,8 @@ def send(
         keys,
         expect,
     )
+    if verdict.refused:
+        verdict.assessment = assess_refusal(prepared.target, prepared.body, verdict.result_code)
     return Exchange(
         prepared,
         response.status_code,
@@ -593,7 +675,21 @@ def verdict_line(exchange: Exchange) -> str:
     head += f" ({exchange.prepared.target.family_label})"
     if v.ok:
         return f"{head}: {v.result_code} {v.result_msg}; Body-Sign {v.body_sign}"
+    if v.refused:
+        return (
+            f"REFUSED {exchange.prepared.target.name} ({exchange.prepared.target.family_label}): "
+            f"{v.result_code} {v.result_msg} — {v.assessment}; Body-Sign {v.body_sign}"
+        )
     return f"{head}: " + "; ".join(v.problems)
+
+
+def outcome(exchange: Exchange) -> str:
+    """One sentence on a call that did not pass: what the deployment answered and whether that
+    is what KooGallery would expect (a correct refusal of a bad call is)."""
+    v = exchange.verdict
+    if v.refused:
+        return f"the deployment answered {v.result_code} {v.result_msg!r}: {v.assessment}"
+    return "the deployment did not answer as KooGallery expects: " + "; ".join(v.problems)
 
 
 # --- replaying a journaled call ------------------------------------------------------------------

@@ -48,6 +48,22 @@ def _locked_code(code: str, is_test: bool) -> LicenseCode:
         return LicenseCode.objects.select_for_update().get(code=code, is_test=is_test)
 
 
+def _code_for_call(code: str, is_test: bool) -> LicenseCode:
+    """The code a KooGallery callback names, locked (§4.5).
+
+    A code names one code across production and test data, as an instanceId does (§2.7): a
+    call without testFlag is served on the production code, or, when only a debug one exists,
+    on that one (the console's saved debug cases and their replays); a debug call on the debug
+    code only. A code mentioned first is recorded in the call's data set.
+    """
+    if not is_test:
+        named = LicenseCode.objects.select_for_update().filter(code=code).order_by("is_test")
+        row = named.first()  # production first
+        if row is not None:
+            return row
+    return _locked_code(code, is_test)
+
+
 def _released(row: LicenseCode, activity: str) -> bool:
     if row.status == LicenseCodeStatus.RELEASED:
         logger.warning("%s on released licence code %s: nothing changed", activity, row.pk)
@@ -69,7 +85,7 @@ def refresh_license_code(
     is_test: bool,
 ) -> LicenseCode:
     with transaction.atomic():
-        row = _locked_code(code, is_test)
+        row = _code_for_call(code, is_test)
         if _released(row, "refreshLicenseCode"):
             return row
         renewal, created = LicenseCodeRenewal.objects.get_or_create(
@@ -103,7 +119,7 @@ def set_license_code_status(
     *, code: str, change: LicenseCodeStatusChange, is_test: bool
 ) -> LicenseCode:
     with transaction.atomic():
-        row = _locked_code(code, is_test)
+        row = _code_for_call(code, is_test)
         if _released(row, "updateLicenseCodeStatus"):
             return row
         frozen = change == LicenseCodeStatusChange.FREEZE
@@ -117,7 +133,7 @@ def release_license_code(
     *, code: str, order_id: str, order_line_id: str, is_test: bool
 ) -> LicenseCode:
     with transaction.atomic():
-        row = _locked_code(code, is_test)
+        row = _code_for_call(code, is_test)
         if row.status == LicenseCodeStatus.RELEASED:
             return row  # repeat → 000000 (§4.5)
         row.status = LicenseCodeStatus.RELEASED

@@ -26,6 +26,7 @@ class InstanceTerms(NamedTuple):
 
     pk: int
     instance_id: str
+    is_test: bool
     charging_mode: str
     state: str
     order_created_at: datetime | None
@@ -40,18 +41,20 @@ _REQUEST_FIELDS = tuple(field.attname for field in LicenseRequest._meta.concrete
 def stored_request_or_locked_instance(
     *, instance_id: str, is_test: bool, event_id: str, digest: str
 ) -> tuple[LicenseRequest | None, InstanceTerms | None]:
-    """The request stored for (eventId, fingerprint digest, test flag), or else the terms of
+    """The request stored for (eventId, fingerprint digest, data set), or else the terms of
     the instance, its row locked until the transaction ends: one query.
 
     The lock makes new requests of one instance take turns, so the quota count sees every
     licence committed before it (two devices racing for the last seat, §2.8 000900); a repeat
-    takes none. Ids are scoped by the test flag (§2.5): a debug call names a debug instance.
+    takes none. The instance is the one the call names (`instance_selectors.named_instance`):
+    a debug call sees debug instances only (§2.5), a call without testFlag any (§2.7), and the
+    data set of the key is the named instance's (else the call's flag).
     """
-    key = [event_id, digest, is_test]
     with connection.cursor() as cursor:
         cursor.execute(
-            _lookup_sql(connection.features.has_select_for_update),
-            [instance_id, is_test, *key, *key],
+            _lookup_sql(connection.features.has_select_for_update, is_test),
+            [instance_id, event_id, digest, event_id, digest]
+            + ([True] if is_test else [instance_id]),
         )
         row = cursor.fetchone()
     split = len(_TERMS)
@@ -89,18 +92,25 @@ def licensed_devices(*, instance_pk: int, is_test: bool, digest: str) -> tuple[i
 
 
 @functools.cache
-def _lookup_sql(lock: bool) -> str:
+def _lookup_sql(lock: bool, debug_call: bool) -> str:
     terms = ", ".join(f"i.{_column(Instance, name)}" for name in _TERMS)
     stored = ", ".join(f"r.{_column(LicenseRequest, name)}" for name in _REQUEST_FIELDS)
-    key = "event_id = %s AND {0}.fingerprint_sha256 = %s AND {0}.is_test = %s"
+    key = "event_id = %s AND {0}.fingerprint_sha256 = %s"
+    # The data set of the key: a debug call's is debug; any other call's is that of the
+    # instance it names (production when it names none).
+    data_set = (
+        "%s"
+        if debug_call
+        else f"COALESCE((SELECT n.is_test FROM {INSTANCES} n WHERE n.instance_id = %s), FALSE)"  # noqa: S608
+    )
     # The lock sits in the CTE: FOR UPDATE may not name the nullable side of an outer join.
     return (
         f"WITH locked AS (SELECT {terms} FROM {INSTANCES} i "  # noqa: S608
-        "WHERE i.instance_id = %s AND i.is_test = %s AND NOT EXISTS ("
-        f"SELECT 1 FROM {REQUESTS} s WHERE s.{key.format('s')})"
+        f"WHERE i.instance_id = %s{' AND i.is_test' if debug_call else ''} AND NOT EXISTS ("
+        f"SELECT 1 FROM {REQUESTS} s WHERE s.{key.format('s')} AND s.is_test = i.is_test)"
         f"{' FOR UPDATE' if lock else ''}) "
         f"SELECT locked.*, {stored} FROM (SELECT 1) AS one LEFT JOIN locked ON 1 = 1 "
-        f"LEFT JOIN {REQUESTS} r ON r.{key.format('r')}"
+        f"LEFT JOIN {REQUESTS} r ON r.{key.format('r')} AND r.is_test = {data_set}"
     )
 
 

@@ -90,14 +90,18 @@ def _request_license(
     is_test: bool,
 ) -> LicenseRequest:
     digest = fingerprint_digest(fingerprint)
-    key = {"event_id": event_id, "digest": digest, "is_test": is_test}
-    stored, instance = selectors.stored_request_or_locked_instance(instance_id=instance_id, **key)
+    stored, instance = selectors.stored_request_or_locked_instance(
+        instance_id=instance_id, event_id=event_id, digest=digest, is_test=is_test
+    )
     if stored is not None:
         return _repeat(stored)  # whichever instanceId: the key is the event and the device
     if instance is None:
         raise KooGalleryError(
             ResultCode.INSTANCE_NOT_FOUND, f"instanceId: no instance {instance_id!r}"
         )
+    # The request belongs to the instance's data set: a call without testFlag naming a debug
+    # instance (the console's probes, §2.7) asks for a debug licence.
+    is_test = instance.is_test
     _check_request(instance, is_test, effective_at, expire_at, fingerprint, digest)
     # The delivery job goes into the outbox with the request's own INSERT where it can.
     in_statement = jobs.queued_by_statement()
@@ -107,7 +111,7 @@ def _request_license(
     if request is None:
         # A twin committed the same key while this call waited for the instance's lock; its
         # device is the same, so it passed the same checks: answer with what it stored.
-        return _repeat(selectors.stored_request(**key))
+        return _repeat(selectors.stored_request(event_id=event_id, digest=digest, is_test=is_test))
     if not in_statement:
         enqueue_on_commit(request.pk)
     # The call's own line (koogallery.calls) says it at INFO, with the event and the instance.
@@ -180,7 +184,15 @@ def _check_request(
     fingerprint: str,
     digest: str,
 ) -> None:
-    """The checks of §2.8, in its order; the first failure answers."""
+    """The checks of §2.8, in its order; the first failure answers.
+
+    A debug instance is never refused for its state or validity period (§2.7): the console
+    runs its saved cases in the order 创建实例, 更新实例, 更新实例状态, 释放实例, 异步申请License on
+    one debug instance, so the licence is asked for after the instance was frozen and released
+    (and after a refreshInstance whose example expiry is long past), then replayed twice a
+    day; a refusal there freezes the product. The licence is issued and uploaded as usual,
+    marked debug (`test: true`).
+    """
     if not fingerprint and settings.LICENSE_REQUIRE_FINGERPRINT:
         raise KooGalleryError(
             ResultCode.LICENSE_FINGERPRINT_REQUIRED,
@@ -192,6 +204,24 @@ def _check_request(
             ResultCode.LICENSE_EXPIRY_REQUIRED,
             f"expireTime: required (the order's charging mode is {mode})",
         )
+    if not instance.is_test:
+        _check_validity(instance, effective_at, expire_at)
+    if instance.linear_value is not None:
+        used, holds_one = selectors.licensed_devices(
+            instance_pk=instance.pk, is_test=is_test, digest=digest
+        )
+        # A device that already holds a licence of this order may get another one (renewal).
+        if not holds_one and used >= instance.linear_value:
+            raise KooGalleryError(
+                ResultCode.LICENSE_QUOTA_EXHAUSTED,
+                f"{used} of {instance.linear_value} licensed devices already used",
+            )
+
+
+def _check_validity(
+    instance: selectors.InstanceTerms, effective_at: datetime, expire_at: datetime | None
+) -> None:
+    """§2.8 000901: a production instance in service, the licence inside the order's period."""
     if instance.state in (InstanceState.FROZEN, InstanceState.RELEASED):
         raise KooGalleryError(
             ResultCode.LICENSE_OUTSIDE_VALIDITY,
@@ -213,16 +243,6 @@ def _check_request(
             raise KooGalleryError(
                 ResultCode.LICENSE_OUTSIDE_VALIDITY,
                 f"expireTime: after the order expires ({_iso(instance.expire_at)})",
-            )
-    if instance.linear_value is not None:
-        used, holds_one = selectors.licensed_devices(
-            instance_pk=instance.pk, is_test=is_test, digest=digest
-        )
-        # A device that already holds a licence of this order may get another one (renewal).
-        if not holds_one and used >= instance.linear_value:
-            raise KooGalleryError(
-                ResultCode.LICENSE_QUOTA_EXHAUSTED,
-                f"{used} of {instance.linear_value} licensed devices already used",
             )
 
 

@@ -1,5 +1,6 @@
 """The defaults the README and docs/operations.md document for numeric settings are the ones
-config/settings.py applies when the variable is not set: an operator sizes and tunes by them."""
+config/settings.py applies when the variable is not set: an operator sizes and tunes by them;
+and every variable `scripts/run` reads is in the README with its default."""
 
 import json
 import os
@@ -60,3 +61,17 @@ def test_documented_numeric_defaults_are_the_applied_ones():
     compared = {name: applied[name] for name in documented if name in applied}
     assert {"DATA_UPLOAD_MAX_MEMORY_SIZE", "KOOGALLERY_MAX_CLOCK_SKEW_S"} <= set(compared)
     assert compared == {name: documented[name] for name in compared}
+
+
+# `NAME="${NAME:-default}"` (or `export NAME=…`): a variable scripts/run reads, with its default.
+SCRIPT_VARIABLE = re.compile(r'^(?:export )?([A-Z_]+)="\$\{\1:-([^}]*)\}"', re.MULTILINE)
+
+
+def test_every_variable_scripts_run_reads_is_in_the_readme_with_its_default():
+    script = (ROOT / "scripts" / "run").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    read = SCRIPT_VARIABLE.findall(script)
+    assert {name for name, _ in read} >= {"HOST", "PORT", "DEBUG"}
+    for name, default in read:
+        assert f"`{name}`" in readme, name
+        assert f"`{default}`" in readme, (name, default)

@@ -387,7 +387,8 @@ def test_v1_query_instance(kg, instance):
 
 def test_v1_query_unknown_and_debug_scoped(kg, instance):
     assert code(kg, "v1_queryInstance__composed", instanceId="nope") == "000003"
-    assert code(kg, "v1_queryInstance__composed", testFlag="0") == "000003"
+    # An instanceId names one instance across production and test data (§2.7).
+    assert code(kg, "v1_queryInstance__composed", testFlag="0") == "000000"
     assert code(kg, "v1_queryInstance__composed", instanceId=",") == "000002"
 
 

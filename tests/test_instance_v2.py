@@ -228,9 +228,17 @@ def test_query_instance_at_most_100_ids(kg, instance):
     assert code(kg, "queryInstance__huawei", instanceId=",".join([*ids, "one-more"])) == "000002"
 
 
-def test_query_instance_is_scoped_by_test_flag(kg, instance):
-    # A production call cannot see a debug instance (§2.5).
-    assert code(kg, "queryInstance__huawei", testFlag="0") == "000003"
+def test_query_instance_names_a_debug_instance_with_or_without_test_flag(kg, instance):
+    # An instanceId names one instance across production and test data (§2.7).
+    without_flag = fixture_json("queryInstance__huawei")
+    del without_flag["testFlag"]
+    for body in (answer(kg.basic(without_flag)), send(kg, "queryInstance__huawei", testFlag="0")):
+        assert [item["instanceId"] for item in body["info"]] == [HUAWEI_INSTANCE]
+
+
+def test_query_instance_debug_call_does_not_see_a_production_instance(kg):
+    send(kg, "newInstance__production")
+    assert code(kg, "queryInstance__huawei", instanceId=PRODUCTION_INSTANCE) == "000003"
 
 
 # --- refreshInstance -----------------------------------------------------------------------------
@@ -295,8 +303,12 @@ def test_refresh_instance_unknown(kg):
     assert domain_rows() == (0, 0, 0)
 
 
-def test_refresh_instance_production_call_cannot_touch_debug_instance(kg, instance):
-    assert code(kg, "refreshInstance__huawei", testFlag="0") == "000003"
+def test_refresh_instance_without_test_flag_is_served_on_the_debug_instance(kg, instance):
+    # §2.7: the call names the debug instance; what it records is debug data.
+    assert code(kg, "refreshInstance__huawei", testFlag="0") == "000000"
+    assert reload(instance).expire_at == datetime(2022, 11, 24, 2, 36, 18, 256000, tzinfo=UTC)
+    assert InstanceOrder.objects.get().is_test is True
+    assert Instance.objects.count() == 1
 
 
 # --- updateInstanceStatus ------------------------------------------------------------------------

@@ -55,12 +55,24 @@ def test_each_new_order_sets_the_expiry_renewal_cancel_included(kg):
     assert LicenseCodeRenewal.objects.count() == 2
 
 
-def test_debug_and_production_codes_are_separate(kg):
+def test_a_call_without_test_flag_naming_a_debug_code_is_served_on_it(kg):
+    # A code names one code across production and test data, as an instanceId does (§2.7).
     refresh(kg)
-    body = fixture_json("refreshLicenseCode__huawei")
-    del body["testFlag"]
-    assert envelope(kg.basic(body)) == SUCCESS
+    assert refresh(kg, testFlag=None, orderId="CS-RENEW-2", expireTime="20240523201932") == (
+        SUCCESS
+    )
+    code = LicenseCode.objects.get()
+    assert code.is_test and code.expire_at.year == 2024
+    assert code.renewals.count() == 2
+
+
+def test_debug_and_production_codes_are_separate(kg):
+    refresh(kg, testFlag=None)  # a production code
+    assert refresh(kg) == SUCCESS  # a debug call does not touch it: the debug code is recorded
+    assert refresh(kg, testFlag=None, orderId="CS-RENEW-2") == SUCCESS
     assert sorted(LicenseCode.objects.values_list("is_test", flat=True)) == [False, True]
+    assert LicenseCode.objects.get(is_test=False).renewals.count() == 2
+    assert LicenseCode.objects.get(is_test=True).renewals.count() == 1
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,7 @@ def test_instance_terms_read_as_the_orm_reads_them():
     assert terms == selectors.InstanceTerms(
         instance.pk,
         instance.instance_id,
+        False,
         instance.charging_mode,
         instance.state,
         instance.order_created_at,
@@ -103,6 +104,22 @@ def test_instance_terms_read_as_the_orm_reads_them():
     assert selectors.stored_request_or_locked_instance(
         instance_id=instance.instance_id, is_test=True, event_id="EV", digest="D"
     ) == (None, None)
+
+
+def test_a_call_without_test_flag_reads_the_debug_instance_it_names_and_its_requests():
+    """§2.7: an instanceId names one instance across production and test data."""
+    instance = make_instance(is_test=True)
+    named = {"instance_id": instance.instance_id, "event_id": "EV", "digest": "D"}
+
+    stored, terms = selectors.stored_request_or_locked_instance(**named, is_test=False)
+    assert stored is None and (terms.pk, terms.is_test) == (instance.pk, True)
+
+    created = request(instance, event="EV", is_test=False)
+    assert created.is_test is True  # the instance's data set, not the call's flag
+    stored, terms = selectors.stored_request_or_locked_instance(
+        **{**named, "digest": created.fingerprint_sha256}, is_test=False
+    )
+    assert (stored.pk, terms) == (created.pk, None)
 
 
 @pytest.mark.parametrize(

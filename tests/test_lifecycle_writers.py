@@ -93,7 +93,8 @@ class Model:
 
     def _find(self, bid, is_test):
         instance = self.instances.get(bid)
-        if instance is None or instance["is_test"] != is_test:
+        # A debug call sees debug instances only (§2.5); any other call the one it names (§2.7).
+        if instance is None or (is_test and not instance["is_test"]):
             return "000003"
         return instance
 
@@ -158,7 +159,7 @@ class Model:
         instance = self._find(bid, is_test)
         if isinstance(instance, str):
             return instance
-        key = (order, is_test)
+        key = (order, instance["is_test"])  # the instance's data set, not the call's flag
         if instance["state"] == InstanceState.RELEASED or key in self.upgrades:
             return bid
         self.upgrades.add(key)

@@ -149,9 +149,76 @@ def test_an_unexpected_code_fails_unless_expected(service):
 
     assert failed[0] == 1
     assert (
-        "FAIL queryInstance (basic V2): resultCode 000003, expected 000000 or 000004" in (failed[1])
+        "REFUSED queryInstance (basic V2): 000003 instance ID does not exist: none of the "
+        "instanceIds is known — what KooGallery would expect when the deployment's data says "
+        "so (instance ID does not exist)" in failed[1]
     )
+    assert "did not answer as KooGallery expects" not in failed[1]
     assert expected[0] == 0, expected[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_correct_refusal_of_an_invalid_call_is_reported_as_what_koogallery_expects(service):
+    """A deliberately bad call: the deployment is right to refuse it, and the command says so
+    instead of blaming the deployment."""
+    code, output = run("newInstance", "orderId=", "--url", service)
+
+    assert code == 1
+    verdict = (
+        "000002 invalid request parameter: orderId: This field may not be blank. — what "
+        "KooGallery would expect: a correct refusal, the call itself is invalid (orderId: This "
+        "field may not be blank.)"
+    )
+    assert f"REFUSED newInstance (basic V2): {verdict}; Body-Sign " in output
+    assert output.endswith(
+        "the deployment answered 000002 'invalid request parameter: orderId: This field may not "
+        "be blank.': what KooGallery would expect: a correct refusal, the call itself is invalid "
+        "(orderId: This field may not be blank.)"
+    )
+    assert "did not answer as KooGallery expects" not in output
+    assert Instance.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_of_a_valid_call_is_not_what_koogallery_expects(service):
+    # Taken by another order: the call's fields are valid, the deployment's data refuses it.
+    first = run("newInstance", "businessId=taken-id", "--url", service)
+    again = ("newInstance", "businessId=taken-id", "orderId=OTHER-ORDER", "--url", service)
+    code, output = run(*again)
+
+    assert first[0] == 0, first[1]
+    assert code == 1
+    assert "REFUSED newInstance (basic V2): 000002 invalid request parameter: businessId:" in output
+    assert "not what KooGallery would expect from these rules: the call's fields are valid" in (
+        output
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_that_breaks_the_protocol_is_blamed_on_the_deployment(service):
+    # An address that is not the production interface: an HTML 404 page.
+    code, output = run("queryInstance", "instanceId=any", "--url", service + "/nowhere")
+
+    assert code == 1
+    assert "FAIL queryInstance (basic V2): HTTP 404, expected 200 (§2.4)" in output
+    assert output.endswith(
+        "the deployment did not answer as KooGallery expects: HTTP 404, expected 200 (§2.4); "
+        "Content-Type text/html; charset=utf-8, expected application/json; the answer is not JSON"
+    )
+
+
+def test_kit_and_basic_calls_are_checked_against_the_services_own_rules():
+    journey = Journey()
+    assert simulator.call_refusal(Target("newInstance"), simulator.default_body(
+        Target("newInstance"), journey)) is None
+    assert simulator.call_refusal(Target("tenantSync"), simulator.default_body(
+        Target("tenantSync"), journey)) is None
+    assert simulator.call_refusal(Target("tenantSync"), {"flag": 1}).startswith("instanceId")
+    assert simulator.call_refusal(Target("nope"), {"activity": "nope"}) == (
+        "activity: unknown activity 'nope'"
+    )
+    v1 = Target("refreshInstance", v1=True)
+    assert simulator.call_refusal(v1, {"activity": "refreshInstance"}) is not None
 
 
 @pytest.mark.django_db(transaction=True)

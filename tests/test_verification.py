@@ -12,7 +12,9 @@ import pytest
 from django.conf import settings
 
 from koogallery import signing
+from koogallery.envelope import envelope_bytes
 from koogallery.models import InboundCall, Verification
+from koogallery.resultcodes import ResultCode
 from tenants.models import Tenant
 from tests.kgclient import envelope, now_ms
 
@@ -236,11 +238,72 @@ def test_other_methods_get_405(client, path, key_setting, allowed, method):
     assert response.status_code == 405
     assert response["Allow"] == allowed
     key = getattr(settings, key_setting)[0]
+    # HEAD answers no body: the signature is that of the body GET would have had.
+    content = response.content or envelope_bytes(
+        ResultCode.INVALID_PARAM, f"method {method.upper()} not allowed; served: {allowed}"
+    )
+    assert response["Body-Sign"] == signing.body_sign_header(key, content)
+
+
+KIT_NAMES = ("tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync")
+EVERY_ENDPOINT = [
+    ("/koogallery", "KOOGALLERY_BASIC_KEY", "GET, POST"),
+    ("/koogallery/", "KOOGALLERY_BASIC_KEY", "GET, POST"),
+    *((f"/koogallery/produceAPI/v2/{name}", "KOOGALLERY_KIT_KEY", "POST") for name in KIT_NAMES),
+    *((f"/koogallery/produceAPI/{name}", "KOOGALLERY_KIT_KEY", "POST") for name in KIT_NAMES),
+]
+
+
+def answer_405(response, key_setting: str, allowed: str) -> dict:
+    """A 405 is answered like every call (§2.4): the JSON envelope, signed (§3.4)."""
+    assert response.status_code == 405
+    assert response["Allow"] == allowed
+    assert response["Content-Type"] == "application/json;charset=UTF-8"
+    key = getattr(settings, key_setting)[0]
     assert response["Body-Sign"] == signing.body_sign_header(key, response.content)
+    body = json.loads(response.content)
+    assert list(body) == ["resultCode", "resultMsg"]
+    return body
+
+
+@pytest.mark.parametrize("path, key_setting, allowed", EVERY_ENDPOINT)
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_405_is_the_protocol_envelope_naming_the_methods_served(
+    client, path, key_setting, allowed, method
+):
+    body = answer_405(client.generic(method, path, b"{}", "application/json"), key_setting, allowed)
+    assert body == {
+        "resultCode": "000002",
+        "resultMsg": f"invalid request parameter: method {method} not allowed; served: {allowed}",
+    }
+    assert not InboundCall.objects.exists()  # refused before it is a call
+
+
+@pytest.mark.parametrize("name", KIT_NAMES)
+def test_get_on_a_kit_route_is_the_405_envelope(client, name):
+    for path in (f"/koogallery/produceAPI/v2/{name}", f"/koogallery/produceAPI/{name}"):
+        body = answer_405(client.get(f"{path}?activity=x"), "KOOGALLERY_KIT_KEY", "POST")
+        assert body["resultMsg"].endswith("method GET not allowed; served: POST")
 
 
 def test_get_without_activity_is_405(client):
-    assert client.get("/koogallery").status_code == 405
+    body = answer_405(client.get("/koogallery"), "KOOGALLERY_BASIC_KEY", "GET, POST")
+    assert body == {
+        "resultCode": "000002",
+        "resultMsg": "invalid request parameter: GET without activity is not served; "
+        "served: GET, POST",
+    }
+
+
+def test_a_head_405_carries_the_headers_of_its_envelope(client):
+    response = client.head("/koogallery/produceAPI/v2/tenantSync")
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert response["Content-Type"] == "application/json;charset=UTF-8"
+    envelope_sent = envelope_bytes(
+        ResultCode.INVALID_PARAM, "method HEAD not allowed; served: POST"
+    )
+    key = settings.KOOGALLERY_KIT_KEY[0]
+    assert response["Body-Sign"] == signing.body_sign_header(key, envelope_sent)
 
 
 def test_trailing_slash_is_the_same_view(kg):

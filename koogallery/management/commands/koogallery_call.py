@@ -1,5 +1,7 @@
 """Play KooGallery against a deployment: sign a call with the configured keys, send it, check the
-answer (`koogallery/simulator.py`). Exit code 0 when every call passed, 1 otherwise.
+answer (`koogallery/simulator.py`). Exit code 0 when every call passed (answered an expected
+code), 1 otherwise; a refused call says what the deployment answered and whether KooGallery would
+expect that (a correct refusal of an invalid call is what it expects).
 
     python manage.py koogallery_call tenantSync --url https://merchant.example.com/koogallery
     python manage.py koogallery_call newInstance orderId=MOCKPERIODYEARNEW --url …
@@ -105,15 +107,16 @@ class Command(BaseCommand):
                 simulator.load_public_key(options["public_key"]) if options["public_key"] else None
             )
             if options["scenario"]:
-                ok = self.run_journey(keys, public_key, options)
+                failure = self.run_journey(keys, public_key, options)
             else:
-                ok = self.run_call(keys, public_key, options)
+                failure = self.run_call(keys, public_key, options)
         except SimulatorError as exc:
             raise CommandError(str(exc), returncode=2) from None
-        if not ok:
-            raise CommandError("the deployment did not answer as KooGallery expects", returncode=1)
+        if failure:
+            raise CommandError(failure, returncode=1)
 
-    def run_call(self, keys: Keys, public_key, options) -> bool:
+    def run_call(self, keys: Keys, public_key, options) -> str:
+        """Send one call; "" when it passed, else what went wrong (`simulator.outcome`)."""
         target, body, raw = self.build(options)
         overrides = simulator.parse_assignments(options["fields"])
         if overrides:
@@ -135,7 +138,7 @@ class Command(BaseCommand):
         exchange = simulator.send(prepared, keys, expect=expect, timeout=options["timeout"])
         for line in simulator.describe(exchange):
             self.stdout.write(line)
-        return exchange.verdict.ok
+        return "" if exchange.verdict.ok else simulator.outcome(exchange)
 
     @staticmethod
     def build(options) -> tuple[Target, dict, bytes | None]:
@@ -166,7 +169,7 @@ class Command(BaseCommand):
             raise SimulatorError(f"--fixture {path}: not a JSON object")
         return target, body, text.encode("utf-8")
 
-    def run_journey(self, keys: Keys, public_key, options) -> bool:
+    def run_journey(self, keys: Keys, public_key, options) -> str:
         version = "V1" if options["v1"] else "V2"
         journey = Journey(order_id=options["order_id"])
         self.stdout.write(
@@ -191,4 +194,9 @@ class Command(BaseCommand):
             for line in simulator.describe(failed[0].exchange):
                 self.stdout.write("  " + line)
         self.stdout.write(f"buyer journey: {passed}/{steps} steps passed")
-        return passed == steps
+        if passed == steps:
+            return ""
+        first = failed[0] if failed else None
+        if first is not None and first.exchange is not None:
+            return f"step {first.step.name}: " + simulator.outcome(first.exchange)
+        return f"step {first.step.name}: {first.error}" if first else "buyer journey incomplete"
