@@ -137,7 +137,7 @@ class LicenseRequestAdmin(admin.ModelAdmin):
         )
         return format_html('<table class="kg-table">{}{}</table>', head, body)
 
-    @admin.display(description="calls received (getLicenseAsync, in the journal)")
+    @admin.display(description="calls received")
     def calls(self, obj: LicenseRequest) -> str:
         journal = InboundCall.objects.filter(endpoint="getLicenseAsync", event_id=obj.event_id)
         links = format_html_join(

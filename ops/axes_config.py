@@ -5,4 +5,4 @@ from axes.apps import AppConfig
 
 
 class AxesConfig(AppConfig):
-    verbose_name = "Admin sign-in throttling (failed logins, lockouts)"
+    verbose_name = "Sign-in throttling of the admin (failed logins, lockouts)"
