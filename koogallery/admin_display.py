@@ -1,5 +1,5 @@
 """Compact list cells for the admin, so that lists fit a 1366 px screen (issue 15): long ids and
-digests shortened with the whole value in a tooltip, times on one line. CSS:
+digests shortened with the whole value in a tooltip, times to the minute. CSS:
 ops/static/ops/admin.css."""
 
 from django.contrib import admin
@@ -47,7 +47,7 @@ def clip_column(path: str, description: str, keep: int = 13):
 
 
 def time_column(field: str, description: str):
-    """A list_display column showing the time in `field` on one line."""
+    """A list_display column showing the time in `field` to the minute."""
 
     @admin.display(description=description, ordering=field)
     def column(obj) -> str:
