@@ -45,7 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_prometheus",  # ops: HTTP metrics (see "security & observability" below)
-    "axes",  # ops: admin login throttling
+    "ops.axes_config.AxesConfig",  # ops: admin login throttling (django-axes)
     "ops",
     "koogallery",
     "tenants",

@@ -5,6 +5,8 @@ newInstance queues. Secrets never appear: bodies are stored redacted, and an ins
 provisioned password is not shown at all.
 """
 
+from urllib.parse import urlsplit
+
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.urls import NoReverseMatch, reverse
@@ -13,7 +15,8 @@ from django.utils.safestring import mark_safe
 
 from tenants.models import TenantBinding
 
-from .admin_filters import TestDataFilter
+from .admin_display import clip, clip_column, time_column
+from .admin_filters import TestDataFilter, debug_badge, debug_column
 from .instances import Instance, InstanceOrder, InstanceTransition
 from .jobs import QueuedJob
 from .journal import InboundCall
@@ -106,17 +109,15 @@ def _refetch(modeladmin, request, task, pks: list[int], what: str) -> None:
 @admin.register(Instance)
 class InstanceAdmin(ReadOnlyAdmin):
     list_display = (
-        "instance_id",
+        clip_column("instance_id", "instance id"),
+        debug_column(),
         "state",
         "charging_mode",
         "product",
         "customer_name",
         "tenant",
-        "expire_at",
-        "is_trial",
-        "is_test",
+        time_column("expire_at", "expires"),
         "order_fetched",
-        "created_at",
     )
     list_filter = (TestDataFilter, "state", "charging_mode", "is_trial", "family")
     search_fields = (
@@ -152,7 +153,7 @@ class InstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="product")
     def product(self, obj: Instance) -> str:
-        return obj.product_name or obj.product_id or "-"
+        return clip(obj.product_name or obj.product_id, 16)
 
     @admin.display(description="tenant", ordering="tenant_name")
     def tenant(self, obj: Instance) -> str:
@@ -203,15 +204,16 @@ class InstanceAdmin(ReadOnlyAdmin):
 @admin.register(InstanceOrder)
 class InstanceOrderAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at",
+        time_column("created_at", "received"),
+        debug_column(),
         "event",
         "scene",
-        "order_id",
-        "order_line_id",
-        "instance",
+        clip_column("order_id", "order id", 10),
+        clip_column("order_line_id", "order line", 8),
+        clip_column("instance__instance_id", "instance", 8),
         "order_type",
-        "order_fetched_at",
-        "order_fetch_error",
+        time_column("order_fetched_at", "order fetched"),
+        clip_column("order_fetch_error", "fetch error", 24),
     )
     list_filter = (TestDataFilter, "event", "scene", "order_type")
     search_fields = ("order_id", "order_line_id", "instance__instance_id")
@@ -238,14 +240,14 @@ class InstanceOrderAdmin(ReadOnlyAdmin):
 @admin.register(InboundCall)
 class InboundCallAdmin(ReadOnlyAdmin):
     list_display = (
-        "received_at",
+        time_column("received_at", "received"),
         "endpoint",
-        "family",
+        "data",
         "verification",
         "result_code",
-        "tenant_id",
-        "instance_id",
-        "order_id",
+        clip_column("tenant_id", "tenant", 8),
+        clip_column("instance_id", "instance", 8),
+        clip_column("order_id", "order", 10),
         "duration",
     )
     list_filter = ("endpoint", "family", "verification", "result_code", "test_flag")
@@ -259,15 +261,18 @@ class InboundCallAdmin(ReadOnlyAdmin):
     def duration(self, obj: InboundCall) -> str:
         return f"{obj.duration_ms:.1f} ms"
 
+    @admin.display(description="data", ordering="test_flag")
+    def data(self, obj: InboundCall) -> str:
+        return debug_badge(obj.test_flag)
+
 
 @admin.register(OutboundAttempt)
 class OutboundAttemptAdmin(ReadOnlyAdmin):
     list_display = (
-        "started_at",
+        time_column("started_at", "started"),
         "purpose",
-        "subject",
-        "method",
-        "url",
+        clip_column("subject", "subject", 20),
+        "request",
         "status_code",
         "result_code",
         "outcome",
@@ -282,11 +287,20 @@ class OutboundAttemptAdmin(ReadOnlyAdmin):
     def duration(self, obj: OutboundAttempt) -> str:
         return f"{obj.duration_ms:.1f} ms"
 
+    @admin.display(description="request")
+    def request(self, obj: OutboundAttempt) -> str:
+        """The method and the URL's path (the host is the configured API base), whole URL in
+        the tooltip."""
+        path = urlsplit(obj.url).path or obj.url
+        return format_html(
+            '<span class="kg-wrap" title="{}">{} {}</span>', obj.url, obj.method, path
+        )
+
 
 @admin.register(QueuedJob)
 class QueuedJobAdmin(ReadOnlyAdmin):
     """The outbox: jobs committed by calls and not yet handed to the broker. A row that stays
     here means no beat or no broker (docs/operations.md §5)."""
 
-    list_display = ("id", "task", "object_id", "created_at")
+    list_display = ("id", "task", "object_id", time_column("created_at", "queued"))
     list_filter = ("task",)

@@ -15,7 +15,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from koogallery.admin import ReadOnlyInline
-from koogallery.admin_filters import TestDataFilter
+from koogallery.admin_display import clip, clip_column, time_column
+from koogallery.admin_filters import TestDataFilter, debug_column
 from koogallery.journal import InboundCall
 
 from . import license_codes, selectors, services
@@ -29,25 +30,34 @@ def _pretty(value) -> str:
 class LicenseInline(ReadOnlyInline):
     model = License
     verbose_name_plural = "licences (at most one not revoked)"
-    fields = ("id", "issued_at", "key_id", "revoked_at", "revoke_reason", "claims", "token")
+    fields = ("licence", "issued_at", "key_id", "revoked_at", "revoke_reason", "claims", "token_")
     readonly_fields = fields
+
+    @admin.display(description="licence id")
+    def licence(self, obj: License) -> str:
+        return clip(obj.id, 8)
 
     @admin.display(description="payload")
     def claims(self, obj: License) -> str:
         return _pretty(obj.payload)
 
+    @admin.display(description="token (what the software holds)")
+    def token_(self, obj: License) -> str:
+        return format_html('<code class="kg-token">{}</code>', obj.token)
+
 
 @admin.register(LicenseRequest)
 class LicenseRequestAdmin(admin.ModelAdmin):
     list_display = (
-        "event_id",
+        clip_column("event_id", "event id"),
+        debug_column(),
         "instance_id_",
         "fingerprint",
         "state",
         "attempt_count",
         "failure_code",
-        "created_at",
-        "delivered_at",
+        time_column("created_at", "received"),
+        time_column("delivered_at", "delivered"),
     )
     list_filter = (
         "state",
@@ -93,12 +103,11 @@ class LicenseRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="instance", ordering="instance__instance_id")
     def instance_id_(self, obj: LicenseRequest) -> str:
-        return obj.instance.instance_id
+        return clip(obj.instance.instance_id)
 
     @admin.display(description="fingerprint")
     def fingerprint(self, obj: LicenseRequest) -> str:
-        text = obj.device_fingerprint
-        return text if len(text) <= 40 else text[:37] + "…"
+        return clip(obj.device_fingerprint)
 
     @admin.display(description="upload attempts")
     def attempts(self, obj: LicenseRequest) -> str:
@@ -126,9 +135,9 @@ class LicenseRequestAdmin(admin.ModelAdmin):
             "<tr><th>started</th><th>URL</th><th>HTTP</th><th>answer</th><th>outcome</th>"
             "<th>took</th><th>error</th></tr>"
         )
-        return format_html("<table>{}{}</table>", head, body)
+        return format_html('<table class="kg-table">{}{}</table>', head, body)
 
-    @admin.display(description="getLicenseAsync calls")
+    @admin.display(description="calls received")
     def calls(self, obj: LicenseRequest) -> str:
         journal = InboundCall.objects.filter(endpoint="getLicenseAsync", event_id=obj.event_id)
         links = format_html_join(
@@ -182,14 +191,15 @@ class RenewalInline(ReadOnlyInline):
 @admin.register(LicenseCode)
 class LicenseCodeAdmin(admin.ModelAdmin):
     list_display = (
-        "code",
+        clip_column("code", "code", 20),
+        debug_column(),
         "status",
         "frozen",
-        "expire_at",
-        "product_id",
-        "order_id",
-        "activated_at",
-        "checked_at",
+        time_column("expire_at", "expires"),
+        clip_column("product_id", "product"),
+        clip_column("order_id", "order"),
+        time_column("activated_at", "activated"),
+        time_column("checked_at", "last queried"),
     )
     list_filter = ("status", "frozen", TestDataFilter)
     search_fields = ("code", "order_id", "product_id")

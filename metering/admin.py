@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from koogallery import lifecycle
-from koogallery.admin_filters import TestDataFilter, data_filter
+from koogallery.admin_display import clip, clip_column, time_column
+from koogallery.admin_filters import TestDataFilter, data_filter, debug_column
 from koogallery.instances import ChargingMode, Instance
 from koogallery.outbound_models import OutboundAttempt
 
@@ -40,7 +41,7 @@ InstanceTestDataFilter = data_filter("instance__is_test")
 
 def _instance_link(instance: Instance) -> str:
     url = reverse("admin:metering_meteredinstance_change", args=[instance.pk])
-    return format_html('<a href="{}">{}</a>', url, instance.instance_id)
+    return format_html('<a href="{}">{}</a>', url, clip(instance.instance_id))
 
 
 def _queue_push(request) -> None:
@@ -60,14 +61,14 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "hour",
         "instance_id_link",
+        debug_column("instance__is_test"),
         "state",
         "value",
         "event_count",
         "attempts",
         "last_result_code",
-        "metering_sn",
-        "first_pushed_at",
-        "accepted_at",
+        clip_column("metering_sn", "metering_sn", 10),
+        time_column("accepted_at", "accepted"),
     )
     list_filter = (
         InstanceTestDataFilter,
@@ -133,7 +134,14 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "instance", "quantity", "occurred_at", "received_at")
+    list_display = (
+        clip_column("event_id", "event id", 20),
+        clip_column("instance__instance_id", "instance"),
+        debug_column("instance__is_test"),
+        "quantity",
+        time_column("occurred_at", "occurred"),
+        time_column("received_at", "received"),
+    )
     list_filter = (InstanceTestDataFilter, ("instance", admin.RelatedOnlyFieldListFilter))
     date_hierarchy = "occurred_at"
     search_fields = ("event_id", "instance__instance_id")
@@ -144,13 +152,13 @@ class UsageEventAdmin(ReadOnlyAdmin):
 class PushBatchAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
-        "created_at",
+        time_column("created_at", "started"),
         "trigger",
         "outcome",
         "record_count",
         "status_code",
         "result_code",
-        "finished_at",
+        time_column("finished_at", "finished"),
     )
     list_filter = ("outcome", "trigger")
     readonly_fields = (
@@ -222,7 +230,14 @@ class PackageForm(forms.ModelForm):
 @admin.register(MeteredInstance)
 class MeteredInstanceAdmin(admin.ModelAdmin):
     form = PackageForm
-    list_display = ("instance_id", "charging_mode", "product_id", "state", "package", "is_test")
+    list_display = (
+        clip_column("instance_id", "instance id"),
+        debug_column(),
+        "charging_mode",
+        clip_column("product_id", "product"),
+        "state",
+        "package",
+    )
     list_filter = (TestDataFilter, "charging_mode", "state")
     search_fields = ("instance_id", "order_id", "product_id", "customer_id")
     list_select_related = ("package_instance",)
@@ -273,7 +288,7 @@ class MeteredInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description="package")
     def package(self, obj: Instance) -> str:
-        return obj.package_instance.instance_id if obj.package_instance else "-"
+        return clip(obj.package_instance.instance_id) if obj.package_instance else "-"
 
     @admin.display(description="billing items of this package")
     def billing_items(self, obj: Instance) -> str:

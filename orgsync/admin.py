@@ -3,7 +3,8 @@
 from django.contrib import admin
 from django.db.models import Q
 
-from koogallery.admin_filters import data_filter
+from koogallery.admin_display import clip_column, time_column
+from koogallery.admin_filters import data_filter, debug_column
 
 from .models import Department
 
@@ -30,7 +31,15 @@ class OrphanFilter(admin.SimpleListFilter):
 
 @admin.register(Department)
 class DepartmentAdmin(admin.ModelAdmin):
-    list_display = ("org_code", "org_name", "tenant", "parent_code", "parent", "updated_at")
+    list_display = (
+        clip_column("org_code", "org code", 16),
+        "org_name",
+        "tenant",
+        debug_column("tenant__is_test"),
+        clip_column("parent_code", "parent code", 16),
+        "parent",
+        time_column("updated_at", "updated"),
+    )
     list_filter = (DataFilter, OrphanFilter)
     search_fields = ("org_code", "org_name", "tenant__tenant_id")
     list_select_related = ("tenant", "parent")

@@ -6,7 +6,8 @@ Tokens are never shown (not even encrypted): the sign-in admin lists only their 
 from django.contrib import admin
 from django.db.models import Q
 
-from koogallery.admin_filters import TestDataFilter
+from koogallery.admin_display import clip_column, time_column
+from koogallery.admin_filters import TestDataFilter, debug_column
 
 from .models import LoginAudit, SignIn, TenantAccount
 
@@ -34,14 +35,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(LoginAudit)
 class LoginAuditAdmin(ReadOnlyAdmin):
     list_display = (
-        "at",
+        time_column("at", "at"),
         "event",
         "outcome",
         "reason",
-        "tenant_ref",
+        clip_column("tenant_ref", "tenant named"),
         "tenant",
+        debug_column("tenant__is_test"),
         "user_name",
-        "instance_id",
+        clip_column("instance_id", "instance"),
         "remote_addr",
     )
     list_filter = (DataFilter, "event", "outcome", "reason")
@@ -78,11 +80,12 @@ class SignInAdmin(ReadOnlyAdmin):
     list_display = (
         "user",
         "tenant",
+        debug_column("tenant__is_test"),
         "application",
-        "created_at",
-        "expires_at",
-        "refreshed_at",
-        "ended_at",
+        time_column("created_at", "signed in"),
+        time_column("expires_at", "expires"),
+        time_column("refreshed_at", "refreshed"),
+        time_column("ended_at", "ended"),
         "end_reason",
     )
     list_filter = (DataFilter, "end_reason")

@@ -2,8 +2,9 @@
 
 Everything here is owned by KooGallery's kit calls (spec §2.6): pages are read-only, nothing can
 be added, changed or deleted by hand (the next sync would silently undo or contradict it).
-Debug (testFlag 1) rows are hidden by the default "production" filter and one click away
-(spec §2.5). The OAuth client secret is never shown, not even encrypted.
+Lists show debug (testFlag 1, spec §2.5) rows next to production ones, marked "debug", with
+"production only" one click away (koogallery/admin_filters.py). The OAuth client secret is never
+shown, not even encrypted.
 """
 
 from django.contrib import admin
@@ -14,7 +15,8 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
-from koogallery.admin_filters import data_filter
+from koogallery.admin_display import clip, clip_column, time_column
+from koogallery.admin_filters import data_filter, debug_column
 from orgsync.models import Department
 
 from .models import (
@@ -92,7 +94,7 @@ def changelist_url(model, **params) -> str:
 
 
 def _data_param(tenant: Tenant) -> str:
-    # Links to lists filtered by a tenant must not be hidden by the default production filter.
+    # Lists reached from a debug tenant show its debug rows only; from a production one, all.
     return "test" if tenant.is_test else "all"
 
 
@@ -119,7 +121,8 @@ class TenantBindingInline(SyncedInline):
     fields = ("instance_id", "order_id", "removed_at", "created_at", "updated_at")
     readonly_fields = fields
     show_change_link = False
-    verbose_name = "instance binding (tenantSync)"
+    verbose_name = "instance bound by tenantSync"
+    verbose_name_plural = "instances bound by tenantSync"
 
 
 class ApplicationInline(SyncedInline):
@@ -132,12 +135,12 @@ class ApplicationInline(SyncedInline):
 @admin.register(Tenant)
 class TenantAdmin(SyncedAdminMixin, admin.ModelAdmin):
     list_display = (
-        "tenant_id",
-        "tenant_code",
+        "tenant",
+        clip_column("tenant_code", "tenant code"),
         "name",
-        "is_test",
+        debug_column(),
         "is_active",
-        "org_synced_at",
+        time_column("org_synced_at", "departments synced"),
         "user_count",
         "department_count",
         "application_count",
@@ -184,6 +187,10 @@ class TenantAdmin(SyncedAdminMixin, admin.ModelAdmin):
                 applications_n=_count_of(Application, removed_at__isnull=True),
             )
         )
+
+    @admin.display(description="tenant id", ordering="tenant_id")
+    def tenant(self, tenant: Tenant) -> str:
+        return clip(tenant.tenant_id)
 
     @admin.display(boolean=True, description="active", ordering="removed_at")
     def is_active(self, tenant: Tenant) -> bool:
@@ -292,7 +299,7 @@ def render_forest(roots: list, *, tenant: Tenant, limit: int) -> SafeString:
             )
         )
     # Every fragment is either a constant tag or built by format_html (which escapes values).
-    return mark_safe("".join(parts))  # noqa: S308
+    return mark_safe('<div class="kg-tree">' + "".join(parts) + "</div>")  # noqa: S308
 
 
 def _count_nodes(nodes) -> int:
@@ -342,11 +349,10 @@ class TenantUserAdmin(SyncedAdminMixin, admin.ModelAdmin):
         "user_name",
         "name",
         "tenant",
-        "org_code",
+        debug_column("tenant__is_test"),
+        clip_column("org_code", "org code"),
         "department",
-        "position",
-        "employee_type",
-        "updated_at",
+        time_column("updated_at", "updated"),
     )
     list_filter = (data_filter("tenant__is_test"), DepartmentLinkedFilter, "employee_type")
     search_fields = ("user_name", "name", "org_code")
@@ -378,14 +384,12 @@ class AuthorizationAdmin(SyncedAdminMixin, admin.ModelAdmin):
     list_display = (
         "user_name",
         "tenant",
-        "app_id",
-        "instance_id",
+        debug_column("tenant__is_test"),
+        clip_column("instance_id", "instance"),
         "role",
-        "enabled",
         "state",
         "signs_in",
-        "current_sync_time",
-        "updated_at",
+        time_column("updated_at", "updated"),
     )
     list_filter = ("role", "enabled", "state", data_filter("tenant__is_test"))
     search_fields = ("user__user_name", "app_id", "tenant__tenant_id")
@@ -417,7 +421,15 @@ class AuthorizationAdmin(SyncedAdminMixin, admin.ModelAdmin):
 
 @admin.register(Application)
 class ApplicationAdmin(SyncedAdminMixin, admin.ModelAdmin):
-    list_display = ("app_id", "tenant", "instance_id", "client_id", "is_active", "updated_at")
+    list_display = (
+        "app_id",
+        "tenant",
+        debug_column("tenant__is_test"),
+        clip_column("instance_id", "instance"),
+        clip_column("client_id", "client id"),
+        "is_active",
+        time_column("updated_at", "updated"),
+    )
     list_filter = (data_filter("tenant__is_test"), removed_filter())
     search_fields = ("app_id", "client_id", "tenant__tenant_id")
     list_select_related = ("tenant",)

@@ -43,8 +43,10 @@ def page(admin_client, url: str) -> str:
 CHANGELIST = "/admin/koogallery/instance/"
 
 
-def test_instance_list_hides_test_data_by_default(admin_client, instances):
+def test_instance_list_shows_test_data_marked_and_filters_it(admin_client, instances):
     html = page(admin_client, CHANGELIST)
+    assert PRODUCTION_ID in html and DEBUG_ID in html and html.count('class="kg-debug"') == 1
+    html = page(admin_client, CHANGELIST + "?data=production")
     assert PRODUCTION_ID in html and DEBUG_ID not in html
     html = page(admin_client, CHANGELIST + "?data=test")
     assert DEBUG_ID in html and PRODUCTION_ID not in html
@@ -124,7 +126,7 @@ def test_journal_list_filters_and_search(admin_client, instances):
         assert column in html.lower()
     assert "updateInstanceStatus" in html
     html = page(admin_client, JOURNAL + f"?q={DEBUG_ID}")
-    assert html.count(f">{DEBUG_ID}<") >= 2  # newInstance and the freeze
+    assert html.count(f'title="{DEBUG_ID}"') >= 2  # newInstance and the freeze
     html = page(admin_client, JOURNAL + "?endpoint=updateInstanceStatus")
     rows = html.split("<tbody>")[1].split("</tbody>")[0]
     assert "updateInstanceStatus" in rows and "newInstance" not in rows

@@ -311,7 +311,9 @@ def test_plaintext_secret_is_nowhere_in_the_database_admin_or_logs(
     assert "KSIDJF1234456" in pages[0] and "KSIDJF1234456" in pages[2]
 
 
-def test_application_admin_lists_production_by_default(kg, secret_call, admin_client):
+def test_application_admin_lists_every_application_and_filters_by_data(
+    kg, secret_call, admin_client
+):
     send(kg, "v2", "applicationSync", secret_call())
     send(kg, "v2", "applicationSync", secret_call(testFlag=1, instanceId=""))
 
@@ -320,12 +322,13 @@ def test_application_admin_lists_production_by_default(kg, secret_call, admin_cl
         assert response.status_code == 200
         return len(response.context["cl"].result_list)
 
-    assert (count(), count("?data=test"), count("?data=all"), count("?removed=yes")) == (
-        1,
-        1,
-        2,
-        0,
-    )
+    assert (
+        count(),
+        count("?data=production"),
+        count("?data=test"),
+        count("?data=all"),
+        count("?removed=yes"),
+    ) == (2, 1, 1, 2, 0)
 
 
 # --- secrets at rest (koogallery/secret_store.py) ----------------------------------------------

@@ -204,7 +204,7 @@ def _tree_tenant(kg) -> Tenant:
     return row
 
 
-def test_tenant_changelist_shows_production_by_default_and_finds_users(kg, admin_client):
+def test_tenant_changelist_shows_every_tenant_by_default_and_finds_users(kg, admin_client):
     _tree_tenant(kg)
 
     def listed(query: str = "") -> list[str]:
@@ -212,13 +212,14 @@ def test_tenant_changelist_shows_production_by_default_and_finds_users(kg, admin
         assert response.status_code == 200
         return [(t.tenant_id, t.is_test) for t in response.context["cl"].result_list]
 
-    assert listed() == [(TENANT_ID, False)]
+    assert sorted(listed()) == [(TENANT_ID, False), (TENANT_ID, True)]
+    assert listed("?data=production") == [(TENANT_ID, False)]
     assert listed("?data=test") == [(TENANT_ID, True)]
     assert len(listed("?data=all")) == 2
     assert listed("?data=all&q=zhangsan01") == [(TENANT_ID, False)]
     assert listed("?removed=yes") == []
     page = admin_client.get("/admin/tenants/tenant/").content.decode()
-    assert "test (debug calls)" in page  # the filter that reveals debug tenants is visible
+    assert "production only" in page  # the filter that hides debug tenants is visible
 
 
 def test_tenant_page_shows_bindings_users_and_the_department_tree(kg, admin_client):

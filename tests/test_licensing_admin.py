@@ -36,12 +36,16 @@ def accept(kg, instance=None, **overrides) -> dict:
 
 
 @pytest.mark.django_db
-def test_changelist_hides_debug_requests_by_default_and_filters(admin_client, kg):
+def test_changelist_shows_debug_requests_marked_and_filters(admin_client, kg):
     production = accept(kg)
     debug = accept(kg, make_instance(is_test=True))
     page = changelist(admin_client)
-    assert production["eventId"] in page and debug["eventId"] not in page
-    assert debug["eventId"] in changelist(admin_client, data="test")
+    assert production["eventId"] in page and debug["eventId"] in page
+    assert page.count('class="kg-debug"') == 1
+    only_production = changelist(admin_client, data="production")
+    assert production["eventId"] in only_production and debug["eventId"] not in only_production
+    only_debug = changelist(admin_client, data="test")
+    assert debug["eventId"] in only_debug and production["eventId"] not in only_debug
 
     LicenseRequest.objects.filter(event_id=production["eventId"]).update(state=RequestState.FAILED)
     assert production["eventId"] in changelist(admin_client, state="failed")

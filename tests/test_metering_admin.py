@@ -55,7 +55,8 @@ def history(fake_koogallery, settings):
 def test_records_list_shows_state_attempts_and_filters(admin_client, history):
     html = page(admin_client, RECORDS)
     assert html.count("od-a</a>") == 3 and "od-b</a>" in html
-    assert "od-debug</a>" not in html  # debug data only on request (§2.5)
+    assert "od-debug</a>" in html and html.count('class="kg-debug"') == 1  # marked (§2.5)
+    assert "od-debug</a>" not in page(admin_client, RECORDS + "?data=production")
     assert "MKT.0101" in html
 
     failed = page(admin_client, RECORDS + "?state=failed")

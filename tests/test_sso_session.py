@@ -288,7 +288,7 @@ def test_the_admin_shows_audit_and_sign_ins_without_any_secret(admin_client, cli
     assert not [s for s in secrets if any(s in v for v in rows)]
 
 
-def test_the_audit_list_shows_production_by_default_and_test_tenants_on_request(
+def test_the_audit_list_shows_every_attempt_and_filters_production_or_test_tenants(
     admin_client, client, world, fake_oauth, settings
 ):
     settings.SSO_ALLOW_TEST_TENANTS = True
@@ -313,7 +313,8 @@ def test_the_audit_list_shows_production_by_default_and_test_tenants_on_request(
     def listed(query: str = "") -> str:
         return admin_client.get(f"/admin/sso/loginaudit/{query}").content.decode()
 
-    assert "realperson" in listed() and "nobody" in listed()
-    assert "tester" not in listed()
+    assert "realperson" in listed() and "nobody" in listed() and "tester" in listed()
+    assert "tester" not in listed("?data=production")
+    assert "realperson" in listed("?data=production") and "nobody" in listed("?data=production")
     assert "tester" in listed("?data=test") and "realperson" not in listed("?data=test")
     assert "tester" in listed("?data=all") and "realperson" in listed("?data=all")
