@@ -14,10 +14,14 @@ from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from django.http import QueryDict
+from django.urls import get_resolver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from koogallery import signed_text, signing
+from koogallery import activities, signed_text, signing
+from koogallery.inbound import KitEndpoint
+from koogallery.journal import Family
 from koogallery.jsonbody import BodyError, parse_json
 from koogallery.production import v1_pairs, v1_params
 
@@ -321,3 +325,44 @@ def test_the_reported_v1_forgeries_are_refused():
     assert signing.v1_joined(dict(signed)) == signing.v1_joined(dict(folded))
     token = v1_token(dict(signed))
     assert get_read(signed, token) == (True, dict(signed)) and get_read(folded, token) is None
+
+
+def _v1_serializers() -> list:
+    """Every serializer a V1 call is validated with (kit V1 views, basic V1 activities)."""
+    get_resolver().url_patterns  # imports every app's views
+
+    def subclasses(cls: type) -> list[type]:
+        return [s for sub in cls.__subclasses__() for s in (sub, *subclasses(sub))]
+
+    found = {v.v1_serializer_class or v.serializer_class for v in subclasses(KitEndpoint)}
+    found |= {
+        activity.serializer_class
+        for (family, _), activity in activities._REGISTRY.items()
+        if family == Family.BASIC_V1
+    }
+    return sorted(found - {None}, key=lambda cls: cls.__name__)
+
+
+def test_v1_fields_read_a_value_by_its_text():
+    """The token covers a V1 value's text only (`5` and `"5"` sign alike), so every field a V1
+    call is validated with reads a number or boolean as it reads its text, or refuses one."""
+    serializers = _v1_serializers()
+    assert len(serializers) >= 10
+    checked = 0
+    for serializer_class in serializers:
+        for name, field in serializer_class().fields.items():
+            if field.read_only:
+                continue
+            for value in (0, 1, 2, 3, 7, -1, 12345, 1.5, 1.0, True, False):
+                outcomes = [_outcome(field, v) for v in (value, signed_text.v1_text(value))]
+                if None not in outcomes:
+                    assert outcomes[0] == outcomes[1], (serializer_class, name, value)
+                    checked += 1
+    assert checked > 20  # flag and testFlag accept 0 and "0" alike, and so on
+
+
+def _outcome(field, value):
+    try:
+        return ("valid", field.run_validation(value))
+    except (DRFValidationError, BodyError):
+        return None
