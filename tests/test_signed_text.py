@@ -24,6 +24,7 @@ from koogallery.inbound import KitEndpoint
 from koogallery.journal import Family
 from koogallery.jsonbody import BodyError, parse_json
 from koogallery.production import v1_pairs, v1_params
+from tests.kgclient import FIXTURES
 
 KEY = "TEST_KIT_ACCESS_KEY_0123456789"
 EXAMPLES = settings(
@@ -366,3 +367,29 @@ def _outcome(field, value):
         return ("valid", field.run_validation(value))
     except (DRFValidationError, BodyError):
         return None
+
+
+def test_huawei_examples_and_every_v1_fixture_meet_the_rules():
+    """Huawei's own V1 bodies and parameters (tests/fixtures/koogallery/) and the spec's vectors
+    already read back one way: the rules refuse none of them."""
+    v1_fixtures = [
+        path
+        for path in sorted(FIXTURES.glob("*.json"))
+        if (path.stem.startswith("v1_") or "__v1" in path.stem)
+        # Huawei's trailing comma (§4.3): not JSON at all, 000002 before and after.
+        and path.stem != "singleOrgSync__v1_doc_typo"
+    ]
+    assert len(v1_fixtures) >= 18
+    for path in v1_fixtures:
+        pairs = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=list)
+        in_query = path.stem.startswith("v1_")  # basic GET parameters, the token among them
+        assert signed_text.v1_problem(pairs, token_in_params=in_query) is None, path.stem
+    vector_nonce = "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA"
+    assert signed_text.v2_problem("1680508066618", vector_nonce) is None
+    sample = QueryDict(  # Huawei's sample test URL (§4.4)
+        "activity=newInstance&businessId=61e834ba-7b97-4418-b8f7-e5345137278c&customerId="
+        "68cbc86abc2018ab880d92f36422fa0e&expireTime=20200727153156&orderId=CS1906666666ABCDE&"
+        "productId=00301-666666-0--0&testFlag=1&timeStamp=20200727073711903&authToken=x"
+    )
+    request = SimpleNamespace(GET=sample)
+    assert signed_text.v1_problem(v1_pairs(request), token_in_params=True) is None
