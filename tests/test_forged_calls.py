@@ -231,3 +231,18 @@ def test_non_canonical_timestamps_are_refused(kg, timestamp):
     assert answer["resultCode"] == "000002"
     assert last_call().verification == Verification.MALFORMED
     assert not Tenant.objects.exists()
+
+
+def test_v1_single_org_sync_reads_parent_code_absent_or_blank_alike(kg):
+    """V1 signs neither `"parentCode": ""` nor a missing parentCode: both read as "" (top
+    level, as Huawei sends it), where V2 reads a missing one as "keep the parent"."""
+    from tests.org_kit import single, tree
+
+    for code, parent in (("100", ""), ("110", "100")):
+        assert single(kg, code, parent=parent, version="v1")["resultCode"] == "000000"
+    assert single(kg, "110", "研发部", None, flag=2, version="v1")["resultCode"] == "000000"
+    assert tree()["110"] == ("研发部", "", None)
+    # V2 tells them apart: no parentCode on a modify keeps the parent.
+    assert single(kg, "110", "平台部", "100", flag=2)["resultCode"] == "000000"
+    assert single(kg, "110", "研发部", None, flag=2)["resultCode"] == "000000"
+    assert tree()["110"] == ("研发部", "100", "100")
