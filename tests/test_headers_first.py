@@ -141,9 +141,7 @@ def test_a_live_server_answers_a_body_that_never_comes(server, what, extra, code
         "Content-Type: application/json;charset=utf8\r\n"
         f"Content-Length: {DECLARED}\r\n{extra}\r\n"
     )
-    started = time.monotonic()
-    received = raw_exchange(server, head)
-    assert time.monotonic() - started < 10
+    received = raw_exchange(server, head)  # a server reading the body: socket timeout
     status, _, rest = received.partition(b"\r\n")
     assert status.startswith(b"HTTP/1.1 200"), received[:200]
     answer = json.loads(rest.partition(b"\r\n\r\n")[2])
