@@ -178,6 +178,7 @@ KOOGALLERY_API_FALLBACK = env.str("KOOGALLERY_API_FALLBACK", default="https://mk
 KOOGALLERY_RSA_PRIVATE_KEY = env.str("KOOGALLERY_RSA_PRIVATE_KEY", default="", multiline=True)
 KOOGALLERY_MAX_CLOCK_SKEW_S = env.int("KOOGALLERY_MAX_CLOCK_SKEW_S", default=60)
 # V1 basic GET has no freshness rule of its own; ±24 h bounds replays of captured URLs (§4.4).
+# A V1 call replayed within it is answered from the first call's kept answer (§2.3).
 KOOGALLERY_V1_MAX_AGE_S = env.int("KOOGALLERY_V1_MAX_AGE_S", default=24 * 3600)
 # Journal keeps at most this much of each raw body (the rest is summarised by size and hash).
 KOOGALLERY_JOURNAL_BODY_LIMIT = env.int("KOOGALLERY_JOURNAL_BODY_LIMIT", default=64 * 1024)

@@ -6,6 +6,7 @@ here: which header carries what, the verification order of spec §2.3, the respo
 and the journal of STYLE.md §1.
 """
 
+import json
 import logging
 import time
 import traceback
@@ -27,8 +28,8 @@ from rest_framework import serializers
 from ops.calls import call_finished
 from ops.wsgi import drain
 
-from . import signing
-from .envelope import envelope_response
+from . import signed_text, signing, v1_answers
+from .envelope import CONTENT_TYPE, envelope_response
 from .fastvalidate import validated_data
 from .journal import (
     Family,
@@ -105,7 +106,9 @@ def serializer_error_message(errors: Any, prefix: str = "") -> str:
     return f"{prefix}: {errors}" if prefix else str(errors)
 
 
-def validate(serializer_class: type[serializers.Serializer], body: dict) -> dict:
+def validate(serializer_class: type[serializers.Serializer], body: dict, *, v1=False) -> dict:
+    if v1:
+        body = _blank_when_absent(serializer_class, body)
     # A plainly valid body skips most of DRF; anything else gets DRF's verdict and message.
     data = validated_data(serializer_class, body)
     if data is not None:
@@ -114,6 +117,24 @@ def validate(serializer_class: type[serializers.Serializer], body: dict) -> dict
     if not serializer.is_valid():
         raise Rejected(ResultCode.INVALID_PARAM, serializer_error_message(serializer.errors))
     return serializer.validated_data
+
+
+_BLANKABLE: dict[type, tuple[str, ...]] = {}
+
+
+def _blank_when_absent(serializer_class: type[serializers.Serializer], body: dict) -> dict:
+    """A V1 join skips a blank parameter as it skips an absent one (spec §2.3), so the two
+    must be read alike: as blank wherever the field may be blank (kit `instanceId` while
+    debugging; singleOrgSync `parentCode` "" = top level, as Huawei sends it), else absent."""
+    names = _BLANKABLE.get(serializer_class)
+    if names is None:
+        names = _BLANKABLE[serializer_class] = tuple(
+            name
+            for name, f in serializer_class().fields.items()
+            if not f.read_only and getattr(f, "allow_blank", False)
+        )
+    missing = [name for name in names if name not in body]
+    return {**body, **dict.fromkeys(missing, "")} if missing else body
 
 
 def _client_ip(request: HttpRequest) -> str:
@@ -164,9 +185,21 @@ class InboundEndpoint(View):
     family: Family
 
     # --- hooks --------------------------------------------------------------------------------
+    def check_credentials(self, request: HttpRequest) -> None:
+        """What can be refused from the headers (or query) alone, before the body is read:
+        raise `Rejected`. A call that cannot be genuine never costs a body read."""
+
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         """Verify the call; return the key that matched or raise `Rejected`."""
         raise NotImplementedError
+
+    def v1_token(self, request: HttpRequest, parsed: Any) -> str:
+        """The V1 call's authToken as verified (its replay claim); "" for V2."""
+        return ""
+
+    @property
+    def is_v1(self) -> bool:
+        return self.family in (Family.KIT_V1, Family.BASIC_V1)
 
     def handle(self, call: Call) -> Reply:
         raise NotImplementedError
@@ -176,7 +209,7 @@ class InboundEndpoint(View):
 
     def read_only(self, body: dict) -> bool:
         """The call only reads: no transaction is opened around it (its journal row, the only
-        write, is one statement)."""
+        write, is one statement). A V1 call always has one: it claims its authToken."""
         return False
 
     def nonce(self, request: HttpRequest) -> str:
@@ -209,8 +242,9 @@ class InboundEndpoint(View):
         return response
 
     # --- the pipeline -------------------------------------------------------------------------
-    def serve(self, request: HttpRequest, raw: bytes | None) -> HttpResponse:
-        """Answer one call; `raw` is None when the body was over the size limit."""
+    def serve(self, request: HttpRequest, *, has_body: bool = True) -> HttpResponse:
+        """Answer one call. Its credentials are checked from the headers first: the body is
+        read only for a call that may be genuine (spec §2.3)."""
         started = time.monotonic()
         journal = InboundCall(
             received_at=timezone.now(),
@@ -219,22 +253,40 @@ class InboundEndpoint(View):
             method=request.method or "",
             path=request.path[:255],
             remote_addr=_client_ip(request),
-            request_size=len(raw) if raw is not None else _declared_size(request),
-            request_sha256=body_digest(raw) if raw is not None else "",
+            request_size=_declared_size(request) if has_body else 0,
+            request_sha256="",
             query_string=self.journal_query(request),
             verification=Verification.MISSING,
         )
-        oversized = raw is None
-        if oversized:
-            parsed, raw = None, b""
-            parse_error = f"request body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
-        else:
-            parsed, parse_error = self.parse(request, raw)
-        self.fill_business_keys(journal, parsed)
-        journal.request_body = redacted_text(raw, parsed)
-        key: str | None = None
         try:
-            if oversized:  # never read, so not verifiable: refused before any key is tried
+            self.check_credentials(request)
+        except Rejected as rejection:
+            if rejection.verification:
+                journal.verification = rejection.verification
+            reply = Reply(rejection.code, message=rejection.message)
+            return self.answer_rejected(journal, reply, None, started)
+        return self.serve_body(request, journal, started, has_body)
+
+    def serve_body(self, request, journal: InboundCall, started: float, has_body: bool):
+        key: str | None = None
+        digest = ""
+        try:
+            raw = read_body(request) if has_body else b""
+            oversized = raw is None
+            if oversized:
+                parsed, raw = None, b""
+                parse_error = (
+                    f"request body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+                )
+            else:
+                journal.request_size = len(raw)
+                journal.request_sha256 = body_digest(raw)
+                parsed, parse_error = self.parse(request, raw)
+            self.fill_business_keys(journal, parsed)
+            journal.request_body = redacted_text(raw, parsed)
+            if oversized or (self.is_v1 and not isinstance(parsed, dict)):
+                # Never read, or not name=value pairs: not verifiable, refused before any key
+                # is tried.
                 raise Rejected(ResultCode.INVALID_PARAM, parse_error)
             key = self.authenticate(request, raw, parsed)
             journal.verification = Verification.VERIFIED
@@ -243,7 +295,16 @@ class InboundEndpoint(View):
             if parse_error:
                 raise Rejected(ResultCode.INVALID_PARAM, parse_error)
             journal.endpoint = self.endpoint_for(parsed)[:64]
-            return self.run_in_transaction(parsed, journal, key, started)
+            if self.is_v1:
+                digest = v1_answers.token_digest(self.v1_token(request, parsed))
+                # What the service reads is what the token signs (spec §2.3).
+                parsed = signed_text.v1_reading(parsed)
+                stored = v1_answers.stored_answer(
+                    family=self.family, endpoint=journal.endpoint, digest=digest
+                )
+                if stored is not None:
+                    return self.answer_again(journal, stored, key, started)
+            return self.run_in_transaction(parsed, journal, key, started, digest)
         except Rejected as rejection:
             if rejection.verification:
                 journal.verification = rejection.verification
@@ -253,6 +314,14 @@ class InboundEndpoint(View):
                 # Another call with this nonce was journaled first: everything this one wrote
                 # is rolled back with its own journal row (spec §2.3 step 5).
                 return self.answer_rejected(journal, replay_rejection(journal), key, started)
+            if isinstance(exc, IntegrityError) and digest and v1_answers.is_claim_conflict(exc):
+                # Its twin claimed the authToken first and has committed (the claim waited
+                # for it): this one rolled back and answers as the twin did.
+                stored = v1_answers.stored_answer(
+                    family=self.family, endpoint=journal.endpoint, digest=digest
+                )
+                if stored is not None:
+                    return self.answer_again(journal, stored, key, started)
             logger.exception("KooGallery %s failed", journal.endpoint)
             journal.error = traceback.format_exc()[-8000:]
             reply = Reply(ResultCode.INTERNAL_ERROR)
@@ -264,27 +333,47 @@ class InboundEndpoint(View):
                 return response
         return self.answer_rejected(journal, reply, key, started)
 
-    def run_in_transaction(self, parsed: dict, journal, key: str, started: float) -> HttpResponse:
-        """Domain writes and the journal row commit together; a rejection rolls both back."""
+    def run_in_transaction(
+        self, parsed: dict, journal, key: str, started: float, v1_digest: str = ""
+    ) -> HttpResponse:
+        """Domain writes and the journal row commit together; a rejection rolls both back.
+        A V1 call claims its authToken first and keeps its answer with them."""
         call = Call(
             family=self.family, endpoint=journal.endpoint, body=parsed, journal=journal, key=key
         )
-        read_only = self.read_only(parsed)
+        read_only = not v1_digest and self.read_only(parsed)
         # A read-only call needs no transaction: its journal row, its one write, is a single
         # statement (guarded only so that a replay fails cleanly inside a caller's transaction).
         scope = _statement_guard if read_only else transaction.atomic
         with scope():
+            claim = None
+            if v1_digest:
+                claim = v1_answers.claim(
+                    family=self.family, endpoint=journal.endpoint, digest=v1_digest
+                )
             try:
                 reply = self.handle(call)
             except KooGalleryError as exc:
                 reply = Reply(exc.code, message=exc.message)
             if reply.code.accepted:
                 response = self.respond(reply, key)
+                if claim is not None:
+                    v1_answers.keep(claim, response.content)
                 self.save_journal(journal, reply, response, started, raise_replay=read_only)
                 return response
             if not read_only:
                 transaction.set_rollback(True)
         return self.answer_rejected(journal, reply, key, started)
+
+    def answer_again(self, journal, content: bytes, key: str, started: float) -> HttpResponse:
+        """A V1 replay: the first call's answer, byte for byte; nothing changes (spec §2.3)."""
+        response = HttpResponse(content, content_type=CONTENT_TYPE, status=200)
+        response["Body-Sign"] = signing.body_sign_header(key, content)
+        answer = json.loads(content)
+        reply = Reply(ResultCode(answer["resultCode"]), message=answer.get("resultMsg"))
+        journal.verification = Verification.ANSWERED_AGAIN
+        self.save_journal(journal, reply, response, started)
+        return response
 
     def answer_rejected(self, journal, reply: Reply, key: str | None, started: float):
         """Answer and journal a refused call (outside the call's rolled-back transaction).
@@ -340,10 +429,12 @@ class InboundEndpoint(View):
         call_finished(journal)
 
     # --- helpers ------------------------------------------------------------------------------
-    def parse(self, request: HttpRequest, raw: bytes) -> tuple[Any, str | None]:
+    def parse(
+        self, request: HttpRequest, raw: bytes, *, unique_keys: bool = False
+    ) -> tuple[Any, str | None]:
         content_type = (request.META.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         try:
-            parsed = parse_json(raw)
+            parsed = parse_json(raw, unique_keys=unique_keys)
         except BodyError as exc:
             return None, str(exc)
         if content_type != "application/json":
@@ -387,24 +478,28 @@ def _database_unreachable(exc: Exception) -> bool:
     return isinstance(exc, OperationalError) and connection.connection is None
 
 
-def check_v2_credentials(
-    family: Family, sign_fn, signature, timestamp, nonce, raw: bytes, parsed: Any
-) -> str:
-    """Spec §2.3 steps 2–5, shared by the kit (headers) and basic (query) families."""
+def check_v2_headers(signature, timestamp, nonce) -> None:
+    """Spec §2.3 steps 2–3, from the headers (kit) or query (basic) alone: the signature is
+    there, the timestamp and nonce are canonical (so the signed text splits back one way only)
+    and the timestamp is inside the window."""
     if not signature:
         raise Rejected(ResultCode.AUTH_FAILED, "signature missing", Verification.MISSING)
     if not timestamp or not nonce:
         raise Rejected(ResultCode.INVALID_PARAM, "timestamp or nonce missing", Verification.MISSING)
-    # 19 digits reach the year 2286 in milliseconds; longer is noise (and int() may refuse it).
-    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 19:
-        raise Rejected(
-            ResultCode.INVALID_PARAM, "timestamp must be Unix milliseconds", Verification.MALFORMED
-        )
+    problem = signed_text.v2_problem(timestamp, nonce)
+    if problem:
+        raise Rejected(ResultCode.INVALID_PARAM, problem, Verification.MALFORMED)
     skew_ms = settings.KOOGALLERY_MAX_CLOCK_SKEW_S * 1000
     if abs(time.time_ns() // 1_000_000 - int(timestamp)) > skew_ms:
         raise Rejected(
             ResultCode.INVALID_PARAM, "timestamp outside the accepted window", Verification.STALE
         )
+
+
+def check_v2_signature(
+    family: Family, sign_fn, signature, timestamp, nonce, raw: bytes, parsed: Any
+) -> str:
+    """Spec §2.3 step 4 (after `check_v2_headers`): the key that signed the call."""
     keys = family_keys(family)
     if not keys:
         logger.error("no %s key configured: every call is refused", family.label)
@@ -419,9 +514,22 @@ def check_v2_credentials(
     return key
 
 
-def check_v1_token(family: Family, token: str | None, params: dict) -> str:
+def check_v1_token_present(token: str | None) -> None:
     if not token or not token.strip():
         raise Rejected(ResultCode.AUTH_FAILED, "authToken missing", Verification.MISSING)
+
+
+def check_v1_token(
+    family: Family, token: str | None, params: dict, pairs=None, *, token_in_params=False
+) -> str:
+    """§3.3 after the rules of §2.3 that make the join read back one way only; `pairs`: the
+    parameters as received, repeats included (default: `params`)."""
+    check_v1_token_present(token)
+    problem = signed_text.v1_problem(
+        params.items() if pairs is None else pairs, token_in_params=token_in_params
+    )
+    if problem:
+        raise Rejected(ResultCode.INVALID_PARAM, problem, Verification.MALFORMED)
     keys = family_keys(family)
     if not keys:
         logger.error("no %s key configured: every call is refused", family.label)
@@ -445,22 +553,34 @@ class KitEndpoint(InboundEndpoint):
     v1_serializer_class: type[serializers.Serializer] | None = None
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        return self.serve(request, read_body(request))
+        return self.serve(request)
 
     def nonce(self, request: HttpRequest) -> str:
         return "" if self.family == Family.KIT_V1 else request.headers.get("x-nonce") or ""
 
+    def check_credentials(self, request: HttpRequest) -> None:
+        if self.family == Family.KIT_V1:
+            check_v1_token_present(request.headers.get("authToken"))
+            return
+        check_v2_headers(
+            request.headers.get("x-sign"),
+            request.headers.get("x-timestamp"),
+            request.headers.get("x-nonce"),
+        )
+
+    def parse(self, request: HttpRequest, raw: bytes) -> tuple[Any, str | None]:
+        # V1 signs `name=value` pairs: a repeated name would be ambiguous (spec §2.3).
+        return super().parse(request, raw, unique_keys=self.family == Family.KIT_V1)
+
+    def v1_token(self, request: HttpRequest, parsed: Any) -> str:
+        return signing.clean_v1_token(request.headers.get("authToken") or "")
+
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         if self.family == Family.KIT_V1:
             if not isinstance(parsed, dict):
-                token = request.headers.get("authToken")
-                if not token:
-                    raise Rejected(
-                        ResultCode.AUTH_FAILED, "authToken missing", Verification.MISSING
-                    )
                 raise Rejected(ResultCode.INVALID_PARAM, "body must be a JSON object")
             return check_v1_token(self.family, request.headers.get("authToken"), parsed)
-        return check_v2_credentials(
+        return check_v2_signature(
             self.family,
             signing.kit_sign,
             request.headers.get("x-sign"),
@@ -472,7 +592,7 @@ class KitEndpoint(InboundEndpoint):
 
     def handle(self, call: Call) -> Reply:
         serializer_class = (call.is_v1 and self.v1_serializer_class) or self.serializer_class
-        data = validate(serializer_class, call.body)
+        data = validate(serializer_class, call.body, v1=call.is_v1)
         reply = self.perform(data, call)
         return reply if isinstance(reply, Reply) else Reply()
 

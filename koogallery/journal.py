@@ -23,10 +23,12 @@ class Family(models.TextChoices):
 class Verification(models.TextChoices):
     VERIFIED = "verified", "verified"
     MISSING = "missing", "credentials missing"
-    MALFORMED = "malformed", "timestamp or nonce malformed"
+    MALFORMED = "malformed", "timestamp, nonce or signed parameters malformed"
     STALE = "stale", "timestamp outside the window"
     BAD_SIGNATURE = "bad_signature", "no active key matches"
     REPLAYED = "replayed", "nonce replayed"
+    # A V1 call whose authToken was accepted before (spec §2.3): verified, changed nothing.
+    ANSWERED_AGAIN = "answered_again", "replayed (answered from the first call)"
     NO_KEY = "no_key", "no key configured"
 
 

@@ -10,6 +10,9 @@ KooGallery sends them). Two settings bound that:
 - KOOGALLERY_JOURNAL_RETENTION_DAYS (default 0 = never): past it the row is deleted. Instance
   transitions and orders that pointed at it keep their own record (the link is cleared).
 
+The stored answers of V1 calls (v1_answers.py, kept to answer replays) go with them, once past
+KOOGALLERY_V1_MAX_AGE_S.
+
 `purge_journal` runs daily in beat (`koogallery.tasks.purge_journal`) and from
 `manage.py koogallery_purge_journal`; it works in batches, each its own transaction, so a large
 backlog never holds long locks.
@@ -23,6 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import v1_answers
 from .journal import InboundCall
 
 logger = logging.getLogger(__name__)
@@ -38,7 +42,7 @@ def _cutoff(days: int, now: datetime) -> datetime | None:
 def purge_journal(*, now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
     """Clear old bodies and delete expired rows; returns how many rows of each."""
     now = now or timezone.now()
-    done = {"bodies_cleared": 0, "rows_deleted": 0}
+    done = {"bodies_cleared": 0, "rows_deleted": 0, "v1_answers_deleted": 0}
     delete_before = _cutoff(settings.KOOGALLERY_JOURNAL_RETENTION_DAYS, now)
     clear_before = _cutoff(settings.KOOGALLERY_JOURNAL_BODY_RETENTION_DAYS, now)
     if delete_before is not None:
@@ -56,11 +60,14 @@ def purge_journal(*, now: datetime | None = None, dry_run: bool = False) -> dict
             lambda rows: rows.update(**CLEARED),
             dry_run,
         )
+    done["v1_answers_deleted"] = v1_answers.purge(now=now, dry_run=dry_run)
     if any(done.values()):
         logger.info(
-            "journal retention: %d row(s) deleted, %d row(s) cleared of bodies%s",
+            "journal retention: %d row(s) deleted, %d row(s) cleared of bodies, "
+            "%d V1 answer(s) past their max age deleted%s",
             done["rows_deleted"],
             done["bodies_cleared"],
+            done["v1_answers_deleted"],
             " (dry run)" if dry_run else "",
         )
     return done

@@ -29,8 +29,21 @@ MAX_DEPTH = 64
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def parse_json(raw: bytes | str) -> Any:
-    """UTF-8 JSON; NaN/Infinity refused; duplicate keys: last wins (json's default).
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise BodyError(f"{name[:64]}: parameter repeated")
+            seen.add(name)
+    return obj
+
+
+def parse_json(raw: bytes | str, *, unique_keys: bool = False) -> Any:
+    """UTF-8 JSON; NaN/Infinity refused; duplicate keys: last wins (json's default), or
+    BodyError with `unique_keys` (V1 signs `name=value` pairs: a repeated name is ambiguous,
+    spec §2.3).
 
     Also refused (BodyError): numbers beyond a float's range or Python's 4300 integer digits,
     nesting deeper than MAX_DEPTH, unpaired surrogate escapes (such a value can be neither
@@ -41,7 +54,12 @@ def parse_json(raw: bytes | str) -> Any:
     except UnicodeDecodeError as exc:
         raise BodyError(f"body is not valid UTF-8 (byte {exc.start})") from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys if unique_keys else None,
+        )
     except RecursionError as exc:
         raise BodyError("JSON nested too deeply") from exc
     except json.JSONDecodeError as exc:

@@ -4,6 +4,7 @@ from .instances import ChargingMode, Instance, InstanceState, InstanceTransition
 from .jobs import QueuedJob
 from .journal import Family, InboundCall, Verification
 from .outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from .v1_answers import V1Answer
 
 __all__ = [
     "AttemptOutcome",
@@ -16,5 +17,6 @@ __all__ = [
     "OutboundAttempt",
     "OutboundPurpose",
     "QueuedJob",
+    "V1Answer",
     "Verification",
 ]

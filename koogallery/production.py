@@ -13,8 +13,8 @@ from .inbound import (
     Rejected,
     Reply,
     check_v1_token,
-    check_v2_credentials,
-    read_body,
+    check_v2_headers,
+    check_v2_signature,
     validate,
 )
 from .journal import Family, Verification
@@ -26,11 +26,18 @@ V1_BASE64_PARAMS = ("authToken", "saasExtendParams", "mobilePhone", "email")
 
 
 def v1_params(request: HttpRequest) -> dict[str, str]:
+    """The GET parameters, URL-decoded; a repeated one keeps its last value (and is refused:
+    `v1_pairs`)."""
     params = {name: request.GET.get(name, "") for name in request.GET}
     for name in V1_BASE64_PARAMS:
         if name in params:
             params[name] = params[name].replace(" ", "+")
     return params
+
+
+def v1_pairs(request: HttpRequest) -> list[tuple[str, str]]:
+    """Every GET parameter as received, repeats included."""
+    return [(name, value) for name, values in request.GET.lists() for value in values]
 
 
 def parse_v1_timestamp(value: str) -> datetime | None:
@@ -44,13 +51,13 @@ class ProductionInterfaceView(InboundEndpoint):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         self.family = Family.BASIC_V2
-        return self.serve(request, read_body(request))
+        return self.serve(request)
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if "activity" not in request.GET:
             return self.http_method_not_allowed(request, *args, **kwargs)
         self.family = Family.BASIC_V1
-        return self.serve(request, b"")
+        return self.serve(request, has_body=False)
 
     def parse(self, request: HttpRequest, raw: bytes) -> tuple[Any, str | None]:
         if self.family == Family.BASIC_V1:
@@ -70,10 +77,21 @@ class ProductionInterfaceView(InboundEndpoint):
     def nonce(self, request: HttpRequest) -> str:
         return "" if self.family == Family.BASIC_V1 else request.GET.get("nonce") or ""
 
+    def check_credentials(self, request: HttpRequest) -> None:
+        if self.family == Family.BASIC_V2:
+            check_v2_headers(
+                request.GET.get("signature"), request.GET.get("timestamp"), request.GET.get("nonce")
+            )
+
+    def v1_token(self, request: HttpRequest, parsed: Any) -> str:
+        return signing.clean_v1_token(parsed.get("authToken") or "")
+
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         if self.family == Family.BASIC_V1:
             token = parsed.get("authToken")
-            key = check_v1_token(self.family, token, parsed)
+            key = check_v1_token(
+                self.family, token, parsed, v1_pairs(request), token_in_params=True
+            )
             stamp = parse_v1_timestamp(parsed.get("timeStamp", ""))
             if stamp is None:
                 raise Rejected(ResultCode.INVALID_PARAM, "timeStamp must be yyyyMMddHHmmssSSS")
@@ -85,7 +103,7 @@ class ProductionInterfaceView(InboundEndpoint):
                     Verification.STALE,
                 )
             return key
-        return check_v2_credentials(
+        return check_v2_signature(
             self.family,
             signing.basic_sign,
             request.GET.get("signature"),
@@ -102,6 +120,6 @@ class ProductionInterfaceView(InboundEndpoint):
         activity = activities.lookup(self.family, name)
         if activity is None:
             raise Rejected(ResultCode.INVALID_PARAM, f"activity: unknown activity {name!r}")
-        data = validate(activity.serializer_class, call.body)
+        data = validate(activity.serializer_class, call.body, v1=call.is_v1)
         reply = activity.handler(data, call)
         return reply if isinstance(reply, Reply) else Reply()

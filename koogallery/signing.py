@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from .signed_text import v1_text
+
 
 def _hmac(key: str | bytes, msg: str | bytes) -> bytes:
     if isinstance(key, str):
@@ -68,17 +70,12 @@ def v1_joined(params: Mapping[str, Any]) -> str:
     """`k=v&…` over every parameter but authToken, null/blank skipped, sorted by name."""
     items = []
     for name in sorted(params):
-        if name == "authToken":
-            continue
         value = params[name]
-        if value is None or isinstance(value, (dict, list)):
+        if name == "authToken" or isinstance(value, (dict, list)):
             continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        value = str(value)
-        if not value.strip():
-            continue
-        items.append(f"{name}={value}")
+        text = v1_text(value)
+        if text is not None:
+            items.append(f"{name}={text}")
     return "&".join(items)
 
 

@@ -35,6 +35,18 @@ def now_ms() -> str:
     return str(int(time.time() * 1000))
 
 
+_last_v1_ms = 0
+
+
+def v1_time_stamp() -> str:
+    """A V1 GET `timeStamp` (UTC `yyyyMMddHHmmssSSS`): each call its own, as KooGallery stamps
+    them, so two calls are never taken for one sent twice (a V1 replay, spec §2.3)."""
+    global _last_v1_ms
+    _last_v1_ms = max(int(time.time() * 1000), _last_v1_ms + 1)
+    seconds, millis = divmod(_last_v1_ms, 1000)
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(seconds)) + f"{millis:03d}"
+
+
 def to_bytes(body: Any) -> bytes:
     if isinstance(body, bytes):
         return body
@@ -122,7 +134,7 @@ class KooGallery:
     # --- basic V1 GET (§4.4) ------------------------------------------------------------------
     def basic_v1(self, params: dict, *, key: str | None = None, token: str | None = None):
         params = {k: str(v) for k, v in params.items()}
-        params.setdefault("timeStamp", time.strftime("%Y%m%d%H%M%S000", time.gmtime()))
+        params.setdefault("timeStamp", v1_time_stamp())
         key = key or settings.KOOGALLERY_BASIC_KEY[0]
         if token is None:
             token = signing.v1_auth_token(key, params)

@@ -50,7 +50,7 @@ def test_bodies_are_cleared_after_their_retention_and_the_metadata_stays(kg, set
     )
     days_ago(91, tenant_id="tenant-ret")
 
-    assert purge_journal() == {"bodies_cleared": 1, "rows_deleted": 0}
+    assert purge_journal() == {"bodies_cleared": 1, "rows_deleted": 0, "v1_answers_deleted": 0}
 
     old = InboundCall.objects.get(tenant_id="tenant-ret")
     assert (old.request_body, old.response_body, old.query_string) == ("", "", "")
@@ -62,7 +62,11 @@ def test_bodies_are_cleared_after_their_retention_and_the_metadata_stays(kg, set
     assert old.request_size > 0 and len(old.request_sha256) == 64 and old.nonce
     recent = InboundCall.objects.get(tenant_id="tenant-new")
     assert "18600001234" in recent.request_body
-    assert purge_journal() == {"bodies_cleared": 0, "rows_deleted": 0}  # nothing left to do
+    assert purge_journal() == {
+        "bodies_cleared": 0,
+        "rows_deleted": 0,
+        "v1_answers_deleted": 0,
+    }  # nothing left to do
 
 
 def test_rows_are_kept_by_default_and_deleted_past_their_retention(kg, settings):

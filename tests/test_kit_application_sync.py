@@ -240,8 +240,19 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize(("change", "field"), INVALID)
+# V1 signs neither a blank field nor an absent one, so it reads both as blank (spec §2.3).
+V1_READ_AS_BLANK = ("clientId", "instanceId")
+
+
+@pytest.mark.parametrize(
+    ("version", "change", "field"),
+    [
+        (version, change, field)
+        for version in VERSIONS
+        for change, field in INVALID
+        if not (version == "v1" and change == {field: None} and field in V1_READ_AS_BLANK)
+    ],
+)
 def test_invalid_field_answers_000002_naming_it_and_writes_nothing(
     kg, version, change, field, secret_call
 ):
@@ -257,6 +268,15 @@ def test_invalid_field_answers_000002_naming_it_and_writes_nothing(
     answer = send(kg, version, "applicationSync", body)
 
     assert_rejected(before, answer, field, journal)
+
+
+@pytest.mark.parametrize("field", V1_READ_AS_BLANK)
+def test_v1_reads_an_absent_field_that_may_be_blank_as_blank(kg, secret_call, field):
+    body = secret_call()
+    del body[field]
+    assert send(kg, "v1", "applicationSync", body)["resultCode"] == "000000"
+    app = Application.objects.get()
+    assert (app.client_id if field == "clientId" else app.instance_id) == ""
 
 
 def test_v1_refuses_modify(kg, secret_call):

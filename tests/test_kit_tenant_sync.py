@@ -76,7 +76,8 @@ def test_delete_marks_removed_and_blocks_sign_in_until_added_again(kg, version):
     authorization = Authorization.objects.get()  # kept ...
     assert not authorization.can_sign_in  # ... but deactivated
 
-    send(kg, version, "tenantSync", fixture(EXAMPLE))
+    # Added again: a new call (a V1 call sent again is answered as its replay, §2.3).
+    send(kg, version, "tenantSync", body_of(EXAMPLE, timeStamp="20220413093540000"))
 
     assert tenant().active
     assert tenant().bindings.get().removed_at is None
