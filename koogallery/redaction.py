@@ -13,6 +13,7 @@ inside a string (`userList`, `orgInfoList`, `orgInfo`, `license_code_info`) is m
 way. Text that needs no masking comes out exactly as it went in.
 """
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -96,6 +97,7 @@ def is_secret(name: str) -> bool:
     return lowered in SECRET_FIELDS or any(part in lowered for part in SECRET_PARTS)
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(name: str) -> str:
     if is_secret(name) or name not in NAMED_FIELDS:
         return MASK
@@ -138,6 +140,61 @@ def _key_name(token: str) -> str:
 def mask_text(text: str) -> str:
     """`text` with every value the allow-list does not keep replaced by "***"; tolerant of
     anything (truncated JSON, Huawei's bare keys, not JSON at all: then every value is masked)."""
+    if unchanged_by_mask(text):
+        return text  # most calls: JSON whose every key is named (C-speed check, no tokenizer)
+    return _masked_tokens(text)
+
+
+class _Masked(Exception):
+    pass
+
+
+def _judged_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:  # a duplicate key: only the tokenizer sees both values
+            raise _Masked
+        seen.add(key)
+        if value is None or value == "":
+            continue  # kept under any key, as the tokenizer keeps them
+        state = classify(key)
+        if state == MASK:
+            raise _Masked
+        if state == CONTACT:
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise _Masked
+            if not _PLAIN_CONTACT.fullmatch(str(value)):
+                raise _Masked
+        elif state == ENCODED:
+            if isinstance(value, str) and not unchanged_by_mask(value):
+                raise _Masked
+            if isinstance(value, list) and any(
+                not isinstance(item, dict) and item is not None for item in value
+            ):
+                raise _Masked
+    return dict(pairs)
+
+
+def unchanged_by_mask(text: str) -> bool:
+    """Whether `mask_text` keeps `text` as it is: JSON in which every key is named (and no
+    value of a contact or JSON-text field needs a mask). Conservative: False when unsure."""
+    try:
+        value = json.loads(text, object_pairs_hook=_judged_pairs)
+    except (_Masked, ValueError, RecursionError):
+        return False
+    return not _has_bare_value(value)
+
+
+def _has_bare_value(value: Any) -> bool:
+    """A value no key names: the body itself, or an item of a list in it, that is a scalar."""
+    if isinstance(value, dict):
+        return False
+    if isinstance(value, list):
+        return any(_has_bare_value(item) for item in value)
+    return value is not None and value != ""
+
+
+def _masked_tokens(text: str) -> str:
     tokens = _tokens(text)
     out: list[str] = []
     # One frame per open container: [kind, state of its scalars (arrays), expecting a key,
