@@ -92,27 +92,29 @@ class RequestBodies:
         watch = watchdog.watch(
             sock, timeout, "request body", path=environ.get("PATH_INFO", "")[:255]
         )
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if not chunked and limit is not None and declared > limit:
+            # Over the limit: refused unread by the application, which drains what it can of
+            # it; the watch stays on so the drain is bounded in time too.
+            try:
+                return self.application(environ, start_response)
+            finally:
+                watchdog.release(watch)
+        why, received = "", declared
         try:
             if chunked:
                 self.declare_length(environ)
-            elif declared <= (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or declared):
-                self.read_whole(environ, declared)
             else:
-                # Over the limit: refused unread by the application, which drains what it
-                # can of it; the watch stays on so the drain is bounded in time too.
-                try:
-                    return self.application(environ, start_response)
-                finally:
-                    watchdog.release(watch)
-        except (BodyCut, OSError) as error:
-            received = error.received if isinstance(error, BodyCut) else 0
-            why = error.why if isinstance(error, BodyCut) else "connection error"
-            if watchdog.release(watch):
+                self.read_whole(environ, declared)
+        except BodyCut as cut:
+            why, received = cut.why, cut.received
+        except OSError:
+            why, received = "connection error", 0
+        finally:
+            if watchdog.release(watch):  # the socket was cut: whatever came, it came late
                 why = f"not received within {timeout:g} s"
+        if why:
             return self.refuse(environ, start_response, why, received, declared)
-        if watchdog.release(watch):  # cut just as the last byte came: refused all the same
-            why = f"not received within {timeout:g} s"
-            return self.refuse(environ, start_response, why, declared, declared)
         return self.application(environ, start_response)
 
     @staticmethod
