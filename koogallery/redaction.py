@@ -179,10 +179,9 @@ def unchanged_by_mask(text: str) -> bool:
     """Whether `mask_text` keeps `text` as it is: JSON in which every key is named (and no
     value of a contact or JSON-text field needs a mask). Conservative: False when unsure."""
     try:
-        value = json.loads(text, object_pairs_hook=_judged_pairs)
+        return not _has_bare_value(json.loads(text, object_pairs_hook=_judged_pairs))
     except (_Masked, ValueError, RecursionError):
         return False
-    return not _has_bare_value(value)
 
 
 def _has_bare_value(value: Any) -> bool:
