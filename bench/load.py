@@ -5,7 +5,8 @@ Django view that writes one row (issue 6). Prints figures; asserts nothing about
     .venv/bin/python bench/load.py --clients 16 --workers 4 --seconds 10 --rounds 3
 
 The service runs as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`:
-sync workers, JSON logs at INFO, Prometheus multiprocess metrics) on a scratch PostgreSQL
+its threaded workers unless --worker-class/--threads say otherwise, JSON logs at INFO,
+Prometheus multiprocess metrics) on a scratch PostgreSQL
 database (PG_URL, default postgres://postgres@127.0.0.1:5432; dropped at the end unless --keep)
 and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12: the cache). The jobs newInstance
 and getLicenseAsync ask for are rows of the outbox (koogallery/jobs.py), as in production; no beat
@@ -23,8 +24,9 @@ tenantSync (a new tenant), authSync (50 new users of one of 64 tenants), singleO
 department), newInstance (a new order), queryInstance (one of 64 instances), getLicenseAsync (a
 new device on one of 64 instances; answered 000004, persisted, its delivery a job in the outbox).
 
-Clients are --procs processes sharing --clients threads, each with its own connection (sync
-workers close it after each answer, so a connect is part of every call, as for KooGallery).
+Clients are --procs processes sharing --clients threads, each with its own connection (kept
+alive by threaded workers; sync workers close it after each answer, so a connect is then part of
+every call, as for KooGallery).
 Phases are interleaved: each round runs every phase for --seconds, so a change in the machine's
 load hits all of them alike. The machine's load average is printed before and after: on a
 shared machine, rerun when it is quiet.
@@ -403,8 +405,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class")
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads (gthread)")
+    parser.add_argument(
+        "--worker-class", help="gunicorn worker class (default: ops/gunicorn.py's, threaded)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="gunicorn threads per worker (default: ops/gunicorn.py's)"
+    )
     parser.add_argument("--seconds", type=float, default=8, help="seconds per phase per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=2, help="seconds per phase, not counted")
@@ -427,10 +433,8 @@ def main() -> None:
         "config.wsgi:application",
         port,
         args.workers,
-        "--worker-class",
-        args.worker_class,
-        "--threads",
-        str(args.threads),
+        *(["--worker-class", args.worker_class] if args.worker_class else []),
+        *(["--threads", str(args.threads)] if args.threads else []),
         config="python:ops.gunicorn",
         env=env,
         stdout=log,
@@ -469,8 +473,8 @@ def main() -> None:
             harness.drop_database(database_url)
 
     print(
-        f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class} workers"
-        f"{f' x {args.threads} threads' if args.threads > 1 else ''}; {args.clients} concurrent "
+        f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class or 'default'} "
+        f"workers{f' x {args.threads} threads' if args.threads else ''}; {args.clients} concurrent "
         f"clients in {args.procs} processes; PostgreSQL {args.db}, Redis {args.redis_url}; "
         f"{args.rounds} rounds x {args.seconds:g} s per phase; {os.cpu_count()} CPUs"
     )

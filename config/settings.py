@@ -153,6 +153,12 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # limit leaves 1.6x room. Larger bodies are answered 000002 unread (koogallery/inbound.py), also
 # when sent chunked, without a Content-Length (ops/wsgi.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=24 * 1024 * 1024)
+# A request's head (request line and headers) must arrive within HTTP_HEADER_TIMEOUT_S of its
+# first byte, and its body within HTTP_BODY_TIMEOUT_S of its head: a client dribbling either is
+# cut, logged, and its call never processed (ops/server.py, ops/wsgi.py; docs/operations.md §1).
+# KooGallery itself gives up on a call after 5 s (spec §1.3).
+HTTP_HEADER_TIMEOUT_S = env.float("HTTP_HEADER_TIMEOUT_S", default=5.0)
+HTTP_BODY_TIMEOUT_S = env.float("HTTP_BODY_TIMEOUT_S", default=10.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -37,7 +37,7 @@ from .journal import (
     Verification,
     body_digest,
     is_replay,
-    redact,
+    redacted_query,
     redacted_text,
     replay_key,
     response_text,
@@ -444,8 +444,7 @@ class InboundEndpoint(View):
         return parsed, None
 
     def journal_query(self, request: HttpRequest) -> str:
-        params = {k: request.GET.get(k) for k in request.GET}
-        return "&".join(f"{k}={v}" for k, v in redact(params).items())[:2000]
+        return redacted_query({k: request.GET.get(k) for k in request.GET})
 
     def fill_business_keys(self, journal: InboundCall, body: Any) -> None:
         if not isinstance(body, dict):

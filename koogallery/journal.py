@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, models, router
 
+from . import redaction
+
 
 class Family(models.TextChoices):
     KIT_V2 = "kit_v2", "Kit V2 (x-sign)"
@@ -178,7 +180,8 @@ def _insert_statement(connection, *, with_id: bool) -> tuple[str, list]:
     return cached
 
 
-# Keys whose values never reach the journal, logs or admin, wherever they sit in a body.
+# Keys whose values never reach a log line or a stored URL (ops/logs.py keeps a superset). Bodies
+# and query strings in the journal go further: an allow-list (koogallery/redaction.py).
 SECRET_KEYS = frozenset(
     k.lower()
     for k in (
@@ -196,67 +199,44 @@ SECRET_KEYS = frozenset(
 REDACTED = "***"
 
 
-def redact(value: Any, max_items: int | None = None) -> Any:
-    """A copy with every secret-named value replaced; lists cut to `max_items` when given."""
-    if isinstance(value, dict):
-        return {
-            k: (
-                REDACTED
-                if str(k).lower() in SECRET_KEYS and v not in (None, "")
-                else redact(v, max_items)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        if max_items is not None and len(value) > max_items:
-            kept = [redact(v, max_items) for v in value[:max_items]]
-            return [*kept, f"… {len(value) - max_items} more items"]
-        return [redact(v, max_items) for v in value]
-    return value
-
-
-_SECRET_KEY_BYTES = tuple(key.encode() for key in SECRET_KEYS)
-
-
-def _secret_free(raw: bytes) -> bool:
-    """No secret-named key can be in this JSON text: none appears in it, in any case, and no
-    `\\u` escape could spell one."""
-    lowered = raw.lower()
-    return b"\\u" not in lowered and not any(key in lowered for key in _SECRET_KEY_BYTES)
+def redact(value: Any) -> Any:
+    """A parsed body as the journal keeps it: the spec's allow-list (koogallery/redaction.py)."""
+    return redaction.redact(value)
 
 
 def redacted_text(raw: bytes, parsed: Any) -> str:
-    """The body as stored: redacted JSON when it parsed, else the raw text; truncated.
+    """The body as stored: its text with every value the spec's allow-list does not keep masked
+    (spec §2.4; koogallery/redaction.py), whether or not it is valid JSON; truncated.
 
-    A body that parsed and holds no secret-named key is stored as received (nothing to redact,
-    and the exact text is what a replay signs)."""
+    Text that needs no masking is stored exactly as received (what a replay signs); `parsed`
+    is used only for a V1 GET, whose parameters were parsed from the query string (no body):
+    they are the call's fields (§4.4) and kept by the body's rule, so that the call can be
+    replayed (the `query_string` column keeps activity, ids and times only)."""
     limit = settings.KOOGALLERY_JOURNAL_BODY_LIMIT
-    # (`raw` empty: a V1 GET, whose parameters were parsed from the query string instead.)
-    if isinstance(parsed, (dict, list)) and raw and len(raw) <= limit and _secret_free(raw):
-        return raw.decode("utf-8", "replace")
-    if isinstance(parsed, (dict, list)):
-        # A 100k-department allOrgSync is kept as its first items: the journal shows the
-        # shape of the call, its size and hash identify it; redacting it all would cost time.
-        max_items = 200 if len(raw) > limit else None
-        text = json.dumps(redact(parsed, max_items), ensure_ascii=False, separators=(",", ":"))
+    if raw:
+        # (a UTF-8 character is at most 4 bytes: enough of the body to fill the limit)
+        text = raw[: 4 * limit + 4].decode("utf-8", "replace")
+        size = len(raw)
+    elif isinstance(parsed, (dict, list)):
+        text = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+        size = len(text.encode("utf-8", "surrogatepass"))
     else:
-        # Unparseable: we cannot tell where secrets sit, so keep only a short prefix.
-        text = raw[:512].decode("utf-8", "replace")
-        limit = min(limit, 512)
-    if len(text) > limit:
-        text = text[:limit] + f"… [truncated, {len(raw)} bytes]"
-    return text
+        return ""
+    cut = len(text) > limit
+    masked = redaction.mask_text(text[:limit] if cut else text)
+    if len(masked) > limit:  # masks can be longer than what they replace
+        masked, cut = masked[:limit], True
+    return masked + f"… [truncated, {size} bytes]" if cut else masked
+
+
+def redacted_query(params: Any) -> str:
+    """A query string as stored: `activity`, ids and times only (spec §2.4)."""
+    return "&".join(f"{k}={v}" for k, v in redaction.redact_query(params))[:2000]
 
 
 def response_text(content: bytes) -> str:
-    """Our own answer as stored: it is JSON we wrote, so it is parsed only to redact it."""
-    if len(content) <= settings.KOOGALLERY_JOURNAL_BODY_LIMIT and _secret_free(content):
-        return content.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(content)
-    except ValueError:
-        parsed = None
-    return redacted_text(content, parsed)
+    """Our own answer as stored, by the same rule (it may carry a password, §4.2.2)."""
+    return redacted_text(content, None)
 
 
 def body_digest(raw: bytes) -> str:

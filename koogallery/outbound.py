@@ -37,8 +37,9 @@ from django.utils import timezone
 from urllib3.filepost import encode_multipart_formdata
 
 from koogallery.apig import sign_request
-from koogallery.journal import REDACTED, SECRET_KEYS, redact
+from koogallery.journal import REDACTED, SECRET_KEYS
 from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.redaction import mask_text
 from koogallery.times import compact_time
 
 logger = logging.getLogger("koogallery.outbound")
@@ -301,7 +302,7 @@ def _attempt(
         status_code=status,
         result_code=code,
         result_msg=msg,
-        response_body=_stored_body(raw, data) if status is not None else "",
+        response_body=_stored_body(raw) if status is not None else "",
         error=error,
     )
     if code == AKSK_REJECTED:
@@ -547,13 +548,13 @@ def _parse_json(raw: bytes) -> dict | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _stored_body(raw: bytes, parsed: Mapping | None) -> str:
-    """The answer as stored: redacted JSON when it parsed, else a short raw prefix; ≤ 4 KiB."""
-    if parsed is not None:
-        text = json.dumps(redact(parsed), ensure_ascii=False, separators=(",", ":"))
-    else:
-        # Unparseable: we cannot tell where secrets sit, so keep only a short prefix.
-        text = raw[:512].decode("utf-8", "replace")
-    if len(text) > RESPONSE_BODY_LIMIT:
-        text = text[: RESPONSE_BODY_LIMIT - 40] + f"… [truncated, {len(raw)} bytes]"
-    return text
+def _stored_body(raw: bytes) -> str:
+    """The answer as stored: its text with every value the spec's allow-list does not keep
+    masked (the journal's rule, spec §2.4: koogallery/redaction.py), JSON or not; ≤ 4 KiB."""
+    room = RESPONSE_BODY_LIMIT - 40
+    text = raw[: 4 * RESPONSE_BODY_LIMIT].decode("utf-8", "replace")
+    cut = len(text) > room
+    masked = mask_text(text[:room] if cut else text)
+    if len(masked) > room:
+        masked, cut = masked[:room], True
+    return masked + f"… [truncated, {len(raw)} bytes]" if cut else masked

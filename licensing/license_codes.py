@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from koogallery import outbound
+from koogallery.redaction import redact
 from koogallery.times import compact_time
 
 from .models import (
@@ -222,7 +223,8 @@ def activate_license_code(
         amount = info.get("amount")
         if isinstance(amount, int) and amount >= 0:
             row.amount = amount
-        row.last_answer = {"activate": info}
+        # Shown in the admin: KooGallery's answer by the journal's allow-list (spec §2.4).
+        row.last_answer = {"activate": redact(info)}
         row.save()
     return row
 
@@ -257,7 +259,7 @@ def query_license_code(
             expires = _compact_time(data.get("expire_time"))
             if expires:
                 row.expire_at = expires
-            row.last_answer = {**row.last_answer, "query": data}
+            row.last_answer = {**row.last_answer, "query": redact(data)}
         else:
             row.last_answer = {
                 **row.last_answer,

@@ -9,7 +9,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.wsgi import WSGIRequest
 from django.test import override_settings
 
-from ops.wsgi import ChunkedBodies
+from ops.wsgi import RequestBodies
 
 
 class Unreadable(io.RawIOBase):
@@ -25,7 +25,7 @@ def serve(environ: dict) -> WSGIRequest:
         seen["request"] = WSGIRequest(environ)
         return []
 
-    ChunkedBodies(application)(environ, lambda *args: None)
+    RequestBodies(application)(environ, lambda *args: None)
     return seen["request"]
 
 

@@ -217,3 +217,27 @@ def test_daily_query_records_changes_of_codes_in_use(kg, fake_koogallery):
     queried = [r.json["license"] for r in fake_koogallery.requests_for("v1/license/heartbeat")]
     assert sorted(queried) == ["PL010", "PL011"]  # a released code is not queried
     assert LicenseCode.objects.get(code="PL011").checked_at is not None
+
+
+def test_the_stored_answer_keeps_only_fields_the_spec_names(fake_koogallery):
+    """`last_answer` (shown in the admin) follows the journal's allow-list (spec §2.4)."""
+    data = {
+        "license_code": "PL020",
+        "status": "ALIVE",
+        "activate_time": "20240101000000",
+        "owner_token": "S3CR3T-in-an-answer",
+        "buyer": {"phone": "S3CR3T-phone"},
+    }
+    fake_koogallery.script(
+        "v1/license/heartbeat", (200, {"error_code": "92020000", "error_msg": "ok", "data": data})
+    )
+    code = license_codes.query_license_code(code="PL020")
+    assert code.last_answer["query"] == {
+        "license_code": "PL020",
+        "status": "ALIVE",
+        "activate_time": "20240101000000",
+        "owner_token": "***",
+        "buyer": "***",
+    }
+    stored = str(code.last_answer) + "".join(a.response_body for a in OutboundAttempt.objects.all())
+    assert "S3CR3T" not in stored
