@@ -52,10 +52,10 @@ USERS = TenantUser._meta.db_table
 
 # --- budgets -----------------------------------------------------------------------------------
 # Every staff answer is bounded by these, whatever the tree's shape (see the module docstring).
-MAX_NODES = 500  # departments in one tree answer
 MAX_DEPTH = 32  # levels loaded below the top of a tree answer
 CHILD_PAGE = 200  # default entries per children list
 MAX_CHILD_PAGE = 500  # most entries per children list (and per page of roots)
+MAX_NODES = 1 + MAX_CHILD_PAGE  # departments in one tree answer: a full page and its parent
 TOTALS_WALK = 10_000  # departments visited per answer to count users of whole branches
 SEARCH_LIMIT = 50  # default matches per list (departments, users)
 MAX_SEARCH_LIMIT = 100  # most matches per list
