@@ -12,7 +12,6 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 from rest_framework.renderers import JSONRenderer
 
 from orgsync import api, staff_selectors
@@ -20,6 +19,7 @@ from orgsync.models import Department
 from orgsync.serializers import CODE_MAX, NAME_MAX
 from orgsync.staff_selectors import CompactPath, PathStep, TreeNode
 from tenants.models import Authorization, Tenant, TenantUser
+from tests.org_tree_world import bulk_tree
 
 pytestmark = pytest.mark.django_db
 
@@ -28,25 +28,6 @@ FLAT_ID = "flat-tenant"
 CHAIN = 1500
 FLAT = 3000
 TWO_MB = 2_000_000
-
-
-def bulk_tree(tenant_id: str, items: list[tuple[str, str, str]]) -> Tenant:
-    """Departments (orgCode, orgName, parentCode) inserted in bulk, then linked to their
-    parents by one UPDATE (as allOrgSync leaves them, without its per-row work)."""
-    tenant = Tenant.objects.create(tenant_id=tenant_id)
-    Department.objects.bulk_create(
-        (Department(tenant=tenant, org_code=c, org_name=n, parent_code=p) for c, n, p in items),
-        batch_size=1000,
-    )
-    table = Department._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET parent_id = (SELECT p.id FROM {table} p "
-            f"WHERE p.tenant_id = {table}.tenant_id AND p.org_code = {table}.parent_code) "
-            "WHERE tenant_id = %s AND parent_code <> ''",
-            [tenant.pk],
-        )
-    return tenant
 
 
 def code(n: int) -> str:

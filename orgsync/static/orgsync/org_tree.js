@@ -136,8 +136,24 @@
     return item;
   }
 
+  // Past a few levels a list is barely indented, so a long chain stays on the screen.
+  const DEEP = 8;
+
+  function indent(list) {
+    let level = 0;
+    for (let up = list.parentElement; up; up = up.parentElement.closest("ul.org-children")) {
+      level += 1;
+      if (level > DEEP) {
+        list.classList.add("org-deep");
+        return;
+      }
+      if (!up.parentElement) return;
+    }
+  }
+
   function addChildren(item, nodes) {
     const list = item.querySelector(":scope > ul.org-children");
+    indent(list);
     for (const node of nodes) {
       if (!findChild(list, node.orgCode)) list.append(nodeElement(node));
     }
@@ -391,7 +407,9 @@
       );
       list.prepend(gap);
     }
-    return walkDown(gap.querySelector(":scope > ul.org-children"), path.tail);
+    const gapList = gap.querySelector(":scope > ul.org-children");
+    indent(gapList);
+    return walkDown(gapList, path.tail);
   }
 
   async function reveal(path) {
