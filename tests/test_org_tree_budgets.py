@@ -113,6 +113,20 @@ def test_totals_of_a_branch_bigger_than_the_walk_are_a_lower_bound_said_so(
     (head,) = get(staff, base)["nodes"]
     assert head["totalUsersExact"] is False
     assert 0 < head["totalUsers"] <= 500 < CHAIN
+    # On the flat tree the head's total is cut short; its leaves are exact all the same.
+    tenant = bulk_tree("flat-users", [("HEAD", "Head", "")] + [
+        (f"F{n:05d}", f"Flat {n}", "HEAD") for n in range(1000)
+    ])
+    TenantUser.objects.bulk_create(
+        TenantUser(tenant=tenant, user_name=f"u{d.pk}", org_code=d.org_code, department=d)
+        for d in Department.objects.filter(tenant=tenant)
+    )
+    (head,) = get(staff, "/api/tenants/flat-users/org-tree")["nodes"]
+    assert (head["totalUsersExact"], head["childCount"]) == (False, 1000)
+    assert 0 < head["totalUsers"] <= 500
+    assert [(c["totalUsers"], c["totalUsersExact"]) for c in head["children"]] == [
+        (1, True)
+    ] * api.CHILD_PAGE
     # Near the end of the chain the branch fits the walk: exact again.
     (tail,) = get(staff, base, root=code(CHAIN - 300), depth=0)["nodes"]
     assert (tail["totalUsers"], tail["totalUsersExact"]) == (300, True)
