@@ -217,6 +217,8 @@ def _count_totals(tenant: Tenant, nodes: list[TreeNode]) -> None:
     """Direct users of every placed node, and users of its whole branch as far as
     `TOTALS_WALK` departments go: one walk down from all placed nodes at once (a placed node's
     placed children are walked from themselves), breadth first, stopped at the budget."""
+    if not nodes:
+        return
     ids = [n.id for n in nodes]
     postgresql = connection.vendor == "postgresql"
     # PostgreSQL evaluates a recursive CTE only as far as the outer LIMIT reads; SQLite takes

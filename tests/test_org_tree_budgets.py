@@ -213,6 +213,14 @@ def test_a_flat_tree_is_paged_within_the_node_cap(flat, staff):
     assert "offset" in get(staff, base, 400, offset=-1)
 
 
+def test_a_tenant_without_departments_answers_an_empty_tree(staff, admin_client):
+    tenant = Tenant.objects.create(tenant_id="empty-tenant")
+    answer = get(staff, "/api/tenants/empty-tenant/org-tree", depth=api.MAX_DEPTH)
+    assert (answer["nodes"], answer["count"], answer["nextOffset"]) == ([], 0, None)
+    page = admin_client.get(f"/admin/tenants/tenant/{tenant.pk}/change/")
+    assert "no departments synced" in page.content.decode()
+
+
 def test_many_roots_are_paged_too(staff):
     bulk_tree("roots-tenant", [(f"R{n:05d}", f"Root {n}", "") for n in range(2000)])
     answer = get(staff, "/api/tenants/roots-tenant/org-tree", depth=2)
