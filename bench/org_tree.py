@@ -412,7 +412,9 @@ def measure_shapes(departments: int, repeat: int) -> None:
         FLAT_ID: [
             ("top level (depth 1)", "/org-tree?depth=1"),
             ("children page (500, the most)", "/org-tree?root=HEAD&depth=1&limit=500"),
-            ("  its last page", f"/org-tree?root=HEAD&depth=1&limit=500&offset={n - 500}"),
+            ("  its last page (offset)", f"/org-tree?root=HEAD&depth=1&limit=500&offset={n - 500}"),
+            ("  its last page (cursor)",
+             f"/org-tree?root=HEAD&depth=1&limit=500&after=F{n - 502:06d}"),
             ("depth read (32 levels, the most)", "/org-tree?root=HEAD&depth=32&limit=500"),
             ("search, limit 100 (the most)", "/org-tree/search?q=Flat%201&limit=100"),
             ("search the last", f"/org-tree/search?q=F{n - 2:06d}"),

@@ -91,6 +91,13 @@ class TreeQuery(TenantQuery):
         default=0,
         help_text="first entry of the paged list: the roots, or the root's children",
     )
+    after = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="with root: the page of its children starts after this orgCode (the "
+        "nextAfter of the previous page), an index range however far into the list; not with "
+        "offset",
+    )
     limit = serializers.IntegerField(
         min_value=1,
         max_value=MAX_CHILD_PAGE,
@@ -98,6 +105,12 @@ class TreeQuery(TenantQuery):
         help_text=f"entries per children list (and per page of the paged list), at most "
         f"{MAX_CHILD_PAGE}",
     )
+
+
+    def validate(self, data):
+        if "after" in data and ("root" not in data or data["offset"]):
+            raise serializers.ValidationError({"after": "only with root, and not with offset"})
+        return data
 
 
 class SearchQuery(TenantQuery):
@@ -219,6 +232,11 @@ class OrgTreeOut(serializers.Serializer):
     )
     nextOffset = serializers.IntegerField(
         source="next_offset", allow_null=True, help_text="offset of the next page, if any"
+    )
+    nextAfter = serializers.CharField(
+        source="next_after",
+        allow_null=True,
+        help_text="with root: the cursor (after=) of the next page of its children, if any",
     )
     nodes = DepartmentNodeOut(many=True, help_text="the roots (a page), or [the root]")
     truncated = serializers.BooleanField(
@@ -370,6 +388,7 @@ class OrgTreeView(APIView):
             root=root,
             depth=query["depth"],
             offset=query["offset"],
+            after=query.get("after"),
             limit=query["limit"],
         )
         answer = {
@@ -380,6 +399,7 @@ class OrgTreeView(APIView):
             "limit": query["limit"],
             "count": page.count,
             "next_offset": page.next_offset,
+            "next_after": page.next_after,
             "nodes": page.nodes,
             "truncated": page.truncated,
         }

@@ -99,6 +99,7 @@ class TreeNode:
     total_exact: bool = True
     child_count: int = 0
     children: list["TreeNode"] | None = None
+    more_after: bool = False  # a page read with a cursor: more children follow it
 
     @property
     def is_orphan(self) -> bool:
@@ -115,6 +116,7 @@ class TreePage:
     nodes: list[TreeNode]
     count: int
     next_offset: int | None
+    next_after: str | None = None
     root: TreeNode | None = None
     placed: int = 0
     truncated: bool = False
@@ -178,20 +180,21 @@ def _child_counts(tenant: Tenant, ids: list[int]) -> dict[int, int]:
     return counts
 
 
-def _children_pages(tenant: Tenant, wants: list[tuple[int, int, int]]) -> dict[int, list]:
-    """parent id → the rows of its children [start, start + take) in orgCode order, for each
-    (parent id, start, take): each list a range of the (parent, org_code) index with its own
-    LIMIT."""
+def _children_pages(tenant: Tenant, wants: list[tuple]) -> dict[int, list]:
+    """parent id → the rows of its children [start, start + take) in orgCode order (those
+    after the orgCode `after`, if given), for each (parent id, start, take, after): each list
+    a range of the (tenant, parent, org_code) index with its own LIMIT."""
     pages: dict[int, list] = {}
     for chunk in _chunks(wants, _CHUNK):
         parts, params = [], []
-        for i, (parent_id, start, take) in enumerate(chunk):
+        for i, (parent_id, start, take, after) in enumerate(chunk):
+            cursor = "" if after is None else " AND org_code > %s"
             parts.append(
                 f"SELECT * FROM (SELECT {_ROW} FROM {DEPARTMENTS} "  # noqa: S608
-                "WHERE tenant_id = %s AND parent_id = %s ORDER BY org_code "
+                f"WHERE tenant_id = %s AND parent_id = %s{cursor} ORDER BY org_code "
                 f"LIMIT %s OFFSET %s) AS page{i}"
             )
-            params += [tenant.pk, parent_id, take, start]
+            params += [tenant.pk, parent_id, *([] if after is None else [after]), take, start]
         # Each arm's rows arrive in its order (the database's collation, as every other list).
         for row in _fetch(" UNION ALL ".join(parts), params):
             pages.setdefault(row[4], []).append(row)
@@ -272,9 +275,11 @@ def _build(
     budget: int,
     paged_children_of: int | None = None,
     offset: int = 0,
+    after: str | None = None,
 ) -> tuple[list[TreeNode], bool]:
     """Load `depth` levels below `top`, level by level, each children list a page of at most
-    `limit` (those of `paged_children_of` from `offset`), until `budget` nodes are placed; the
+    `limit` (those of `paged_children_of` from `offset`, or after the orgCode `after`, one
+    more read to tell whether a page follows), until `budget` nodes are placed; the
     nodes not given children keep None. Returns every placed node (parents before children)
     and whether the budget cut the answer short."""
     placed = list(top)
@@ -284,9 +289,10 @@ def _build(
     for node in top:
         node.child_count = counts.get(node.id, 0)
     for _ in range(depth):
-        wants, given, room = [], [], budget - len(placed)
+        wants, given, room, takes = [], [], budget - len(placed), {}
         for node in level_nodes:
-            start = offset if node.id == paged_children_of else 0
+            paged = node.id == paged_children_of
+            start = offset if paged else 0
             wanted = min(limit, max(node.child_count - start, 0))
             take = min(wanted, room)
             truncated = truncated or take < wanted
@@ -296,11 +302,17 @@ def _build(
             given.append(node)
             room -= take
             if take:
-                wants.append((node.id, start, take))
+                cursor = after if paged else None
+                takes[node.id] = take
+                wants.append((node.id, start, take + (cursor is not None), cursor))
         pages = _children_pages(tenant, wants)
         next_level = []
         for node in given:
-            node.children = [_node(row) for row in pages.get(node.id, ())]
+            rows = pages.get(node.id, [])
+            if node.id == paged_children_of and after is not None:
+                node.more_after = len(rows) > takes.get(node.id, 0)
+                rows = rows[: takes.get(node.id, 0)]
+            node.children = [_node(row) for row in rows]
             next_level += node.children
         if not next_level:
             break
@@ -319,13 +331,20 @@ def department_tree(
     root: Department | None = None,
     depth: int,
     offset: int = 0,
+    after: str | None = None,
     limit: int,
     budget: int = MAX_NODES,
 ) -> TreePage:
     """The forest's roots (no `root`; top-level departments, then orphans, paged by `offset`
     and `limit`) or `root` (its children are paged), each with `depth` levels of descendants
     (0: none loaded) and whole-branch user totals. Every children list is cut at `limit`; at
-    most `budget` nodes are returned (`MAX_NODES` at most, whatever is asked)."""
+    most `budget` nodes are returned (`MAX_NODES` at most, whatever is asked).
+
+    `after` (with `root` only): the page of children starts after that orgCode instead of at
+    `offset`, an index range however deep into the list (OFFSET skips its entries one by
+    one); `next_after` names the cursor of the following page."""
+    if after is not None and (root is None or offset):
+        raise ValueError("after: only with a root and without offset")
     if root is not None and root.tenant_id != tenant.pk:
         raise ValueError("department of another tenant")
     budget = min(budget, MAX_NODES)
@@ -347,14 +366,19 @@ def department_tree(
             budget=budget,
             paged_children_of=root.pk,
             offset=offset,
+            after=after,
         )
         count = top[0].child_count
         shown = len(top[0].children or [])
         has_more = depth > 0 and offset + shown < count
+        if after is not None:
+            has_more = depth > 0 and top[0].more_after
+    children = (top[0].children or []) if root is not None else []
     return TreePage(
         nodes=top,
         count=count,
-        next_offset=offset + shown if has_more else None,
+        next_offset=offset + shown if has_more and after is None else None,
+        next_after=children[-1].org_code if has_more and children else None,
         root=top[0] if root is not None else None,
         placed=len(placed),
         truncated=truncated,

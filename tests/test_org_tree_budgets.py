@@ -206,6 +206,21 @@ def test_a_flat_tree_is_paged_within_the_node_cap(flat, staff):
     ]
     assert last["nextOffset"] is None
 
+    # A cursor pages through all of them, each page an index range however deep.
+    codes, after = [], None
+    while True:
+        params = {"root": "HEAD", "depth": 1, "limit": api.MAX_CHILD_PAGE}
+        page = get(staff, base, **params, **({"after": after} if after else {}))
+        codes += [c["orgCode"] for c in page["nodes"][0]["children"]]
+        if after:
+            assert page["nextOffset"] is None  # a page read by cursor gives the next cursor
+        after = page["nextAfter"]
+        if after is None:
+            break
+    assert codes == [f"F{n:05d}" for n in range(FLAT)]
+    assert "after" in get(staff, base, 400, after="F00010")  # without root
+    assert "after" in get(staff, base, 400, root="HEAD", after="F00010", offset=5)
+
     # Deeper reads fill the node cap and stop there; the answer says it was cut.
     wide = get(staff, base, depth=api.MAX_DEPTH, limit=api.MAX_CHILD_PAGE)
     assert len(nodes_of(wide)) <= api.MAX_NODES

@@ -177,15 +177,13 @@
     }
   }
 
+  // The next page of a department's children: after the previous page's last orgCode (an
+  // index range however long the list), the first page from the start.
   async function loadChildren(item) {
-    const data = await getJSON(
-      apiUrl("/org-tree", {
-        root: item.dataset.orgCode,
-        depth: 1,
-        offset: item.loaded || 0,
-        limit: pageSize,
-      })
-    );
+    const params = { root: item.dataset.orgCode, depth: 1, limit: pageSize };
+    if (item.nextAfter) params.after = item.nextAfter;
+    const data = await getJSON(apiUrl("/org-tree", params));
+    item.nextAfter = data.nextAfter;
     addChildren(item, data.nodes[0].children || []);
   }
 
