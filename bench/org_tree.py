@@ -15,6 +15,16 @@ users, and a neighbour tenant with the same orgCodes. Then:
   to search a user and to reveal a department seven levels down.
 
 Options: --departments N (default 100000), --users N (20000), --repeat N (5), --browser, --keep.
+
+With --shapes (issue 14: budgets on every staff read), instead: two hostile tenants of N
+departments each, bulk-inserted, on PostgreSQL (a scratch database, as above) or SQLite
+(DATABASE_URL=sqlite:////tmp/org_shapes.sqlite3, a scratch file): a chain (every department
+the only child of the previous one) and a flat tree (one head with N-1 children), a user in
+every fifth department. For every staff read (top level, children of a deep node, a depth
+read, search, ancestor expansion, the tree page, the tenant's admin page) it prints the
+answer's size and time next to a floor: as many rows read in one indexed range.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/h3 .venv/bin/python bench/org_tree.py --shapes
 """
 
 import argparse
@@ -293,6 +303,179 @@ def measure_browser(deep_code: str) -> None:
         server.wait(10)
 
 
+# --- shapes (issue 14) ---------------------------------------------------------------------------
+CHAIN_ID = "bench-chain"
+FLAT_ID = "bench-flat"
+
+
+def bulk_tenant(tenant_id: str, items: list[tuple[str, str, str]]) -> int:
+    """Departments inserted in bulk and linked to their parents by one UPDATE; a user in every
+    fifth department. Returns the tenant's primary key."""
+    from django.db import connection
+
+    from orgsync.models import Department
+    from tenants.models import Tenant, TenantUser
+
+    tenant = Tenant.objects.create(tenant_id=tenant_id)
+    Department.objects.bulk_create(
+        (Department(tenant=tenant, org_code=c, org_name=n, parent_code=p) for c, n, p in items),
+        batch_size=5000,
+    )
+    table = Department._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} d SET parent_id = p.id FROM {table} p "
+                "WHERE d.tenant_id = %s AND p.tenant_id = d.tenant_id "
+                "AND p.org_code = d.parent_code",
+                [tenant.pk],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET parent_id = (SELECT p.id FROM {table} p "
+                f"WHERE p.tenant_id = {table}.tenant_id AND p.org_code = {table}.parent_code) "
+                "WHERE tenant_id = %s AND parent_code <> ''",
+                [tenant.pk],
+            )
+    ids = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "pk"))
+    TenantUser.objects.bulk_create(
+        (
+            TenantUser(tenant=tenant, user_name=f"u{i}", name=f"Person {i}", org_code=code,
+                       department_id=ids[code])
+            for i, (code, _, _) in enumerate(items[::5])
+        ),
+        batch_size=5000,
+    )
+    return tenant.pk
+
+
+def floor_ms(tenant_pk: int, rows: int, repeat: int) -> float:
+    """The bare database floor: `rows` departments of the tenant read in one indexed range
+    (the unique (tenant, org_code) index)."""
+    from django.db import connection
+
+    from orgsync.models import Department
+
+    table = Department._meta.db_table
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, org_code, org_name, parent_code, parent_id FROM {table} "
+                "WHERE tenant_id = %s ORDER BY org_code LIMIT %s",
+                [tenant_pk, max(rows, 1)],
+            )
+            cursor.fetchall()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def answer_rows(body: bytes) -> int:
+    """Departments (or steps) an answer names: its orgCode keys."""
+    return body.count(b'"orgCode"') or body.count(b"data-org-code") or 1
+
+
+def measure_shapes(departments: int, repeat: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    n = departments
+    started = time.perf_counter()
+    chain = [(f"C{i:06d}", f"Level {i}", f"C{i - 1:06d}" if i else "") for i in range(n)]
+    flat = [("HEAD", "Head", "")] + [(f"F{i:06d}", f"Flat {i}", "HEAD") for i in range(n - 1)]
+    pks = {CHAIN_ID: bulk_tenant(CHAIN_ID, chain), FLAT_ID: bulk_tenant(FLAT_ID, flat)}
+    if connection.vendor == "postgresql":
+        # What autovacuum does after a big insert: statistics, and the visibility map that
+        # lets counts be answered from an index alone.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    print(f"built a {n:,}-deep chain and a {n:,}-wide flat tree in "
+          f"{time.perf_counter() - started:.1f} s ({connection.vendor})")
+
+    staff = get_user_model().objects.create_superuser("bench-shapes", password="x")
+    client = Client()
+    client.force_login(staff)
+    mid, last = f"C{n // 2:06d}", f"C{n - 1:06d}"
+    reads = {
+        CHAIN_ID: [
+            ("top level (depth 1)", "/org-tree?depth=1"),
+            ("children of a deep node", f"/org-tree?root={mid}&depth=1"),
+            ("depth read (32 levels, the most)", f"/org-tree?root={mid}&depth=32"),
+            ("search, limit 100 (the most)", "/org-tree/search?q=Level%201&limit=100"),
+            ("search, limit 200 (refused: 400)", "/org-tree/search?q=Level%201&limit=200"),
+            ("search the deepest", f"/org-tree/search?q={last}"),
+            ("ancestor expansion (100)", f"/departments/{last}/ancestors?limit=100"),
+            ("users of a department", f"/departments/{mid}/users"),
+        ],
+        FLAT_ID: [
+            ("top level (depth 1)", "/org-tree?depth=1"),
+            ("children page (500, the most)", "/org-tree?root=HEAD&depth=1&limit=500"),
+            ("  its last page (offset)", f"/org-tree?root=HEAD&depth=1&limit=500&offset={n - 500}"),
+            ("  its last page (cursor)",
+             f"/org-tree?root=HEAD&depth=1&limit=500&after=F{n - 502:06d}"),
+            ("depth read (32 levels, the most)", "/org-tree?root=HEAD&depth=32&limit=500"),
+            ("search, limit 100 (the most)", "/org-tree/search?q=Flat%201&limit=100"),
+            ("search the last", f"/org-tree/search?q=F{n - 2:06d}"),
+            ("ancestor expansion", f"/departments/F{n - 2:06d}/ancestors?limit=100"),
+        ],
+    }
+    print(f"\nStaff reads, in process, {repeat} runs each: min / median / max ms, size, "
+          "rows named, floor ms (as many rows in one indexed range)")
+    for tenant_id, urls in reads.items():
+        print(f"  {tenant_id}")
+        pages = [
+            ("the tree page (HTML)", f"/staff/tenants/{tenant_id}/org-tree"),
+            ("the tenant's admin page (HTML)", f"/admin/tenants/tenant/{pks[tenant_id]}/change/"),
+        ]
+        for label, url in [(lbl, f"/api/tenants/{tenant_id}{u}") for lbl, u in urls] + pages:
+            timings, body, status = [], b"", 0
+            for _ in range(repeat):
+                begun = time.perf_counter()
+                response = client.get(url)
+                timings.append((time.perf_counter() - begun) * 1000)
+                body, status = response.content, response.status_code
+            rows = answer_rows(body)
+            note = "" if status == 200 else f"  [{status}]"
+            print(
+                f"    {label:<36} {min(timings):7.1f} {statistics.median(timings):7.1f} "
+                f"{max(timings):7.1f}  {len(body) / 1024:8.1f} KiB  {rows:5d}  "
+                f"{floor_ms(pks[tenant_id], rows, repeat):6.1f}{note}"
+            )
+
+
+def main_shapes(args) -> None:
+    database_url = os.environ.get("DATABASE_URL", DEFAULT_URL)
+    if database_url.startswith("sqlite"):
+        scratch = Path(database_url.split(":///", 1)[1])
+        scratch.unlink(missing_ok=True)
+        harness.configure_environment(
+            database_url, unset=("REDIS_URL",), SECURE_SSL_REDIRECT="false"
+        )
+    elif database_url.startswith("postgres"):
+        harness.configure_environment(
+            database_url, unset=("REDIS_URL",), SECURE_SSL_REDIRECT="false"
+        )
+        harness.recreate_database(database_url)
+    else:
+        raise SystemExit("DATABASE_URL must name a scratch PostgreSQL database or SQLite file")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    try:
+        measure_shapes(args.departments, args.repeat)
+    finally:
+        connection.close()
+        if not args.keep and database_url.startswith("postgres"):
+            harness.recreate_database(database_url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--departments", type=int, default=100_000)
@@ -300,7 +483,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--browser", action="store_true")
     parser.add_argument("--keep", action="store_true", help="leave the scratch database")
+    parser.add_argument("--shapes", action="store_true", help="chain and flat tree (issue 14)")
     args = parser.parse_args()
+    if args.shapes:
+        main_shapes(args)
+        return
 
     database_url = os.environ.get("DATABASE_URL", DEFAULT_URL)
     if not database_url.startswith("postgres"):

@@ -6,6 +6,13 @@ view here. Read-only: departments and users belong to KooGallery's kit calls (sp
 A tenant is addressed by its KooGallery tenantId plus `?test=1` for the debug tenant of the same
 id (testFlag 1 rows live in their own tenant, spec §2.5); without it, the production tenant.
 Output names follow the protocol (orgCode, userName, …); the schema is at /api/schema/.
+
+Budgets (issue 14): every answer is bounded in nodes, bytes and time whatever the tree's shape;
+the numbers live in staff_selectors.py and are stated in the schema (`BUDGETS`). A parameter
+above its documented maximum (depth, limit) is refused with 400 naming the field and the
+maximum; the budgets that follow from the data (nodes per answer, branch walk, path walk) are
+applied silently and the answer says where it was cut (children null, totalUsersExact false,
+path.elided / path.exact).
 """
 
 from drf_spectacular.types import OpenApiTypes
@@ -22,13 +29,37 @@ from tenants.models import AuthorizationState, Role, Tenant
 
 from . import staff_selectors
 from .models import Department
-from .staff_selectors import PathStep
+from .staff_selectors import (
+    AUTHORIZATIONS_PER_USER,
+    CHILD_PAGE,
+    MAX_ANCESTORS,
+    MAX_CHILD_PAGE,
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_SEARCH_LIMIT,
+    PATH_HEAD,
+    PATH_TAIL,
+    PATH_WALK,
+    SEARCH_LIMIT,
+    TOTALS_WALK,
+    USER_PAGE,
+    CompactPath,
+)
 
-# A tree answer never holds more nodes than this, whatever depth and limit ask for.
-MAX_NODES = 5000
-CHILD_PAGE = 200
-MAX_CHILD_PAGE = 1000
-SEARCH_LIMIT = 50
+BUDGETS = (
+    f"Budgets: a tree answer holds at most {MAX_NODES} departments, {MAX_DEPTH} levels below "
+    f"its top, each children list a page of at most {MAX_CHILD_PAGE}; user totals of a branch "
+    f"count at most {TOTALS_WALK} departments per answer (beyond: totalUsersExact false, a "
+    f"lower bound). Search: at most {MAX_SEARCH_LIMIT} departments and {MAX_SEARCH_LIMIT} "
+    f"users, each path compacted to its first {PATH_HEAD} and last {PATH_TAIL} steps and "
+    f"walked up at most {PATH_WALK} levels; ancestors: at most {MAX_ANCESTORS} per request. "
+    f"Users: at most {USER_PAGE} per page, {AUTHORIZATIONS_PER_USER} authorisations each. "
+    "Whatever the tree's shape (a 100,000-deep chain, 100,000 children of one department) "
+    "an answer stays under 2 MB, proven with max-length names in "
+    "tests/test_org_tree_budgets.py, and its queries are indexed ranges bounded by these "
+    "numbers. depth or limit above its maximum: 400 naming the field; the node and walk "
+    "budgets cut the answer silently and say where (children null, totalUsersExact, path)."
+)
 
 
 # --- query parameters --------------------------------------------------------------------------
@@ -50,21 +81,36 @@ class TreeQuery(TenantQuery):
     )
     depth = serializers.IntegerField(
         min_value=0,
-        max_value=100,
+        max_value=MAX_DEPTH,
         default=1,
-        help_text="levels of descendants loaded below each returned node (0: none)",
+        help_text=f"levels of descendants loaded below each returned node (0: none; at most "
+        f"{MAX_DEPTH}, and at most {MAX_NODES} nodes in all)",
     )
     offset = serializers.IntegerField(
         min_value=0,
         default=0,
         help_text="first entry of the paged list: the roots, or the root's children",
     )
+    after = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="with root: the page of its children starts after this orgCode (the "
+        "nextAfter of the previous page), an index range however far into the list; not with "
+        "offset",
+    )
     limit = serializers.IntegerField(
         min_value=1,
         max_value=MAX_CHILD_PAGE,
         default=CHILD_PAGE,
-        help_text="entries per children list (and per page of the paged list)",
+        help_text=f"entries per children list (and per page of the paged list), at most "
+        f"{MAX_CHILD_PAGE}",
     )
+
+
+    def validate(self, data):
+        if "after" in data and ("root" not in data or data["offset"]):
+            raise serializers.ValidationError({"after": "only with root, and not with offset"})
+        return data
 
 
 class SearchQuery(TenantQuery):
@@ -72,7 +118,21 @@ class SearchQuery(TenantQuery):
         max_length=128,
         help_text="part of a department's name or orgCode, or of a user's name or userName",
     )
-    limit = serializers.IntegerField(min_value=1, max_value=200, default=SEARCH_LIMIT)
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_SEARCH_LIMIT,
+        default=SEARCH_LIMIT,
+        help_text=f"matches per list (departments, users), at most {MAX_SEARCH_LIMIT}",
+    )
+
+
+class AncestorsQuery(TenantQuery):
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ANCESTORS,
+        default=50,
+        help_text=f"ancestors to read, nearest first, at most {MAX_ANCESTORS}",
+    )
 
 
 def _query(serializer_class, request: Request) -> dict:
@@ -140,7 +200,14 @@ class DepartmentNodeOut(serializers.Serializer):
     )
     directUsers = serializers.IntegerField(source="direct_users")
     totalUsers = serializers.IntegerField(
-        source="total_users", help_text="users of the department and all its descendants"
+        source="total_users",
+        help_text="users of the department and all its descendants (a lower bound when "
+        "totalUsersExact is false)",
+    )
+    totalUsersExact = serializers.BooleanField(
+        source="total_exact",
+        help_text=f"false: the branch has more departments than one answer counts "
+        f"({TOTALS_WALK}); totalUsers counts those reached",
     )
     childCount = serializers.IntegerField(source="child_count")
 
@@ -166,7 +233,16 @@ class OrgTreeOut(serializers.Serializer):
     nextOffset = serializers.IntegerField(
         source="next_offset", allow_null=True, help_text="offset of the next page, if any"
     )
+    nextAfter = serializers.CharField(
+        source="next_after",
+        allow_null=True,
+        help_text="with root: the cursor (after=) of the next page of its children, if any",
+    )
     nodes = DepartmentNodeOut(many=True, help_text="the roots (a page), or [the root]")
+    truncated = serializers.BooleanField(
+        help_text=f"the node budget ({MAX_NODES}) left some requested children unloaded "
+        "(children null): read them with root=<orgCode>"
+    )
 
 
 class PathStepOut(serializers.Serializer):
@@ -174,12 +250,31 @@ class PathStepOut(serializers.Serializer):
     orgName = serializers.CharField(source="org_name")
 
 
+class PathOut(serializers.Serializer):
+    head = PathStepOut(
+        many=True,
+        help_text=f"the first steps from the top ({PATH_HEAD}; the whole path when nothing "
+        "is elided; empty when the top was not reached)",
+    )
+    elided = serializers.IntegerField(
+        help_text="steps left out between head and tail (read them with the ancestors "
+        "request of tail[0]); a lower bound when exact is false"
+    )
+    exact = serializers.BooleanField(
+        help_text=f"false: the walk up ({PATH_WALK} levels) did not reach the top"
+    )
+    tail = PathStepOut(
+        many=True,
+        help_text=f"the last {PATH_TAIL} steps, down to the department; [] if none elided",
+    )
+
+
 class DepartmentMatchOut(serializers.Serializer):
     orgCode = serializers.CharField(source="org_code")
     orgName = serializers.CharField(source="org_name")
     parentCode = serializers.CharField(source="parent_code")
     orphan = serializers.BooleanField(source="is_orphan")
-    path = PathStepOut(many=True, help_text="from the top down to this department")
+    path = PathOut(help_text="from the top down to this department, compacted")
 
 
 class UserMatchOut(serializers.Serializer):
@@ -189,7 +284,9 @@ class UserMatchOut(serializers.Serializer):
     department = serializers.CharField(
         source="department.org_code", allow_null=True, help_text="linked department, if any"
     )
-    path = PathStepOut(many=True, help_text="the department's path; empty when unassigned")
+    path = PathOut(
+        allow_null=True, help_text="the department's path, compacted; null when unassigned"
+    )
 
 
 class SearchOut(serializers.Serializer):
@@ -198,6 +295,14 @@ class SearchOut(serializers.Serializer):
     departmentsTruncated = serializers.BooleanField(help_text="more departments match")
     users = UserMatchOut(many=True)
     usersTruncated = serializers.BooleanField(help_text="more users match")
+
+
+class AncestorsOut(serializers.Serializer):
+    orgCode = serializers.CharField(help_text="the department asked about")
+    ancestors = PathStepOut(
+        many=True, help_text="its nearest ancestors, from the farthest down to its parent"
+    )
+    more = serializers.BooleanField(help_text="it has more ancestors above these")
 
 
 class AuthorizationOut(serializers.Serializer):
@@ -226,7 +331,13 @@ class UserOut(serializers.Serializer):
     position = serializers.CharField()
     employeeCode = serializers.CharField(source="employee_code")
     authorizations = AuthorizationOut(
-        many=True, help_text="one per application (authSync): role, enabled, state"
+        source="first_authorizations",
+        many=True,
+        help_text=f"one per application (authSync): role, enabled, state; the first "
+        f"{AUTHORIZATIONS_PER_USER} by appId",
+    )
+    authorizationCount = serializers.IntegerField(
+        source="authorization_count", help_text="all of the user's authorisations"
     )
 
 
@@ -264,6 +375,7 @@ class OrgTreeView(APIView):
     @extend_schema(
         tags=TAGS,
         summary="Department tree: top levels, or a branch (root, depth), with user counts",
+        description=BUDGETS,
         parameters=[TENANT_ID, TreeQuery],
         responses={200: OrgTreeOut, 400: OpenApiTypes.OBJECT, **ERRORS},
     )
@@ -276,8 +388,8 @@ class OrgTreeView(APIView):
             root=root,
             depth=query["depth"],
             offset=query["offset"],
+            after=query.get("after"),
             limit=query["limit"],
-            budget=MAX_NODES,
         )
         answer = {
             "tenant": tenant,
@@ -287,7 +399,9 @@ class OrgTreeView(APIView):
             "limit": query["limit"],
             "count": page.count,
             "next_offset": page.next_offset,
+            "next_after": page.next_after,
             "nodes": page.nodes,
+            "truncated": page.truncated,
         }
         return Response(OrgTreeOut(answer).data)
 
@@ -296,6 +410,7 @@ class OrgTreeSearchView(APIView):
     @extend_schema(
         tags=TAGS,
         summary="Departments (name, orgCode) and users (name, userName) matching q, with paths",
+        description=BUDGETS,
         parameters=[TENANT_ID, SearchQuery],
         responses={200: SearchOut, 400: OpenApiTypes.OBJECT, **ERRORS},
     )
@@ -311,22 +426,41 @@ class OrgTreeSearchView(APIView):
         paths = staff_selectors.ancestor_paths(tenant=tenant, department_ids=sorted(ids))
         answer = {
             "q": text,
-            "departments": [_with_path(d, paths.get(d.pk, [])) for d in departments[:limit]],
+            "departments": [_with_path(d, paths[d.pk]) for d in departments[:limit]],
             "departmentsTruncated": len(departments) > limit,
-            "users": [_with_path(u, paths.get(u.department_id, [])) for u in users[:limit]],
+            "users": [_with_path(u, paths.get(u.department_id)) for u in users[:limit]],
             "usersTruncated": len(users) > limit,
         }
         return Response(SearchOut(answer).data)
 
 
-def _with_path(row, path: list[PathStep]):
+def _with_path(row, path: CompactPath | None):
     row.path = path
     return row
 
 
+class AncestorsView(APIView):
+    @extend_schema(
+        tags=TAGS,
+        summary="A department's nearest ancestors (to fill an elided search path)",
+        description=BUDGETS,
+        parameters=[TENANT_ID, ORG_CODE, AncestorsQuery],
+        responses={200: AncestorsOut, 400: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request: Request, tenant_id: str, org_code: str) -> Response:
+        query = _query(AncestorsQuery, request)
+        tenant = _tenant(tenant_id, is_test=query["test"])
+        department = _department(tenant, org_code)
+        steps, more = staff_selectors.ancestors(
+            tenant=tenant, department=department, limit=query["limit"]
+        )
+        answer = {"orgCode": department.org_code, "ancestors": steps, "more": more}
+        return Response(AncestorsOut(answer).data)
+
+
 class UserPage(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 500
+    default_limit = USER_PAGE
+    max_limit = USER_PAGE
 
 
 class _TenantUsersView(generics.ListAPIView):

@@ -20,6 +20,11 @@ urlpatterns = [
         name="api-department-users",
     ),
     path(
+        "tenants/<str:tenant_id>/departments/<path:org_code>/ancestors",
+        api.AncestorsView.as_view(),
+        name="api-department-ancestors",
+    ),
+    path(
         "tenants/<str:tenant_id>/unassigned-users",
         api.UnassignedUsersView.as_view(),
         name="api-unassigned-users",

@@ -28,6 +28,7 @@ class Department(models.Model):
         on_delete=models.SET_NULL,
         related_name="children",
         db_constraint=False,
+        db_index=False,  # (tenant, parent, org_code) below serves every lookup by parent
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -36,9 +37,15 @@ class Department(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "org_code"], name="uniq_department")
         ]
-        # Children are found through the parent's own index (parent ids are unique across
-        # tenants); orphans waiting for a code through (tenant, parent_code).
-        indexes = [models.Index(fields=["tenant", "parent_code"])]
+        # Children are found through (tenant, parent, org_code), which also gives a page of
+        # them in orgCode order without sorting all of a 100,000-child department, and counts
+        # them from the index alone (issue 14; it replaces the parent's own index, so a write
+        # keeps as many indexes as before); orphans waiting for a code through
+        # (tenant, parent_code).
+        indexes = [
+            models.Index(fields=["tenant", "parent_code"]),
+            models.Index(fields=["tenant", "parent", "org_code"], name="orgsync_dept_children"),
+        ]
         ordering = ["org_code"]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ shown, not even encrypted.
 from django.contrib import admin
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
@@ -28,7 +29,11 @@ from .models import (
     TenantUser,
 )
 
-TREE_NODE_LIMIT = 2000
+# The department tree on a tenant's page: at most this many departments, levels and entries
+# per list (issue 14: bounded whatever the tree's shape); the org-tree page has the rest.
+TREE_NODE_LIMIT = 200
+TREE_DEPTH = 2
+TREE_PAGE = 50
 
 
 # --- filters -----------------------------------------------------------------------------------
@@ -81,10 +86,25 @@ class SyncedAdminMixin:
         return False
 
 
+# Rows an inline lists at most (issue 14: a tenant's page stays bounded however many
+# instances or applications it has); the changelist has them all.
+INLINE_LIMIT = 50
+
+
+class CappedInlineFormSet(BaseInlineFormSet):
+    """The first `INLINE_LIMIT` rows, newest first (read-only inlines: nothing is posted)."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_capped"):
+            self._capped = super().get_queryset().order_by("-updated_at", "-pk")[:INLINE_LIMIT]
+        return self._capped
+
+
 class SyncedInline(SyncedAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+    formset = CappedInlineFormSet
 
 
 def changelist_url(model, **params) -> str:
@@ -257,79 +277,88 @@ class TenantAdmin(SyncedAdminMixin, admin.ModelAdmin):
     @admin.display(description="department tree")
     def department_tree(self, tenant: Tenant) -> str:
         try:
-            from orgsync.selectors import department_forest
-
-            roots = department_forest(tenant=tenant)
-        except (ImportError, AttributeError):
+            from orgsync.staff_selectors import department_tree
+        except ImportError:
             return "tree unavailable"
-        if not roots:
+        # Bounded like every staff read (issue 14): a page of the top levels, whatever the
+        # tree's shape; the org-tree page reads the rest on demand.
+        page = department_tree(
+            tenant=tenant,
+            depth=TREE_DEPTH,
+            limit=TREE_PAGE,
+            budget=TREE_NODE_LIMIT,
+        )
+        if not page.nodes:
             return "no departments synced"
-        return render_forest(roots, tenant=tenant, limit=TREE_NODE_LIMIT)
+        return render_tree(page, tenant=tenant, departments=tenant.departments_n)
 
 
-def render_forest(roots: list, *, tenant: Tenant, limit: int) -> SafeString:
-    """Nested <ul> of department nodes (`.department`, `.children`, `.direct_users`,
-    `.total_users`), depth first, at most `limit` nodes. Iterative: trees may be deep."""
-    items: list[tuple[int, object]] = []
-    stack = [(0, root) for root in reversed(roots)]
-    while stack and len(items) < limit:
-        depth, node = stack.pop()
-        items.append((depth, node))
-        stack.extend((depth + 1, child) for child in reversed(node.children))
-    hidden = _count_nodes(node for _, node in stack)
-
+def render_tree(page, *, tenant: Tenant, departments: int) -> SafeString:
+    """Nested <ul> of the nodes of a `TreePage` (staff_selectors.TreeNode), with "… N more"
+    where a list was cut, and how many departments are shown of all."""
     parts: list[str] = []
-    current = -1
-    for depth, node in items:
-        if depth > current:
-            parts.append("<ul>")
-        else:
-            parts.append("</li>" + "</ul></li>" * (current - depth))
-        parts.append("<li>" + _node_html(node, tenant))
-        current = depth
-    parts.append("</li>" + "</ul></li>" * current + "</ul>")
-    if hidden:
+    shown = 0
+
+    def more(count: int, noun: str) -> str:
+        return format_html("<li>… {} more {}</li>", count, noun) if count > 0 else ""
+
+    def render(nodes, hidden: int, noun: str) -> None:
+        nonlocal shown
+        parts.append("<ul>")
+        for node in nodes:
+            shown += 1
+            parts.append("<li>" + _node_html(node, tenant))
+            loaded = node.children or []
+            if loaded:
+                render(loaded, node.child_count - len(loaded), "sub-departments")
+            elif node.child_count:
+                hidden_children = _plural(node.child_count, "sub-department")
+                parts.append(format_html(" ({} not shown)", hidden_children))
+            parts.append("</li>")
+        parts.append(more(hidden, noun))
+        parts.append("</ul>")
+
+    render(page.nodes, page.count - len(page.nodes), "top-level departments")
+    if departments > shown:
+        try:
+            from orgsync.staff_views import org_tree_url
+
+            tree_url = org_tree_url(tenant)
+        except (ImportError, NoReverseMatch):
+            tree_url = changelist_url(
+                Department, tenant__id__exact=tenant.pk, data=_data_param(tenant)
+            )
         parts.append(
             format_html(
-                "<p>Showing the first {} departments; {} more are not shown "
-                '(see the <a href="{}">department list</a>).</p>',
-                len(items),
-                hidden,
-                changelist_url(Department, tenant__id__exact=tenant.pk, data=_data_param(tenant)),
+                "<p>Showing {} of {} departments; {} more are not shown "
+                '(see the <a href="{}">department tree</a>).</p>',
+                shown,
+                departments,
+                departments - shown,
+                tree_url,
             )
         )
     # Every fragment is either a constant tag or built by format_html (which escapes values).
     return mark_safe('<div class="kg-tree">' + "".join(parts) + "</div>")  # noqa: S308
 
 
-def _count_nodes(nodes) -> int:
-    count, stack = 0, list(nodes)
-    while stack:
-        node = stack.pop()
-        count += 1
-        stack.extend(node.children)
-    return count
-
-
 def _node_html(node, tenant: Tenant) -> str:
-    department = node.department
-    users_url = changelist_url(
-        TenantUser, department__id__exact=department.pk, data=_data_param(tenant)
-    )
+    users_url = changelist_url(TenantUser, department__id__exact=node.id, data=_data_param(tenant))
     orphan = (
-        format_html(" <em>(parent {} not synced)</em>", department.parent_code)
-        if department.is_orphan
+        format_html(" <em>(parent {} not synced)</em>", node.parent_code)
+        if node.is_orphan
         else ""
     )
+    total = node.total_users if node.total_exact else f"at least {node.total_users}"
     return format_html(
         '<a href="{}">{}</a> <code>{}</code>{} — <a href="{}">{}</a>, {} with sub-departments',
-        reverse("admin:orgsync_department_change", args=[department.pk]),
-        department.org_name,
-        department.org_code,
+        reverse("admin:orgsync_department_change", args=[node.id]),
+        node.org_name,
+        node.org_code,
         orphan,
         users_url,
         _plural(node.direct_users, "user"),
-        node.total_users,
+        total,
     )
 
 

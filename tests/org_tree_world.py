@@ -6,7 +6,10 @@ tenantId (testFlag 1, spec §2.5) and another tenant, with different names and u
 shows in an answer.
 """
 
+from django.db import connection
+
 from orgsync import services as org_services
+from orgsync.models import Department
 from tenants import services as tenant_services
 from tenants.models import Role, SyncFlag, Tenant
 
@@ -121,4 +124,23 @@ def big_world(*, divisions: int = 8, teams: int = 30, wide: int = 250) -> Tenant
     departments(OTHER_ID, [(c, f"Other {n}", p) for c, n, p in items])
     users(OTHER_ID, [("user-3-7-a", "Impostor", "1-3-7", Role.ADMIN, True)])
     tenant.refresh_from_db()
+    return tenant
+
+
+def bulk_tree(tenant_id: str, items: list[tuple[str, str, str]]) -> Tenant:
+    """Departments (orgCode, orgName, parentCode) inserted in bulk, then linked to their
+    parents by one UPDATE (as allOrgSync leaves them, without its per-row work)."""
+    tenant = Tenant.objects.create(tenant_id=tenant_id)
+    Department.objects.bulk_create(
+        (Department(tenant=tenant, org_code=c, org_name=n, parent_code=p) for c, n, p in items),
+        batch_size=1000,
+    )
+    table = Department._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET parent_id = (SELECT p.id FROM {table} p "
+            f"WHERE p.tenant_id = {table}.tenant_id AND p.org_code = {table}.parent_code) "
+            "WHERE tenant_id = %s AND parent_code <> ''",
+            [tenant.pk],
+        )
     return tenant

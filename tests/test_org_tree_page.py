@@ -7,6 +7,7 @@ A signed-in non-staff user is refused the page and the API. Skipped without Chro
 """
 
 import json
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from tests.org_tree_world import TENANT_ID, big_world
+from tests.org_tree_world import TENANT_ID, big_world, bulk_tree
 
 # The session's headless Chromium (`browser`, cookies cleared per test) of the SSO tests.
 pytest_plugins = ["tests.sso_fixtures"]
@@ -198,3 +199,46 @@ def test_non_staff_are_refused_the_page_and_the_api(browser, live_server, tenant
         assert status[0] == 403, path
         assert "permission" in json.loads(status[1])["detail"], path
         assert not re.search(r"user-\d", status[1])
+
+
+CHAIN_ID = "chain-tenant-in-browser"
+
+
+def test_a_deep_chain_stays_usable(browser, live_server, transactional_db):
+    """Issue 14: on a chain deeper than a search path's walk, a hit names its nearest steps
+    and how many are left out; the gap is read on demand; "Show in tree" opens the hit's last
+    levels under a placeholder instead of every level above it."""
+    chain = [(f"C{n:04d}", f"Level {n}", f"C{n - 1:04d}" if n else "") for n in range(300)]
+    bulk_tree(CHAIN_ID, chain)
+    staff_user = get_user_model().objects.create_user("operator", is_staff=True)
+    use_session_of(browser, live_server, staff_user)
+    browser.get(f"{live_server.url}/staff/tenants/{CHAIN_ID}/org-tree")
+
+    # The top opens on its only child; nothing deeper is loaded.
+    visible(browser, node("C0001"))
+    assert len(css(browser, "li.org-node")) == 2
+
+    search = visible(browser, "#org-search-input")
+    search.send_keys("Level 250")
+    click(browser, "#org-search-button")
+    hit = visible(browser, '#org-search-departments li[data-org-code="C0250"]')
+    assert "… at least 62 more … / Level 248 / Level 249 / Level 250" in hit.text
+
+    # The gap reads 50 more ancestors per click.
+    click(browser, '#org-search-departments li[data-org-code="C0250"] .org-elided')
+    results = css(browser, "#org-search-departments")[0]
+    wait(browser, lambda: "Level 198 / Level 199" in results.text)
+    assert "… at least 12 more … / Level 198" in results.text
+
+    # Show in tree: the hit under a placeholder, a handful of nodes in the page.
+    click(browser, '#org-search-departments li[data-org-code="C0250"] .org-reveal')
+    found = visible(browser, f"{node('C0250')}.org-found")
+    assert "Level 250" in found.text
+    gap = visible(browser, "li.org-gap > .org-gap-row")
+    assert "levels not shown" in gap.text
+    # The two opened at the top, and the steps known from the path (Level 198 to 250).
+    assert len(css(browser, "li.org-node")) == 2 + 53
+    assert css(browser, "#org-error")[0].is_displayed() is False
+    if os.environ.get("ORG_TREE_SCREENSHOT"):
+        browser.set_window_size(1280, 900)
+        browser.save_screenshot(os.environ["ORG_TREE_SCREENSHOT"])

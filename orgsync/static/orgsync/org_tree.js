@@ -3,7 +3,10 @@
  * The page loads the top-level departments (and orphans) with their children; a department's
  * children are fetched when it is first expanded, a page at a time ("Show more"), so a tenant
  * of 100,000 departments only costs what is opened. Users are fetched per department on demand.
- * Search runs on the server and answers paths from the top, which are expanded to reveal a hit.
+ * Search runs on the server and answers compact paths (the first and last steps with the count
+ * left out between, issue 14): the gap is read on demand, a bounded page at a time, and a hit
+ * deep in a long chain is revealed under a "levels not shown" placeholder instead of opening
+ * every level above it.
  */
 (function () {
   "use strict";
@@ -119,7 +122,7 @@
       el("span", {
         class: "org-counts",
         title: "users in this department / with all its sub-departments",
-        text: `${node.directUsers} / ${node.totalUsers} users`,
+        text: `${node.directUsers} / ${node.totalUsersExact ? "" : "≥ "}${node.totalUsers} users`,
       }),
       node.childCount
         ? el("span", { class: "org-child-count", text: plural(node.childCount, "sub-department") })
@@ -133,8 +136,24 @@
     return item;
   }
 
+  // Past a few levels a list is barely indented, so a long chain stays on the screen.
+  const DEEP = 8;
+
+  function indent(list) {
+    let level = 0;
+    for (let up = list.parentElement; up; up = up.parentElement.closest("ul.org-children")) {
+      level += 1;
+      if (level > DEEP) {
+        list.classList.add("org-deep");
+        return;
+      }
+      if (!up.parentElement) return;
+    }
+  }
+
   function addChildren(item, nodes) {
     const list = item.querySelector(":scope > ul.org-children");
+    indent(list);
     for (const node of nodes) {
       if (!findChild(list, node.orgCode)) list.append(nodeElement(node));
     }
@@ -158,15 +177,13 @@
     }
   }
 
+  // The next page of a department's children: after the previous page's last orgCode (an
+  // index range however long the list), the first page from the start.
   async function loadChildren(item) {
-    const data = await getJSON(
-      apiUrl("/org-tree", {
-        root: item.dataset.orgCode,
-        depth: 1,
-        offset: item.loaded || 0,
-        limit: pageSize,
-      })
-    );
+    const params = { root: item.dataset.orgCode, depth: 1, limit: pageSize };
+    if (item.nextAfter) params.after = item.nextAfter;
+    const data = await getJSON(apiUrl("/org-tree", params));
+    item.nextAfter = data.nextAfter;
     addChildren(item, data.nodes[0].children || []);
   }
 
@@ -341,22 +358,60 @@
 
   // --- search ----------------------------------------------------------------------------------
 
-  // Expand the tree down a path from the top; a department outside the loaded page of its
+  // Expand the tree down `steps` from `list`; a department outside the loaded page of its
   // siblings is fetched on its own and added, so a hit is always reachable.
-  async function reveal(path) {
-    let list = treeRoot;
+  async function walkDown(list, steps) {
     let item = null;
-    for (let i = 0; i < path.length; i += 1) {
-      item = findChild(list, path[i].orgCode);
+    for (let i = 0; i < steps.length; i += 1) {
+      item = findChild(list, steps[i].orgCode);
       if (!item) {
-        const data = await getJSON(apiUrl("/org-tree", { root: path[i].orgCode, depth: 0 }));
+        const data = await getJSON(apiUrl("/org-tree", { root: steps[i].orgCode, depth: 0 }));
         item = nodeElement(data.nodes[0]);
-        const more = list.querySelector(":scope > li.org-more");
+        const more = list.querySelector(":scope > li.org-more, :scope > li.org-gap");
         list.insertBefore(item, more);
       }
-      if (i < path.length - 1) await expand(item);
+      if (i < steps.length - 1) await expand(item);
       list = item.querySelector(":scope > ul.org-children");
     }
+    return item;
+  }
+
+  function elidedText(path) {
+    return path.exact ? `${path.elided} more` : `at least ${path.elided} more`;
+  }
+
+  // A path with steps left out: the known top is opened, then a placeholder stands for the
+  // levels not shown and holds the branch of the last steps, down to the hit.
+  async function revealGap(path) {
+    let list = treeRoot;
+    if (path.head.length) {
+      const top = await walkDown(treeRoot, path.head);
+      await expand(top);
+      list = top.querySelector(":scope > ul.org-children");
+    }
+    const below = path.tail[0].orgCode;
+    let gap = Array.from(list.querySelectorAll(":scope > li.org-gap")).find(
+      (g) => g.dataset.below === below
+    );
+    if (!gap) {
+      gap = el(
+        "li",
+        { class: "org-gap", "data-below": below },
+        el("div", {
+          class: "org-row org-gap-row",
+          text: `… ${elidedText(path)} levels not shown (see the search result's path)`,
+        }),
+        el("ul", { class: "org-children", role: "group" })
+      );
+      list.prepend(gap);
+    }
+    const gapList = gap.querySelector(":scope > ul.org-children");
+    indent(gapList);
+    return walkDown(gapList, path.tail);
+  }
+
+  async function reveal(path) {
+    const item = path.elided ? await revealGap(path) : await walkDown(treeRoot, path.head);
     for (const old of document.querySelectorAll(".org-found")) old.classList.remove("org-found");
     if (item) {
       item.classList.add("org-found");
@@ -365,8 +420,47 @@
     return item;
   }
 
-  function pathText(path) {
-    return path.map((step) => step.orgName).join(" / ");
+  // The path as text: head / … N more … / tail, the gap a button that reads the steps left
+  // out, a bounded page at a time (the ancestors of the first step after the gap).
+  function pathElement(path) {
+    const box = el("span", { class: "org-path" });
+    const names = (steps) => steps.map((step) => step.orgName).join(" / ");
+    const render = () => {
+      box.replaceChildren(" — ");
+      if (!path.elided) {
+        box.append(names(path.head.concat(path.tail)));
+        return;
+      }
+      if (path.head.length) box.append(`${names(path.head)} / `);
+      box.append(
+        el("button", {
+          type: "button",
+          class: "org-elided",
+          title: "show the departments left out",
+          text: `… ${elidedText(path)} …`,
+          onclick: () => fill().catch(showError),
+        }),
+        ` / ${names(path.tail)}`
+      );
+    };
+    const fill = async () => {
+      const limit = path.exact ? Math.min(path.elided, 50) : 50;
+      const first = encodeURIComponent(path.tail[0].orgCode);
+      const data = await getJSON(apiUrl(`/departments/${first}/ancestors`, { limit }));
+      path.tail = data.ancestors.concat(path.tail);
+      if (path.exact) path.elided -= data.ancestors.length;
+      else if (data.more) path.elided = Math.max(path.elided - data.ancestors.length, 1);
+      else path.elided = 0; // the top is reached
+      if (path.elided <= 0) {
+        path.head = path.head.concat(path.tail); // nothing left out: the whole path
+        path.tail = [];
+        path.elided = 0;
+        path.exact = true;
+      }
+      render();
+    };
+    render();
+    return box;
   }
 
   function searchResults(data) {
@@ -381,7 +475,7 @@
           el("span", { class: "org-name", text: hit.orgName }),
           " ",
           el("code", { text: hit.orgCode }),
-          el("span", { class: "org-path", text: ` — ${pathText(hit.path)}` }),
+          pathElement(hit.path),
           " ",
           el("button", {
             type: "button",
@@ -395,7 +489,7 @@
     const users = el("ul", { id: "org-search-users" });
     for (const hit of data.users) {
       const where = hit.department
-        ? el("span", { class: "org-path", text: ` — ${pathText(hit.path)}` })
+        ? pathElement(hit.path)
         : el("span", {
             class: "org-path org-unassigned-sample",
             text: ` — unassigned (orgCode ${hit.orgCode || "empty"})`,
