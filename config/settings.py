@@ -450,3 +450,45 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": _crontab(minute="*"),
     },
 }
+
+# --- keys pasted as the README shows them ---------------------------------------------------------
+# `KOOGALLERY_KIT_KEY=<联营kit key from …>` copied literally is a key KooGallery never signs with,
+# yet the local simulator signs with it and the journey passes: refused when DEBUG is off (the
+# message names the variable), said at start when it is on. A key has no angle brackets and no
+# whitespace; these settings' values are never printed.
+_KEY_SETTINGS = (
+    "KOOGALLERY_KIT_KEY",
+    "KOOGALLERY_BASIC_KEY",
+    "KOOGALLERY_AK",
+    "KOOGALLERY_SK",
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEYS",
+    "METERING_API_TOKEN",
+    "METRICS_TOKEN",
+)
+
+
+def _looks_like_a_placeholder(value: str) -> bool:
+    return "<" in value or ">" in value or any(c.isspace() for c in value)
+
+
+def _placeholder_keys() -> list[str]:
+    found = []
+    for name in _KEY_SETTINGS:
+        value = globals()[name]
+        values = value if isinstance(value, list) else [value]
+        if any(_looks_like_a_placeholder(item) for item in values):
+            found.append(name)
+    return found
+
+
+if _placeholders := _placeholder_keys():
+    _message = (
+        f"{', '.join(_placeholders)}: looks like a placeholder (angle brackets or whitespace), "
+        "not a key; paste the key itself (README: Keys and first deployment check)"
+    )
+    if not DEBUG:
+        raise environ.ImproperlyConfigured(_message)
+    import warnings as _warnings
+
+    _warnings.warn(_message, stacklevel=1)
