@@ -219,18 +219,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
 }
 CELERY_TIMEZONE = "UTC"
-# How a call's follow-up jobs (Query Order, licence delivery) reach the broker (koogallery/jobs.py):
-# "outbox" commits them as rows with the call and beat publishes them every
-# KOOGALLERY_JOB_DISPATCH_INTERVAL_S (the call never waits on the broker, and a job is never lost
-# between commit and publish); "on_commit" publishes after the commit, the only way without beat.
-KOOGALLERY_JOB_DISPATCH = env.str(
-    "KOOGALLERY_JOB_DISPATCH", default="outbox" if REDIS_URL else "on_commit"
-)
+# How a call's follow-up jobs (Query Order, licence delivery) reach what runs them
+# (koogallery/jobs.py). "outbox" commits them as rows with the call; beat publishes them to the
+# broker every KOOGALLERY_JOB_DISPATCH_INTERVAL_S (the call never waits on the broker, and a job
+# is never lost between commit and publish), and without a broker the runner started next to
+# the server (scripts/run: manage.py koogallery_run_jobs) runs them. "on_commit" publishes
+# after the commit; it needs a broker: without one the job would run inside the call (§2.7).
+KOOGALLERY_JOB_DISPATCH = env.str("KOOGALLERY_JOB_DISPATCH", default="outbox")
 if KOOGALLERY_JOB_DISPATCH not in ("outbox", "on_commit"):
     raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH must be outbox or on_commit")
-if KOOGALLERY_JOB_DISPATCH == "outbox" and not REDIS_URL:
-    # Without a broker nothing runs beat: the jobs would wait in the outbox for ever.
-    raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH=outbox needs REDIS_URL (and beat)")
+if KOOGALLERY_JOB_DISPATCH == "on_commit" and not REDIS_URL:
+    raise environ.ImproperlyConfigured(
+        "KOOGALLERY_JOB_DISPATCH=on_commit needs REDIS_URL: without a broker the job would run "
+        "inside the KooGallery call (use outbox, the default, and manage.py koogallery_run_jobs)"
+    )
+# How often beat publishes the outbox, and the runner looks at it.
 KOOGALLERY_JOB_DISPATCH_INTERVAL_S = env.float("KOOGALLERY_JOB_DISPATCH_INTERVAL_S", default=1.0)
 KOOGALLERY_JOB_DISPATCH_BATCH = env.int("KOOGALLERY_JOB_DISPATCH_BATCH", default=500)
 
