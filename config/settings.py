@@ -94,9 +94,16 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # WAL and a busy timeout let the dev server, a Celery worker and the shell share the file.
+    # WAL and a busy timeout let the dev server, the job runner and the shell share the file.
+    # IMMEDIATE: a transaction takes the write lock when it begins, waiting its turn; begun as
+    # a reader, it could not become a writer once another process had written since (SQLite
+    # answers "database is locked" at once, whatever the timeout), and the call would fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)

@@ -258,21 +258,21 @@ def run_job(job: QueuedJob) -> str:
     runner_token = _in_runner.set(True)
     try:
         result = task.apply((job.object_id,), retries=job.retries)
+        if result.state == states.RETRY and isinstance(result.result, Retry):
+            when = result.result.when
+            if isinstance(when, datetime):
+                due = when
+            else:
+                due = timezone.now() + timedelta(seconds=float(when or 0))
+            QueuedJob.objects.filter(pk=job.pk).update(
+                retries=F("retries") + 1, run_after=due, claimed_until=None
+            )
+            logger.info("outbox: %s runs again at %s (retry %s)", job, due, job.retries + 1)
+        else:
+            QueuedJob.objects.filter(pk=job.pk).delete()
     finally:
         _in_runner.reset(runner_token)
         request_id_var.reset(id_token)
-    if result.state == states.RETRY and isinstance(result.result, Retry):
-        when = result.result.when
-        if isinstance(when, datetime):
-            due = when
-        else:
-            due = timezone.now() + timedelta(seconds=float(when or 0))
-        QueuedJob.objects.filter(pk=job.pk).update(
-            retries=F("retries") + 1, run_after=due, claimed_until=None
-        )
-        logger.info("outbox: %s retried at %s (retry %s)", job, due, job.retries + 1)
-    else:
-        QueuedJob.objects.filter(pk=job.pk).delete()
     return result.state
 
 
