@@ -192,3 +192,11 @@ def test_the_command_runs_what_is_due_once_and_refuses_with_a_broker(
     settings.REDIS_URL = "redis://127.0.0.1:6379/15"
     with pytest.raises(CommandError, match="Celery worker and beat"):
         call_command("koogallery_run_jobs", "--once")
+
+
+def test_the_admin_lists_a_waiting_jobs_retries_and_request_id(kg, admin_client):
+    _, call_id = new_instance(kg)
+    QueuedJob.objects.update(retries=2, run_after=timezone.now() + timedelta(minutes=1))
+    page = admin_client.get("/admin/koogallery/queuedjob/")
+    assert page.status_code == 200
+    assert call_id in page.content.decode()
