@@ -64,7 +64,7 @@ JOB_ENV = {
 }
 
 
-def prompt(result, code: str, what: str, bound: float = PROMPT_S) -> float:
+def prompt(result, code: str, what: str, bound: float) -> float:
     status, body, seconds = result
     assert status == 200, (what, status, body)
     assert body["resultCode"] == code, (what, body)
@@ -132,13 +132,22 @@ def journey_while_the_api_hangs(service: Service, fake, tag: str) -> dict:
     the request ids of newInstance and getLicenseAsync.
 
     A first round, answered well within KooGallery's 5 s, loads what a fresh process loads on
-    its first call of each kind (views, the seller's RSA key); the second is held to PROMPT_S."""
+    its first call of each kind (views, the seller's RSA key). Then each call is held to
+    PROMPT_S at its better of two rounds: on a machine this shared a call may lose the CPU for a
+    while, but never for the whole second (KOOGALLERY_API_TIMEOUT_S) an outbound call would cost
+    it in each round. The jobs followed are the first measured round's."""
     service.post_json("/koogallery", b"{}")
     calls(service, fake, f"{tag}w", bound=5.0)
-    return calls(service, fake, tag, bound=PROMPT_S)
+    journey, first = calls(service, fake, tag, bound=1.0)
+    _, second = calls(service, fake, f"{tag}2", bound=1.0)
+    slow = {name: (s, second[name]) for name, s in first.items() if min(s, second[name]) > PROMPT_S}
+    assert not slow, f"answered after (s, in each round): {slow}"
+    return journey
 
 
-def calls(service: Service, fake, tag: str, bound: float) -> dict:
+def calls(service: Service, fake, tag: str, bound: float) -> tuple[dict, dict]:
+    """One round of the calls, each answered within `bound`: (the jobs to follow, the seconds
+    each call took)."""
     expire = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y%m%d%H%M%S")
     order = f"CS{tag}"
     fake.register_order(order, expireTime=expire)
@@ -149,12 +158,13 @@ def calls(service: Service, fake, tag: str, bound: float) -> dict:
         "orderId": order,
         "orderLineId": f"{order}-000001",
     }
+    seconds = {}
     result = basic_v2(with_id(service, ids["newInstance"]), body)
-    prompt(result, "000000", "newInstance", bound)
+    seconds["newInstance"] = prompt(result, "000000", "newInstance", bound)
     instance_id = result[1]["instanceId"]
     event = f"EV{tag}"
     licence = basic_v2(with_id(service, ids["getLicenseAsync"]), licence_body(instance_id, event))
-    prompt(licence, "000004", "getLicenseAsync", bound)
+    seconds["getLicenseAsync"] = prompt(licence, "000004", "getLicenseAsync", bound)
     tenant = f"tenant-{tag}"
     for name, kit_body in (
         ("tenantSync", tenant_body(tenant)),
@@ -163,8 +173,9 @@ def calls(service: Service, fake, tag: str, bound: float) -> dict:
         ("allOrgSync", all_org_body(tenant)),
         ("authSync", auth_body(tenant)),
     ):
-        prompt(kit_v2(service, name, kit_body), "000000", name, bound)
-    return {"ids": ids, "instance": instance_id, "order": order, "event": event}
+        seconds[name] = prompt(kit_v2(service, name, kit_body), "000000", name, bound)
+    print(tag, " ".join(f"{name} {s * 1000:.0f} ms" for name, s in seconds.items()))  # -s
+    return {"ids": ids, "instance": instance_id, "order": order, "event": event}, seconds
 
 
 def failed_attempts(query, purpose: str, subject: str) -> int:
@@ -197,7 +208,7 @@ def retried_then_done(service: Service, fake, gate: Gate, query, journey: dict) 
         "failed, retried Query Order and licence upload",
     )
     again = licence_body(journey["instance"], journey["event"] + "-2")
-    prompt(basic_v2(service, again), "000004", "getLicenseAsync while its jobs hang")
+    prompt(basic_v2(service, again), "000004", "getLicenseAsync while its jobs hang", 1.0)
     gate.open()
     wait_for(lambda: done(query, journey), 90, "the jobs done once the API answers")
     assert journey["event"] in fake.uploads
