@@ -6,6 +6,10 @@ fake KooGallery on loopback; tests/test_answers_never_wait.py runs it live next 
 """
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -21,6 +25,7 @@ from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, Outbound
 from licensing.models import RequestState
 from ops.context import current_request_id
 from tests.kgclient import envelope, fixture_json
+from tests.procs import ROOT, group_alive, wait_for
 from tests.test_licensing_support import (
     license_body,
     license_settings,  # noqa: F401 (fixture)
@@ -200,3 +205,40 @@ def test_the_admin_lists_a_waiting_jobs_retries_and_request_id(kg, admin_client)
     page = admin_client.get("/admin/koogallery/queuedjob/")
     assert page.status_code == 200
     assert call_id in page.content.decode()
+
+
+def test_the_runner_stops_when_the_server_that_started_it_is_gone(tmp_path):
+    """scripts/run: a server killed outright (not by Ctrl-C, which reaches both) takes its
+    runner with it within a second or so (--with-parent)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_SETTINGS_MODULE"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="true",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        LOG_FORMAT="plain",
+    )
+    log = tmp_path / "runner.log"
+    server = subprocess.Popen(  # stands for runserver: the runner's parent
+        [
+            "bash",
+            "-c",
+            f"{sys.executable} manage.py koogallery_run_jobs --with-parent 2>{log} & "
+            "exec sleep 600",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: "job runner started" in log.read_text(), 60, "the runner")
+        server.kill()
+        server.wait(10)
+        wait_for(lambda: not group_alive(server.pid), 15, "the runner to stop")
+        assert "its server is gone; stopping" in log.read_text()
+    finally:
+        for pid in group_alive(server.pid):
+            os.kill(pid, signal.SIGKILL)
