@@ -94,9 +94,16 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # WAL and a busy timeout let the dev server, a Celery worker and the shell share the file.
+    # WAL and a busy timeout let the dev server, the job runner and the shell share the file.
+    # IMMEDIATE: a transaction takes the write lock when it begins, waiting its turn; begun as
+    # a reader, it could not become a writer once another process had written since (SQLite
+    # answers "database is locked" at once, whatever the timeout), and the call would fail.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
@@ -226,18 +233,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
 }
 CELERY_TIMEZONE = "UTC"
-# How a call's follow-up jobs (Query Order, licence delivery) reach the broker (koogallery/jobs.py):
-# "outbox" commits them as rows with the call and beat publishes them every
-# KOOGALLERY_JOB_DISPATCH_INTERVAL_S (the call never waits on the broker, and a job is never lost
-# between commit and publish); "on_commit" publishes after the commit, the only way without beat.
-KOOGALLERY_JOB_DISPATCH = env.str(
-    "KOOGALLERY_JOB_DISPATCH", default="outbox" if REDIS_URL else "on_commit"
-)
+# How a call's follow-up jobs (Query Order, licence delivery) reach what runs them
+# (koogallery/jobs.py). "outbox" commits them as rows with the call; beat publishes them to the
+# broker every KOOGALLERY_JOB_DISPATCH_INTERVAL_S (the call never waits on the broker, and a job
+# is never lost between commit and publish), and without a broker the runner started next to
+# the server (scripts/run: manage.py koogallery_run_jobs) runs them. "on_commit" publishes
+# after the commit; it needs a broker: without one the job would run inside the call (§2.7).
+KOOGALLERY_JOB_DISPATCH = env.str("KOOGALLERY_JOB_DISPATCH", default="outbox")
 if KOOGALLERY_JOB_DISPATCH not in ("outbox", "on_commit"):
     raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH must be outbox or on_commit")
-if KOOGALLERY_JOB_DISPATCH == "outbox" and not REDIS_URL:
-    # Without a broker nothing runs beat: the jobs would wait in the outbox for ever.
-    raise environ.ImproperlyConfigured("KOOGALLERY_JOB_DISPATCH=outbox needs REDIS_URL (and beat)")
+if KOOGALLERY_JOB_DISPATCH == "on_commit" and not REDIS_URL:
+    raise environ.ImproperlyConfigured(
+        "KOOGALLERY_JOB_DISPATCH=on_commit needs REDIS_URL: without a broker the job would run "
+        "inside the KooGallery call (use outbox, the default, and manage.py koogallery_run_jobs)"
+    )
+# How often beat publishes the outbox, and the runner looks at it.
 KOOGALLERY_JOB_DISPATCH_INTERVAL_S = env.float("KOOGALLERY_JOB_DISPATCH_INTERVAL_S", default=1.0)
 KOOGALLERY_JOB_DISPATCH_BATCH = env.int("KOOGALLERY_JOB_DISPATCH_BATCH", default=500)
 
@@ -457,3 +467,45 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": _crontab(minute="*"),
     },
 }
+
+# --- keys pasted as the README shows them ---------------------------------------------------------
+# `KOOGALLERY_KIT_KEY=<联营kit key from …>` copied literally is a key KooGallery never signs with,
+# yet the local simulator signs with it and the journey passes: refused when DEBUG is off (the
+# message names the variable), said at start when it is on. A key has no angle brackets and no
+# whitespace; these settings' values are never printed.
+_KEY_SETTINGS = (
+    "KOOGALLERY_KIT_KEY",
+    "KOOGALLERY_BASIC_KEY",
+    "KOOGALLERY_AK",
+    "KOOGALLERY_SK",
+    "SECRET_KEY",
+    "FIELD_ENCRYPTION_KEYS",
+    "METERING_API_TOKEN",
+    "METRICS_TOKEN",
+)
+
+
+def _looks_like_a_placeholder(value: str) -> bool:
+    return "<" in value or ">" in value or any(c.isspace() for c in value)
+
+
+def _placeholder_keys() -> list[str]:
+    found = []
+    for name in _KEY_SETTINGS:
+        value = globals()[name]
+        values = value if isinstance(value, list) else [value]
+        if any(_looks_like_a_placeholder(item) for item in values):
+            found.append(name)
+    return found
+
+
+if _placeholders := _placeholder_keys():
+    _message = (
+        f"{', '.join(_placeholders)}: looks like a placeholder (angle brackets or whitespace), "
+        "not a key; paste the key itself (README: Keys and first deployment check)"
+    )
+    if not DEBUG:
+        raise environ.ImproperlyConfigured(_message)
+    import warnings as _warnings
+
+    _warnings.warn(_message, stacklevel=1)

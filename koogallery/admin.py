@@ -299,8 +299,17 @@ class OutboundAttemptAdmin(ReadOnlyAdmin):
 
 @admin.register(QueuedJob)
 class QueuedJobAdmin(ReadOnlyAdmin):
-    """The outbox: jobs committed by calls and not yet handed to the broker. A row that stays
-    here means no beat or no broker (docs/operations.md §5)."""
+    """The outbox: jobs committed by calls and not yet handed to the broker (or, without one,
+    run by the job runner). A row that stays here means no beat or no broker, or no job runner
+    on the embedded default (docs/operations.md §5); a row with retries waits for its next try."""
 
-    list_display = ("id", "task", "object_id", time_column("created_at", "queued"))
+    list_display = (
+        "id",
+        "task",
+        "object_id",
+        time_column("created_at", "queued"),
+        "retries",
+        time_column("run_after", "next try"),
+        clip_column("request_id", "request id"),
+    )
     list_filter = ("task",)

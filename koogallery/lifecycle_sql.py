@@ -160,7 +160,7 @@ def insert_instance(
     params += _insert_params(instance, _insert_fields(Instance))
     params += _trail_params(trail, at)
     if job:
-        params.append(job)
+        params += jobs.job_params(job)
     with connection.cursor() as cursor:
         cursor.execute(_insert_instance_sql(len(trail), reserve, bool(job)), params)
         instance_id, journal_id = cursor.fetchone()

@@ -6,15 +6,16 @@ full jitter (up to 5 s, 10 s, 20 s … capped at 30 min; 10 retries over about a
 KooGallery's own 3-hour window); business errors are recorded on the row and not retried. Every
 HTTP attempt is an `OutboundAttempt` row, written by the outbound client.
 
-Without a broker (the embedded default runs tasks eagerly, inside the request that queued them)
-a retry would run at once, back to back, while KooGallery waits: there the failure is recorded
-and an operator re-fetches from the admin.
+Without a broker (the embedded default) the runner (koogallery/jobs.py, `koogallery_run_jobs`)
+runs the jobs and puts a retried one back in the outbox with the same backoff. Run in-process
+otherwise (tests, an operator's action on the embedded default) a failure is only recorded: the
+order sweep or the operator fetches again.
 """
 
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from . import lifecycle
+from . import jobs, lifecycle
 from .instances import Instance, InstanceOrder
 from .outbound import TransientOutboundError
 
@@ -24,15 +25,13 @@ BACKOFF_MAX_S = 1800
 
 
 def _retry_later(task, exc: TransientOutboundError):
-    if task.request.is_eager:
-        return None
     countdown = get_exponential_backoff_interval(
         factor=BACKOFF_FACTOR_S,
         retries=task.request.retries,
         maximum=BACKOFF_MAX_S,
         full_jitter=True,
     )
-    raise task.retry(exc=exc, countdown=countdown)
+    jobs.retry(task, countdown=countdown, exc=exc)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)

@@ -153,7 +153,8 @@ def _insert_request(
     ]
     with connection.cursor() as cursor:
         if queue:
-            cursor.execute(_insert_request_queued(), [*params, deliver_license.name])
+            job = jobs.job_params(deliver_license.name)
+            cursor.execute(_insert_request_queued(), [*params, *job])
         else:
             cursor.execute(_INSERT_REQUEST, params)
         row = cursor.fetchone()

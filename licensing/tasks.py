@@ -6,11 +6,12 @@ retries use exponential backoff with jitter, as many as cover KooGallery's 2-hou
 (§1.3); beyond them, and whenever a message is lost, `sweep_license_requests` (beat, every
 minute) re-enqueues whatever is stuck.
 
-Eager mode (the embedded default, no REDIS_URL): the task runs in-process right after the
-getLicenseAsync transaction commits, still inside that HTTP request; a failed upload is not
-retried inline (Celery's eager retry would block the request for the whole backoff) but left
-with its next attempt time for the sweep, `manage.py license_sweep`, or KooGallery's next
-repeat of the call.
+Without a broker (the embedded default, no REDIS_URL) the runner (koogallery/jobs.py,
+`manage.py koogallery_run_jobs`) runs the delivery seconds after getLicenseAsync committed it,
+never inside the call, and puts a failed upload back in the outbox for its next attempt time.
+Run in-process otherwise (tests, an operator's action) a failed upload is not retried inline
+(an eager retry would run again at once) but left with its next attempt time for the sweep,
+`manage.py license_sweep`, or KooGallery's next repeat of the call.
 """
 
 import logging
@@ -18,6 +19,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
+
+from koogallery import jobs
 
 from . import license_codes, services
 from .models import RequestState
@@ -45,9 +48,9 @@ def deliver_license(self, request_id: int) -> str:
         and request.next_attempt_at is not None
     )
     limit = services.retries_to_cover(settings.LICENSE_RETRY_WINDOW_S)
-    if retry_pending and not self.request.is_eager and self.request.retries < limit:
+    if retry_pending and self.request.retries < limit:
         countdown = max(0.0, (request.next_attempt_at - timezone.now()).total_seconds())
-        raise self.retry(countdown=countdown)
+        jobs.retry(self, countdown=countdown)
     return request.state
 
 

@@ -19,7 +19,8 @@ def _on_publish(headers=None, **kwargs) -> None:
 
 def _on_prerun(task_id=None, task=None, **kwargs) -> None:
     request_id = getattr(task.request, HEADER, None) if task is not None else None
-    # An eager task runs inside the request that queued it and keeps its id.
+    # An eager task keeps the id current where it runs: the job runner's is the id the job's
+    # call stored with it (koogallery/jobs.py), a test's or an operator's action their own.
     request_id = request_id or current_request_id() or new_request_id()
     _tokens[task_id] = request_id_var.set(request_id)
 

@@ -207,12 +207,15 @@ def settings_check(**env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_outbox_is_the_default_with_a_broker_and_refused_without_one():
+def test_the_outbox_is_the_default_everywhere_and_on_commit_needs_a_broker():
     with_broker = settings_check(REDIS_URL="redis://127.0.0.1:6379/15")
     assert with_broker.returncode == 0, with_broker.stderr
     assert with_broker.stdout.strip().splitlines()[-1] == "outbox"
+    # The embedded default too: its runner (koogallery_run_jobs) runs the outbox, not the call.
     embedded = settings_check(REDIS_URL="")
-    assert embedded.stdout.strip().splitlines()[-1] == "on_commit"
-    refused = settings_check(REDIS_URL="", KOOGALLERY_JOB_DISPATCH="outbox")
+    assert embedded.returncode == 0, embedded.stderr
+    assert embedded.stdout.strip().splitlines()[-1] == "outbox"
+    # Without a broker, on_commit would run the job inside the call (spec §2.7): refused.
+    refused = settings_check(REDIS_URL="", KOOGALLERY_JOB_DISPATCH="on_commit")
     assert refused.returncode != 0
-    assert "KOOGALLERY_JOB_DISPATCH=outbox needs REDIS_URL" in refused.stderr
+    assert "KOOGALLERY_JOB_DISPATCH=on_commit needs REDIS_URL" in refused.stderr

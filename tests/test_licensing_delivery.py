@@ -224,6 +224,7 @@ def test_transient_failures_beyond_the_give_up_time_fail_the_request(
     fake_koogallery.fallback.script("market_event", 503)
     body = license_body(make_instance())
     kg.basic(body)
+    dispatch_queued_jobs()  # the job, run in-process (the runner or a worker does it live)
     request = request_for(body)
     assert request.state == FAILED and request.failure_code == "GAVE_UP"
     assert "MKT.0999" in request.failure_message

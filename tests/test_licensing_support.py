@@ -2,8 +2,9 @@
 
 Delivery runs two ways, like the service itself:
 
-- embedded default (no REDIS_URL): Celery is eager, the delivery task runs in-process right
-  after the getLicenseAsync transaction commits; "the beat" is `pump()` calling the sweep.
+- embedded default (no REDIS_URL): Celery is eager; the getLicenseAsync call commits its
+  delivery job to the outbox and `wait_for` runs it in-process (`dispatch_queued_jobs`), as the
+  job runner would; "the beat" is `pump()` calling the sweep.
 - PostgreSQL + Redis (REDIS_URL set): `workers.start()` runs a real `celery -A config worker`
   subprocess on the test database (DJANGO_SETTINGS_MODULE=tests.settings, DATABASE_URL naming
   the test database), talking to the same fake KooGallery host on loopback.
