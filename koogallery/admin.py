@@ -243,6 +243,7 @@ class InboundCallAdmin(ReadOnlyAdmin):
         "family",
         "verification",
         "result_code",
+        "stale_entities",
         "tenant_id",
         "instance_id",
         "order_id",

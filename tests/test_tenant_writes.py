@@ -289,7 +289,7 @@ def test_the_services_choose_their_path(monkeypatch):
     record |= {column: "" for column in ("mobile", "email", "work_place", "entry_date")}
     record |= {"user_name": "u", "employee_type": None, "extension": {}}
     record |= {"role": Role.USER, "enabled": True}
-    written = services.auth_sync(
+    result = services.auth_sync(
         tenant_id="t",
         is_test=False,
         instance_id="i",
@@ -298,7 +298,7 @@ def test_the_services_choose_their_path(monkeypatch):
         current_sync_time="1",
         flag=SyncFlag.ADD,
     )
-    assert written == 1
+    assert (result.written, result.stale) == (1, 0)
     expected = "postgresql" if connection.vendor == "postgresql" else "portable"
     assert chosen == [f"{expected}:tenant", f"{expected}:application", f"{expected}:users"]
 
