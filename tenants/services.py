@@ -770,7 +770,8 @@ users AS (
     ORDER BY x.n
     ON CONFLICT (tenant_id, user_name) DO UPDATE SET
         {_UPDATE_USER},
-        {KEEP_TIME}
+        call_time = CASE WHEN {NEWER_THAN_STORED}
+                         THEN COALESCE(EXCLUDED.call_time, t.call_time) ELSE t.call_time END
     RETURNING id, user_name
 ),
 granted AS (
@@ -805,9 +806,10 @@ def _set_authorization_state(
     call_time: datetime | None = None,
 ) -> SyncResult:
     """Delete/cancel: only existing authorisations change; the users themselves are kept (their
-    records take the call's time). One conditional UPDATE, whose filter finds the tenant (an unknown one matches nothing)
-    and leaves authorisations a newer call wrote (re-checked on each row under its lock);
-    only when some were left is a count made, to tell stale ones from unknown users."""
+    records take the call's time). One conditional UPDATE, whose filter finds the tenant (an
+    unknown one matches nothing) and leaves authorisations a newer call wrote (re-checked on
+    each row under its lock); only when some were left is a count made, to tell stale ones
+    from unknown users."""
     if not user_names:
         return SyncResult()
     # Conditions on the updated table's own columns and `IN` subqueries on other tables: no
@@ -821,6 +823,10 @@ def _set_authorization_state(
         instance_id=instance_id,
         app_id=app_id,
     )
+    if call_time is not None:
+        # The users' records are as of this call too (an older add arriving later leaves
+        # them); first, as an add locks them first: users, then authorisations.
+        _stamp_users(tenant_id, is_test, sorted(user_names), call_time)
     written = rows.filter(newer_rows(call_time)).update(
         state=state,
         current_sync_time=current_sync_time,
@@ -828,9 +834,29 @@ def _set_authorization_state(
         **stamp(call_time),
     )
     stale = rows.count() - written if written < len(user_names) else 0
-    if call_time is not None:
-        # The users' records are as of this call too: an older add arriving later leaves them.
-        TenantUser.objects.filter(tenant_id__in=tenants, user_name__in=user_names).filter(
-            Q(call_time__isnull=True) | Q(call_time__lt=call_time)
-        ).update(call_time=call_time)
     return SyncResult(written=written, stale=stale)
+
+
+def _stamp_users(tenant_id: str, is_test: bool, user_names: list[str], call_time) -> None:
+    """Give the users' records `call_time` where it is newer. On PostgreSQL the rows are locked
+    in name order, the order in which an add locks them, so that the two cannot deadlock."""
+    if connection.vendor != "postgresql":
+        TenantUser.objects.filter(
+            Q(call_time__isnull=True) | Q(call_time__lt=call_time),
+            tenant__tenant_id=tenant_id,
+            tenant__is_test=is_test,
+            user_name__in=user_names,
+        ).update(call_time=call_time)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_STAMP_USERS, [call_time, tenant_id, is_test, user_names, call_time])
+
+
+_STAMP_USERS = """
+UPDATE tenants_tenantuser u SET call_time = %s
+FROM (SELECT id FROM tenants_tenantuser
+      WHERE tenant_id = (SELECT id FROM tenants_tenant WHERE tenant_id = %s AND is_test = %s)
+        AND user_name = ANY(%s) AND (call_time IS NULL OR call_time < %s)
+      ORDER BY user_name FOR UPDATE) AS locked
+WHERE u.id = locked.id
+"""

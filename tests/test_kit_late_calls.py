@@ -72,7 +72,9 @@ def application_state() -> tuple:
 
 
 def user_record(value: str) -> dict:
-    return {"userName": "zhangsan01", "name": value, "orgCode": "", "role": "user", "enable": "true"}
+    return {"userName": "zhangsan01", "name": value, "orgCode": "", "role": "user"} | {
+        "enable": "true"
+    }
 
 
 def auth_call(value: str, at: str, flag: int = 1) -> dict:
@@ -427,14 +429,20 @@ def wait_for(condition, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
-# (interface, first write, the two racing calls as (value, time, flag), the lock to hold, what
-# the newer call leaves)
+# interface[-variant] → (first write, the two racing calls as (value, time, flag), the lock to
+# hold, what the newer call leaves)
 RACES = {
     "authSync": (
         auth_call("张三", T1),
         [("张三", T2, 1), ("张三", T3, 3)],
         "SELECT 1 FROM tenants_authorization FOR UPDATE",
         ("张三", AuthorizationState.REVOKED),
+    ),
+    "authSync-late-cancel": (
+        auth_call("张三", T1),
+        [("张三", T2, 3), ("新", T3, 1)],
+        "SELECT 1 FROM tenants_authorization FOR UPDATE",
+        ("新", AuthorizationState.AUTHORIZED),
     ),
     "tenantSync": (
         tenant_call("初", T1),
@@ -453,12 +461,13 @@ RACES = {
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("newer_first", [False, True], ids=["older-first", "newer-first"])
-@pytest.mark.parametrize("interface", list(RACES))
-def test_two_racing_calls_leave_the_newer_state(postgres_only, interface, newer_first):
+@pytest.mark.parametrize("race", list(RACES))
+def test_two_racing_calls_leave_the_newer_state(postgres_only, race, newer_first):
     """Two calls for one entity from two workers: both read the entity before either writes
     (a third transaction holds its row lock until both wait on it), then they go in a chosen
     order. Whatever the order, the newer call's state is left."""
-    first, racing, lock, expected = RACES[interface]
+    first, racing, lock, expected = RACES[race]
+    interface = race.split("-")[0]
     kg = KooGallery(Client())
     assert send(kg, "v2", interface, first)["resultCode"] == "000000"
     calls = [ENTITIES[interface].call(*args) for args in racing]
