@@ -611,16 +611,17 @@ def _authorize_portable(
             tenant=tenant, user_name__in=names
         ).values_list("user_name", "pk", "call_time")
     }
-    newer_grants = set(
-        Authorization.objects.filter(
-            tenant=tenant,
-            user_id__in=[pk for pk, _ in stored_users.values()],
-            instance_id=instance_id,
-            app_id=app_id,
+    newer_grants = set()
+    if call_time is not None and stored_users:
+        newer_grants = set(
+            Authorization.objects.filter(
+                tenant=tenant,
+                user_id__in=[pk for pk, _ in stored_users.values()],
+                instance_id=instance_id,
+                app_id=app_id,
+                call_time__gt=call_time,
+            ).values_list("user__user_name", flat=True)
         )
-        .exclude(newer_rows(call_time))
-        .values_list("user__user_name", flat=True)
-    )
     grants = [user for user in users if user["user_name"] not in newer_grants]
     profiles = [
         user
