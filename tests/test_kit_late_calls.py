@@ -20,8 +20,17 @@ from django.db import connection, connections
 from django.test import Client
 
 from koogallery.journal import InboundCall
+from koogallery.times import kit_time
 from orgsync.models import Department
-from tenants.models import Application, Authorization, AuthorizationState, Tenant, TenantUser
+from orgsync.services import single_org_sync
+from tenants.models import (
+    Application,
+    Authorization,
+    AuthorizationState,
+    SyncFlag,
+    Tenant,
+    TenantUser,
+)
 from tests.kgclient import KooGallery, envelope, fixture_json
 from tests.tenant_kit import (
     VERSIONS,
@@ -288,6 +297,41 @@ def test_other_departments_take_changes_in_any_order(sync, kg):
     assert answer["resultCode"] == "000000"
     assert tree_state() == {"A": "甲", "B": "乙"}
     assert stale_count() == 0
+
+
+# PostgreSQL's writer speaks PostgreSQL only.
+WRITERS = ["portable", "postgresql"] if connection.vendor == "postgresql" else ["portable"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_both_department_writers_order_changes_by_call_time(writer):
+    """singleOrgSync's two writers (orgsync/services.py) apply the same rule."""
+
+    def org(code: str, flag: SyncFlag, name: str, at: str) -> int:
+        return single_org_sync(
+            tenant_id=ORG_TENANT,
+            is_test=False,
+            org_code=code,
+            flag=flag,
+            org_name=name,
+            parent_code="",
+            writer=writer,
+            call_time=kit_time(at),
+        ).stale
+
+    assert org("A", SyncFlag.ADD, "新", T2) == 0
+    assert org("A", SyncFlag.MODIFY, "旧", T1) == 1
+    assert org("A", SyncFlag.DELETE, "", T1) == 1
+    assert tree_state() == {"A": "新"}
+    assert org("A", SyncFlag.MODIFY, "新", T3) == 0  # unchanged, but the newer time is kept
+    assert org("A", SyncFlag.MODIFY, "中", T2) == 1
+    assert org("A", SyncFlag.DELETE, "", T3) == 0
+    assert org("A", SyncFlag.ADD, "旧", T2) == 1  # the delete is remembered
+    assert org("B", SyncFlag.DELETE, "", T3) == 0  # a code never seen
+    assert org("B", SyncFlag.ADD, "旧", T2) == 1
+    assert tree_state() == {}
+    assert org("A", SyncFlag.ADD, "再", T3) == 0  # an equal time applies
+    assert tree_state() == {"A": "再"}
 
 
 # --- the attack of the security review --------------------------------------------------------
