@@ -52,14 +52,16 @@ class SnapshotResult:
 def _mark_synced(tenant: Tenant, now, call_time: datetime | None) -> None:
     """The snapshot restated every department at `call_time`: it is the tenant's last
     department change and its last snapshot, and the codes deleted before it need no time."""
-    times = {} if call_time is None else {"org_call_time": call_time}
-    times |= {"org_snapshot_time": call_time} if call_time is not None else {}
-    Tenant.objects.filter(pk=tenant.pk).update(org_synced_at=now, **times)
-    tenant.org_synced_at = now
-    if call_time is not None:
-        tenant.org_call_time = tenant.org_snapshot_time = call_time
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {REMOVED} WHERE tenant_id = %s", [tenant.pk])  # noqa: S608
+    if call_time is None:
+        Tenant.objects.filter(pk=tenant.pk).update(org_synced_at=now)
+        tenant.org_synced_at = now
+        return
+    Tenant.objects.filter(pk=tenant.pk).update(
+        org_synced_at=now, org_call_time=call_time, org_snapshot_time=call_time
+    )
+    tenant.org_synced_at, tenant.org_call_time, tenant.org_snapshot_time = now, call_time, call_time
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {REMOVED} WHERE tenant_id = %s", [tenant.pk])  # noqa: S608
 
 
 # --- singleOrgSync ---------------------------------------------------------------------------
@@ -293,7 +295,7 @@ def _add_postgresql(cursor, at: Stamp, org_code, org_name, parent_code) -> Depar
         "ON CONFLICT (tenant_id, org_code) DO NOTHING RETURNING id, parent_id), "
         f"members AS (UPDATE {USERS} u SET department_id = new.id FROM new"
         " WHERE u.tenant_id = %s AND u.department_id IS NULL AND u.org_code = %s), "
-        f"synced AS ({mark_synced.replace('WHERE id', 'WHERE EXISTS (SELECT FROM new) AND id')}) "
+        f"synced AS ({mark_synced} AND EXISTS (SELECT FROM new)) "
         "SELECT id, parent_id FROM new",
         [
             *(tenant_pk, parent_code),
