@@ -245,6 +245,7 @@ class InboundCallAdmin(ReadOnlyAdmin):
         "data",
         "verification",
         "result_code",
+        "stale_entities",
         clip_column("tenant_id", "tenant", 8),
         clip_column("instance_id", "instance", 8),
         clip_column("order_id", "order", 10),

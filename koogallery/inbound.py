@@ -50,11 +50,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Reply:
-    """What a handler answers: a code (default success), optional message and extra fields."""
+    """What a handler answers: a code (default success), optional message and extra fields;
+    `stale`, for the journal: how many entities a kit call skipped as older than what was
+    stored (spec §2.3)."""
 
     code: ResultCode = ResultCode.SUCCESS
     fields: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
+    stale: int = 0
 
 
 @dataclass
@@ -413,6 +416,7 @@ class InboundEndpoint(View):
     ) -> None:
         journal.result_code = reply.code.value
         journal.result_msg = (reply.message or reply.code.label)[:255]
+        journal.stale_entities = reply.stale
         journal.response_body = response_text(response.content)
         journal.duration_ms = round((time.monotonic() - started) * 1000, 3)
         try:

@@ -72,6 +72,11 @@ class InboundCall(models.Model):
     result_code = models.CharField(max_length=6)
     result_msg = models.CharField(max_length=255, blank=True)
     duration_ms = models.FloatField(default=0)
+    # Kit calls (spec §2.3 "Replays and late calls"): how many entities the call left as they
+    # were because a newer call had already written them.
+    stale_entities = models.PositiveIntegerField(
+        default=0, help_text="entities skipped: a newer call had already written them"
+    )
 
     query_string = models.TextField(blank=True)
     request_body = models.TextField(blank=True)

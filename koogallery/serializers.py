@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from .jsonbody import BodyError, lenient_list, lenient_object
+from .times import KIT_TIME_FORMAT, kit_time
 
 
 class KgString(serializers.CharField):
@@ -69,8 +70,20 @@ class LenientObjectField(serializers.DictField):
         return super().to_internal_value(data)
 
 
+def call_time(attrs: dict, name: str):
+    """The kit time in `attrs[name]` as a datetime (§2.3: it orders the changes of an entity);
+    one that does not read is 000002."""
+    moment = kit_time(attrs[name])
+    if moment is None:
+        raise serializers.ValidationError({name: f"must be a time {KIT_TIME_FORMAT}"})
+    return moment
+
+
 class KitSerializer(serializers.Serializer):
-    """The fields every kit call carries (§4.1 common): instanceId may be empty (debugging)."""
+    """The fields every kit call carries (§4.1 common): instanceId may be empty (debugging).
+
+    `call_time` is the call's `timeStamp` read as a time: a change older than the one that last
+    wrote an entity is skipped (§2.3 "Replays and late calls")."""
 
     instanceId = KgString(64, required=True, allow_blank=True)
     testFlag = KgChoiceInteger(choices=(0, 1))
@@ -78,6 +91,7 @@ class KitSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict) -> dict:
         attrs["is_test"] = attrs["testFlag"] == 1
+        attrs["call_time"] = call_time(attrs, "timeStamp")
         return attrs
 
 

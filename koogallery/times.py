@@ -2,7 +2,7 @@
 UTC (spec §2.7, §4.5, §5.1). One parser for every place that reads them: the inbound fields, V1
 timestamps, Query Order answers and licence-code answers."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 
 def compact_time(text: str, *, millis: bool = True) -> datetime | None:
@@ -24,3 +24,18 @@ def compact_time(text: str, *, millis: bool = True) -> datetime | None:
         )
     except ValueError:
         return None
+
+
+# Kit calls carry their own time in the body, in China Standard Time (spec §4.1); it orders
+# the changes they make to one entity (§2.3 "Replays and late calls").
+KIT_ZONE = timezone(timedelta(hours=8), "UTC+08:00")
+KIT_TIME_FORMAT = "yyyyMMddHHmmssSSS (UTC+8)"
+
+
+def kit_time(text: str) -> datetime | None:
+    """A kit `timeStamp`/`currentSyncTime` (17 digits, UTC+8, §4.1) as an aware datetime;
+    None for anything else."""
+    if len(text) != 17:
+        return None
+    moment = compact_time(text)
+    return None if moment is None else moment.replace(tzinfo=KIT_ZONE)

@@ -7,6 +7,8 @@ code exists in the same tenant (a child may arrive before its parent). A departm
 
 from django.db import models
 
+from tenants.models import call_time_field
+
 
 class Department(models.Model):
     # No index of its own: the unique (tenant, org_code) index serves every tenant lookup, and
@@ -30,6 +32,7 @@ class Department(models.Model):
         db_constraint=False,
         db_index=False,  # (tenant, parent, org_code) below serves every lookup by parent
     )
+    call_time = call_time_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -54,3 +57,23 @@ class Department(models.Model):
     @property
     def is_orphan(self) -> bool:
         return bool(self.parent_code) and self.parent_id is None
+
+
+class RemovedDepartment(models.Model):
+    """The time of the last delete of a department code (singleOrgSync flag 0), kept after its
+    row is gone, so that an older add delivered late does not bring it back (spec §2.3). An
+    allOrgSync, which restates every department, clears the tenant's."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    org_code = models.CharField(max_length=64)
+    call_time = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "org_code"], name="uniq_removed_department")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_code} removed @ {self.call_time:%Y-%m-%d %H:%M:%S}"

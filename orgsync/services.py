@@ -10,19 +10,29 @@ queries, issue 6): lock the tenant; read the department and its new parent's anc
 (O(depth)); write, in one statement on PostgreSQL (data-modifying CTEs; two for a modify), in
 a few elsewhere. On PostgreSQL the usual add, of a new department no child waits for, skips
 the read: two statements. A move of a subtree of any size is one UPDATE (adjacency list).
+
+Late and replayed calls (spec §2.3) are ordered by the call's time (`call_time`, None for an
+untimed write): a department keeps the time of the call that last wrote it, a deleted code the
+time of its delete (`RemovedDepartment`), the tenant the time of its last department change
+(`org_call_time`) and of its last allOrgSync (`org_snapshot_time`, which restated every
+department). A singleOrgSync older than its department's time, its code's delete or the last
+allOrgSync writes nothing; an allOrgSync older than the last department change writes nothing.
+The tenant's row lock, taken first, makes each comparison and its write one step.
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from koogallery.resultcodes import InvalidParam
 from tenants.models import SyncFlag, Tenant, TenantUser
-from tenants.services import ensure_tenant
+from tenants.services import SyncResult, ensure_tenant
 
 from . import snapshot, writers
-from .models import Department
+from .models import Department, RemovedDepartment
 from .selectors import department_and_ancestors
 from .serializers import OrgItem
 
@@ -36,11 +46,22 @@ class SnapshotResult:
     updated: int
     deleted: int
     unchanged: int
+    stale: int = 0  # departments listed by a call older than the last department change
 
 
-def _mark_synced(tenant: Tenant, now) -> None:
-    Tenant.objects.filter(pk=tenant.pk).update(org_synced_at=now)
-    tenant.org_synced_at = now
+def _mark_synced(tenant: Tenant, now, call_time: datetime | None) -> None:
+    """The snapshot restated every department at `call_time`: it is the tenant's last
+    department change and its last snapshot, and the codes deleted before it need no time."""
+    if call_time is None:
+        Tenant.objects.filter(pk=tenant.pk).update(org_synced_at=now)
+        tenant.org_synced_at = now
+        return
+    Tenant.objects.filter(pk=tenant.pk).update(
+        org_synced_at=now, org_call_time=call_time, org_snapshot_time=call_time
+    )
+    tenant.org_synced_at, tenant.org_call_time, tenant.org_snapshot_time = now, call_time, call_time
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {REMOVED} WHERE tenant_id = %s", [tenant.pk])  # noqa: S608
 
 
 # --- singleOrgSync ---------------------------------------------------------------------------
@@ -48,6 +69,7 @@ def _mark_synced(tenant: Tenant, now) -> None:
 DEPARTMENTS = Department._meta.db_table
 USERS = TenantUser._meta.db_table
 TENANTS = Tenant._meta.db_table
+REMOVED = RemovedDepartment._meta.db_table
 WRITERS = ("postgresql", "portable")
 
 # The fields of the department a singleOrgSync returns; its timestamps are deferred.
@@ -67,9 +89,10 @@ def single_org_sync(
     org_name: str = "",
     parent_code: str | None = None,
     writer: str | None = None,
-) -> Department | None:
-    """Apply one department change; returns the department (None after a delete), with its
-    timestamps deferred.
+    call_time: datetime | None = None,
+) -> SyncResult:
+    """Apply one department change; returns the department as `row` (None after a delete),
+    with its timestamps deferred, or `stale` 1 when a newer call wrote the department (§2.3).
 
     `parent_code` None keeps the current parent (a rename need not repeat it), "" means top
     level. A delete of an unknown code succeeds (repeated deletes must, §4.1). `writer` chooses
@@ -79,7 +102,7 @@ def single_org_sync(
     so it leaves the caller's transaction as it was (the pipeline rolls it back anyway), and
     the savepoint's two round trips are saved.
     """
-    args = (tenant_id, is_test, org_code, flag, org_name, parent_code)
+    args = (tenant_id, is_test, org_code, flag, org_name, parent_code, call_time)
     writer = writer or default_single_writer()
     if writer not in WRITERS:  # pragma: no cover - programming error
         raise ValueError(f"unknown writer {writer!r}")
@@ -96,40 +119,94 @@ def _single_org_sync(
     flag: SyncFlag,
     org_name: str,
     parent_code: str | None,
+    call_time: datetime | None,
     writer: str,
-) -> Department | None:
+) -> SyncResult:
     if flag != SyncFlag.DELETE and parent_code == org_code:
         raise InvalidParam(f"parentCode: {org_code} cannot be its own parent")
-    tenant_pk = _lock_tenant(tenant_id, is_test)
+    tenant_pk, snapshot_time = _lock_tenant(tenant_id, is_test)
+    if call_time is not None and snapshot_time is not None and call_time < snapshot_time:
+        return SyncResult(stale=1)  # a later allOrgSync restated this department
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    at = Stamp(now, tenant_pk, call_time)
     with connection.cursor() as cursor:
-        if flag == SyncFlag.DELETE:
-            _delete(cursor, writer, tenant_pk, org_code, now)
-            return None
         if flag == SyncFlag.ADD and writer == "postgresql":
-            added = _add_postgresql(cursor, tenant_pk, org_code, org_name, parent_code or "", now)
+            added = _add_postgresql(cursor, at, org_code, org_name, parent_code or "")
             if added is not None:
-                return added
-        return _upsert(cursor, writer, tenant_pk, org_code, org_name, parent_code, now)
+                return SyncResult(row=added, written=1)
+        if call_time is not None and _written_later(cursor, at, org_code):
+            return SyncResult(stale=1)
+        if flag == SyncFlag.DELETE:
+            _delete(cursor, writer, at, org_code)
+            return SyncResult(written=1)
+        department = _upsert(cursor, writer, at, org_code, org_name, parent_code)
+        return SyncResult(row=department, written=1)
 
 
-def _lock_tenant(tenant_id: str, is_test: bool) -> int:
-    """The tenant's primary key, its row locked until the transaction ends (as
-    `ensure_tenant(lock=True)`, which creates a tenant that does not exist yet)."""
+@dataclass
+class Stamp:
+    """When a department change is written: the server's time (adapted for the database), the
+    locked tenant, and the call's time (None for an untimed write)."""
+
+    now: object
+    tenant_pk: int
+    call_time: datetime | None
+
+    @property
+    def time(self):
+        """The call time as the database stores it."""
+        if self.call_time is None:
+            return None
+        return connection.ops.adapt_datetimefield_value(self.call_time)
+
+    def mark_synced(self) -> tuple[str, list]:
+        """The tenant's last department sync (server time) and last department change (the
+        latest call time applied), as an UPDATE and its parameters."""
+        if self.call_time is None:
+            return _MARK_SYNCED, [self.now, self.tenant_pk]
+        return _MARK_CHANGED, [self.now, self.time, self.time, self.tenant_pk]
+
+
+def _written_later(cursor, at: Stamp, org_code: str) -> bool:
+    """A call newer than this one wrote the department, or deleted its code (§2.3)."""
+    cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s "  # noqa: S608
+        f"AND call_time > %s) OR EXISTS (SELECT 1 FROM {REMOVED} WHERE tenant_id = %s "
+        "AND org_code = %s AND call_time > %s)",
+        [at.tenant_pk, org_code, at.time, at.tenant_pk, org_code, at.time],
+    )
+    return bool(cursor.fetchone()[0])
+
+
+def _aware(value) -> datetime | None:
+    """A time read with a raw cursor: SQLite hands back the stored text (UTC)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _lock_tenant(tenant_id: str, is_test: bool) -> tuple[int, datetime | None]:
+    """The tenant's primary key and last allOrgSync time, its row locked until the transaction
+    ends (as `ensure_tenant(lock=True)`, which creates a tenant that does not exist yet)."""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {TENANTS} WHERE tenant_id = %s AND is_test = %s{lock}",  # noqa: S608
+            f"SELECT id, org_snapshot_time FROM {TENANTS} "  # noqa: S608
+            f"WHERE tenant_id = %s AND is_test = %s{lock}",
             [tenant_id, is_test],
         )
         row = cursor.fetchone()
     if row is not None:
-        return row[0]
-    return ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True).pk
+        return row[0], _aware(row[1])
+    tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
+    return tenant.pk, tenant.org_snapshot_time
 
 
-def _upsert(cursor, writer, tenant_pk, org_code, org_name, parent_code, now) -> Department:
+def _upsert(cursor, writer, at: Stamp, org_code, org_name, parent_code) -> Department:
     """Add or modify (rename and/or move) one department of a locked tenant."""
+    tenant_pk = at.tenant_pk
     existing, ancestors = department_and_ancestors(
         tenant_pk=tenant_pk, org_code=org_code, parent_code=parent_code
     )
@@ -144,12 +221,12 @@ def _upsert(cursor, writer, tenant_pk, org_code, org_name, parent_code, now) -> 
 
     if existing is None:
         pk = (_insert_postgresql if writer == "postgresql" else _insert_portable)(
-            cursor, tenant_pk, org_code, org_name, parent_code, parent_id, now
+            cursor, at, org_code, org_name, parent_code, parent_id
         )
     else:
         pk = existing[0]
         changed = existing[2:] != (org_name, parent_code, parent_id)
-        _update(cursor, tenant_pk, pk, org_name, parent_code, parent_id, now, changed)
+        _update(cursor, at, pk, org_name, parent_code, parent_id, changed)
     return Department.from_db(
         connection.alias, _FIELDS, (pk, tenant_pk, org_code, org_name, parent_code, parent_id)
     )
@@ -184,36 +261,49 @@ def _parent_id(org_code: str, parent_code: str, ancestors: list[tuple]) -> int |
 
 _INSERT = (
     f"INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, parent_id, "  # noqa: S608
-    "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    "call_time, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 _MARK_SYNCED = f"UPDATE {TENANTS} SET org_synced_at = %s WHERE id = %s"  # noqa: S608
+# The same, keeping the latest call time applied to the tenant's departments.
+_MARK_CHANGED = (
+    f"UPDATE {TENANTS} SET org_synced_at = %s, org_call_time = CASE "  # noqa: S608
+    "WHEN org_call_time IS NULL OR org_call_time < %s THEN %s ELSE org_call_time END "
+    "WHERE id = %s"
+)
 
 
-def _add_postgresql(cursor, tenant_pk, org_code, org_name, parent_code, now) -> Department | None:
-    """An add of a department that is new and that no child waits for (the usual add), in one
-    statement without reading first; None, having written nothing, for any other add.
+def _add_postgresql(cursor, at: Stamp, org_code, org_name, parent_code) -> Department | None:
+    """An add of a department that is new, whose code no newer call deleted, and that no
+    child waits for (the usual add), in one statement without reading first; None, having
+    written nothing, for any other add.
 
     Such a department cannot close a cycle (a cycle through it would need a descendant, and it
     has none), so it is inserted linked to its parent if present, with its waiting users and
     the tenant's sync time.
     """
+    tenant_pk = at.tenant_pk
+    mark_synced, mark_params = at.mark_synced()
     cursor.execute(
         f"WITH parent AS (SELECT id FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s), "  # noqa: S608
         f"new AS (INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, "
-        "parent_id, created_at, updated_at) SELECT %s, %s, %s, %s, (SELECT id FROM parent), %s, %s "
+        "parent_id, call_time, created_at, updated_at) "
+        "SELECT %s, %s, %s, %s, (SELECT id FROM parent), %s::timestamptz, %s, %s "
         f"WHERE NOT EXISTS (SELECT 1 FROM {DEPARTMENTS} WHERE tenant_id = %s "
         "AND parent_id IS NULL AND parent_code = %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {REMOVED} WHERE tenant_id = %s AND org_code = %s "
+        "AND call_time > %s::timestamptz) "
         "ON CONFLICT (tenant_id, org_code) DO NOTHING RETURNING id, parent_id), "
         f"members AS (UPDATE {USERS} u SET department_id = new.id FROM new"
         " WHERE u.tenant_id = %s AND u.department_id IS NULL AND u.org_code = %s), "
-        f"synced AS (UPDATE {TENANTS} t SET org_synced_at = %s FROM new WHERE t.id = %s) "
+        f"synced AS ({mark_synced} AND EXISTS (SELECT FROM new)) "
         "SELECT id, parent_id FROM new",
         [
             *(tenant_pk, parent_code),
-            *(tenant_pk, org_code, org_name, parent_code, now, now),
+            *(tenant_pk, org_code, org_name, parent_code, at.call_time, at.now, at.now),
             *(tenant_pk, org_code),
+            *(tenant_pk, org_code, at.call_time),
             *(tenant_pk, org_code),
-            *(now, tenant_pk),
+            *mark_params,
         ],
     )
     row = cursor.fetchone()
@@ -225,29 +315,33 @@ def _add_postgresql(cursor, tenant_pk, org_code, org_name, parent_code, now) -> 
     )
 
 
-def _insert_postgresql(cursor, tenant_pk, org_code, org_name, parent_code, parent_id, now) -> int:
+def _insert_postgresql(cursor, at: Stamp, org_code, org_name, parent_code, parent_id) -> int:
     """The new row, the children and users that named its code before it existed (§2.6), and
     the tenant's sync time: one statement."""
+    mark_synced, mark_params = at.mark_synced()
     cursor.execute(
         f"WITH new AS ({_INSERT}), "  # noqa: S608
         f"children AS (UPDATE {DEPARTMENTS} SET parent_id = (SELECT id FROM new), updated_at = %s"
         " WHERE tenant_id = %s AND parent_id IS NULL AND parent_code = %s), "
         f"members AS (UPDATE {USERS} SET department_id = (SELECT id FROM new)"
         " WHERE tenant_id = %s AND department_id IS NULL AND org_code = %s), "
-        f"synced AS ({_MARK_SYNCED}) "
+        f"synced AS ({mark_synced}) "
         "SELECT id FROM new",
         [
-            *(tenant_pk, org_code, org_name, parent_code, parent_id, now, now),
-            *(now, tenant_pk, org_code),
-            *(tenant_pk, org_code),
-            *(now, tenant_pk),
+            *(at.tenant_pk, org_code, org_name, parent_code, parent_id, at.time, at.now, at.now),
+            *(at.now, at.tenant_pk, org_code),
+            *(at.tenant_pk, org_code),
+            *mark_params,
         ],
     )
     return cursor.fetchone()[0]
 
 
-def _insert_portable(cursor, tenant_pk, org_code, org_name, parent_code, parent_id, now) -> int:
-    cursor.execute(_INSERT, [tenant_pk, org_code, org_name, parent_code, parent_id, now, now])
+def _insert_portable(cursor, at: Stamp, org_code, org_name, parent_code, parent_id) -> int:
+    tenant_pk, now = at.tenant_pk, at.now
+    cursor.execute(
+        _INSERT, [tenant_pk, org_code, org_name, parent_code, parent_id, at.time, now, now]
+    )
     pk = cursor.fetchone()[0]
     # Children and users that named this code before it existed (§2.6).
     cursor.execute(
@@ -260,25 +354,44 @@ def _insert_portable(cursor, tenant_pk, org_code, org_name, parent_code, parent_
         "WHERE tenant_id = %s AND department_id IS NULL AND org_code = %s",
         [pk, tenant_pk, org_code],
     )
-    cursor.execute(_MARK_SYNCED, [now, tenant_pk])
+    cursor.execute(*at.mark_synced())
     return pk
 
 
-def _update(cursor, tenant_pk, pk, org_name, parent_code, parent_id, now, changed) -> None:
+def _update(cursor, at: Stamp, pk, org_name, parent_code, parent_id, changed) -> None:
     """Rename and/or move an existing department (a subtree moves with its root: one row);
-    an unchanged one is not written (a repeated call changes nothing, not even updated_at)."""
+    an unchanged one is not written (a repeated call changes nothing, not even updated_at),
+    but a newer call's time is kept, so that an older change arriving later stays unapplied."""
     if changed:
         cursor.execute(
             f"UPDATE {DEPARTMENTS} SET org_name = %s, parent_code = %s, parent_id = %s, "  # noqa: S608
-            "updated_at = %s WHERE tenant_id = %s AND id = %s",
-            [org_name, parent_code, parent_id, now, tenant_pk, pk],
+            "call_time = COALESCE(%s, call_time), updated_at = %s WHERE tenant_id = %s AND id = %s",
+            [org_name, parent_code, parent_id, at.time, at.now, at.tenant_pk, pk],
         )
-    cursor.execute(_MARK_SYNCED, [now, tenant_pk])
+    elif at.call_time is not None:
+        cursor.execute(
+            f"UPDATE {DEPARTMENTS} SET call_time = %s WHERE tenant_id = %s AND id = %s "  # noqa: S608
+            "AND (call_time IS NULL OR call_time < %s)",
+            [at.time, at.tenant_pk, pk, at.time],
+        )
+    cursor.execute(*at.mark_synced())
 
 
-def _delete(cursor, writer, tenant_pk, org_code, now) -> None:
+_REMOVE_CODE = (
+    f"INSERT INTO {REMOVED} (tenant_id, org_code, call_time) VALUES (%s, %s, %s) "  # noqa: S608
+    "ON CONFLICT (tenant_id, org_code) DO UPDATE SET call_time = EXCLUDED.call_time"
+)
+
+
+def _delete(cursor, writer, at: Stamp, org_code) -> None:
     """Remove one department: its children become root orphans (their `parent_code` kept, so
-    they are relinked if it comes back) and its users unassigned (their `org_code` kept)."""
+    they are relinked if it comes back) and its users unassigned (their `org_code` kept). The
+    code keeps the delete's time (`RemovedDepartment`), so an older add arriving later does not
+    bring it back."""
+    tenant_pk, now = at.tenant_pk, at.now
+    mark_synced, mark_params = at.mark_synced()
+    if at.call_time is not None:
+        cursor.execute(_REMOVE_CODE, [tenant_pk, org_code, at.time])
     if writer == "postgresql":
         cursor.execute(
             f"WITH gone AS (DELETE FROM {DEPARTMENTS} WHERE tenant_id = %s AND org_code = %s "  # noqa: S608
@@ -287,9 +400,9 @@ def _delete(cursor, writer, tenant_pk, org_code, now) -> None:
             " WHERE c.tenant_id = %s AND c.parent_id = gone.id), "
             f"members AS (UPDATE {USERS} u SET department_id = NULL FROM gone"
             " WHERE u.tenant_id = %s AND u.department_id = gone.id), "
-            f"synced AS ({_MARK_SYNCED}) "
+            f"synced AS ({mark_synced}) "
             "SELECT 1",
-            [tenant_pk, org_code, now, tenant_pk, tenant_pk, now, tenant_pk],
+            [tenant_pk, org_code, now, tenant_pk, tenant_pk, *mark_params],
         )
         return
     cursor.execute(
@@ -312,18 +425,25 @@ def _delete(cursor, writer, tenant_pk, org_code, now) -> None:
             f"DELETE FROM {DEPARTMENTS} WHERE tenant_id = %s AND id = %s",  # noqa: S608
             [tenant_pk, row[0]],
         )
-    cursor.execute(_MARK_SYNCED, [now, tenant_pk])
+    cursor.execute(mark_synced, mark_params)
 
 
 # --- allOrgSync ------------------------------------------------------------------------------
 @transaction.atomic
 def all_org_sync(
-    *, tenant_id: str, is_test: bool, departments: list[OrgItem], writer: str | None = None
+    *,
+    tenant_id: str,
+    is_test: bool,
+    departments: list[OrgItem],
+    writer: str | None = None,
+    call_time: datetime | None = None,
 ) -> SnapshotResult:
     """Make the tenant's departments equal the snapshot (§2.6): unchanged rows are not written,
     kept departments keep their primary key (users stay linked), absent ones are removed.
 
-    `writer` chooses how rows are written ("postgresql" or "portable"; default by database).
+    A snapshot older than the tenant's last department change (§2.3) writes nothing; every
+    department it lists counts as stale. `writer` chooses how rows are written ("postgresql"
+    or "portable"; default by database).
     """
     items = snapshot.last_wins(departments)
     parent_of = snapshot.links(items)
@@ -331,11 +451,14 @@ def all_org_sync(
     if cycle:
         raise InvalidParam(str(snapshot.CycleError(cycle)))
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
+    last_change = tenant.org_call_time
+    if call_time is not None and last_change is not None and call_time < last_change:
+        return SnapshotResult(tenant, 0, 0, 0, 0, stale=len(items))
     now = timezone.now()
     stored = writers.load(tenant)
     plan = snapshot.plan(stored, items, parent_of)
-    writers.apply(tenant, plan, stored, now, writer or writers.default_writer())
-    _mark_synced(tenant, now)
+    writers.apply(tenant, plan, stored, now, writer or writers.default_writer(), call_time)
+    _mark_synced(tenant, now, call_time)
     return SnapshotResult(
         tenant=tenant,
         created=len(plan.create),

@@ -47,11 +47,20 @@ def load(tenant: Tenant) -> list[Stored]:
         return cursor.fetchall()
 
 
-def apply(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, writer: str) -> None:
+def apply(
+    tenant: Tenant,
+    plan: Plan,
+    stored: list[Stored],
+    now: datetime,
+    writer: str,
+    call_time: datetime | None = None,
+) -> None:
+    """Write the plan; created and updated rows keep `call_time`, the time of the call (§2.3;
+    unchanged rows are not written: the tenant's `org_snapshot_time` stands for them)."""
     if writer == "postgresql":
-        _apply_postgresql(tenant, plan, stored, now)
+        _apply_postgresql(tenant, plan, stored, now, call_time)
     elif writer == "portable":
-        _apply_portable(tenant, plan, stored, now)
+        _apply_portable(tenant, plan, stored, now, call_time)
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown writer {writer!r}")
 
@@ -89,7 +98,7 @@ def _allocate_ids(cursor, count: int) -> list[int]:
     return [row[0] for row in cursor.fetchall()]
 
 
-def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now) -> None:
+def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time) -> None:
     """Stream new rows with COPY as text blocks (write_row costs ~7 µs a row in Python); the
     server inserts one block while the next is being built."""
     if _SPECIAL.search("".join(code + name + parent for code, name, parent, _ in create)):
@@ -98,12 +107,13 @@ def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now) -> None:
             for c, n, p, k in create
         ]
     stamp, null = now.isoformat(), "\\N"
-    tail = f"\t{stamp}\t{stamp}\n"
+    called = null if call_time is None else call_time.isoformat()
+    tail = f"\t{called}\t{stamp}\t{stamp}\n"
     prefix = f"\t{tenant.pk}\t"
     rows = list(zip(new_ids, create, strict=True))
     with cursor.copy(
         f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, parent_id, "
-        "created_at, updated_at) FROM STDIN"
+        "call_time, created_at, updated_at) FROM STDIN"
     ) as copy:
         for start in range(0, len(rows), COPY_BLOCK):
             copy.write(
@@ -141,7 +151,9 @@ def _link_waiting_users(cursor, tenant: Tenant, id_of: dict[str, int]) -> int:
     return len(pairs)
 
 
-def _apply_postgresql(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime) -> None:
+def _apply_postgresql(
+    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time
+) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
     with connection.cursor() as cursor:
@@ -160,17 +172,19 @@ def _apply_postgresql(tenant: Tenant, plan: Plan, stored: list[Stored], now: dat
         if plan.create:
             new_ids = _allocate_ids(cursor, len(plan.create))
             id_of.update(zip((row[0] for row in plan.create), new_ids, strict=True))
-            _copy_new_rows(cursor, tenant, plan.create, new_ids, id_of, now)
+            _copy_new_rows(cursor, tenant, plan.create, new_ids, id_of, now, call_time)
         if plan.update:
             ids, names, parent_codes, links = zip(*plan.update, strict=True)
             cursor.execute(
                 f"UPDATE {DEPARTMENTS} d SET org_name = v.org_name, "  # noqa: S608
-                "parent_code = v.parent_code, parent_id = v.parent_id, updated_at = %s "
+                "parent_code = v.parent_code, parent_id = v.parent_id, updated_at = %s, "
+                "call_time = COALESCE(%s::timestamptz, d.call_time) "
                 "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
                 "AS v(id, org_name, parent_code, parent_id) "
                 "WHERE d.tenant_id = %s AND d.id = v.id",
                 [
                     now,
+                    call_time,
                     list(ids),
                     list(names),
                     list(parent_codes),
@@ -228,7 +242,9 @@ def _by_level(create: list, known: dict[str, int]) -> list[list]:
     return groups
 
 
-def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime) -> None:
+def _apply_portable(
+    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time
+) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
     for chunk in _chunks(plan.delete):
@@ -236,13 +252,15 @@ def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datet
         # The remaining children of these rows are relinked by the plan's updates below.
         Department.objects.filter(tenant=tenant, id__in=chunk).delete()
     stamp = connection.ops.adapt_datetimefield_value(now)
+    called = connection.ops.adapt_datetimefield_value(call_time)
     with connection.cursor() as cursor:
         # Parents first, so every row is inserted already linked. executemany and a read-back
         # of the ids by code: bulk_create's model machinery costs 5x more for 100k rows.
         for group in _by_level(plan.create, id_of):
             cursor.executemany(
                 f"INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, "  # noqa: S608
-                "parent_id, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "parent_id, call_time, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         tenant.pk,
@@ -250,6 +268,7 @@ def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datet
                         name,
                         parent_code,
                         id_of[link] if link else None,
+                        called,
                         stamp,
                         stamp,
                     )
@@ -268,9 +287,10 @@ def _apply_portable(tenant: Tenant, plan: Plan, stored: list[Stored], now: datet
             # bulk_update's CASE expressions, which grow with the batch.
             cursor.executemany(
                 f"UPDATE {DEPARTMENTS} SET org_name = %s, parent_code = %s, "  # noqa: S608
-                "parent_id = %s, updated_at = %s WHERE tenant_id = %s AND id = %s",
+                "parent_id = %s, call_time = COALESCE(%s, call_time), updated_at = %s "
+                "WHERE tenant_id = %s AND id = %s",
                 [
-                    (name, parent_code, id_of[link] if link else None, stamp, tenant.pk, pk)
+                    (name, parent_code, id_of[link] if link else None, called, stamp, tenant.pk, pk)
                     for pk, name, parent_code, link in plan.update
                 ],
             )

@@ -7,6 +7,15 @@ through the tenant (spec §2.5).
 
 from django.db import models
 
+# Spec §2.3 "Replays and late calls": each synced row keeps the KooGallery time of the call that
+# last wrote it, and a call older than that writes nothing to it. Rows written before the field
+# existed (or by an untimed write: staff, scripts) hold none: older than any call.
+CALL_TIME_HELP = "KooGallery time of the call that last wrote this row; older calls are skipped"
+
+
+def call_time_field(help_text: str = CALL_TIME_HELP) -> models.DateTimeField:
+    return models.DateTimeField(null=True, blank=True, editable=False, help_text=help_text)
+
 
 class SyncFlag(models.IntegerChoices):
     DELETE = 0, "delete"
@@ -23,6 +32,12 @@ class Tenant(models.Model):
     domain_name = models.CharField(max_length=255, blank=True, help_text="OAuth base URL")
     removed_at = models.DateTimeField(null=True, blank=True, help_text="tenantSync flag 0")
     org_synced_at = models.DateTimeField(null=True, blank=True, help_text="last department sync")
+    # tenantSync: the tenant and its binding to the call's instance are written together.
+    call_time = call_time_field()
+    # Department calls (orgsync): allOrgSync is skipped if older than the last department change
+    # of any kind; singleOrgSync if older than the last allOrgSync, which wrote every department.
+    org_call_time = call_time_field("KooGallery time of the last department change")
+    org_snapshot_time = call_time_field("KooGallery time of the last allOrgSync applied")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,6 +93,7 @@ class Application(models.Model):
     client_id = models.CharField(max_length=64)
     client_secret_encrypted = models.TextField(editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
+    call_time = call_time_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -129,6 +145,7 @@ class TenantUser(models.Model):
     work_place = models.CharField(max_length=255, blank=True)
     entry_date = models.CharField(max_length=32, blank=True)
     extension = models.JSONField(default=dict, blank=True)
+    call_time = call_time_field("KooGallery time of the authSync that last wrote this record")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -161,6 +178,7 @@ class Authorization(models.Model):
         max_length=16, choices=AuthorizationState.choices, default=AuthorizationState.AUTHORIZED
     )
     current_sync_time = models.CharField(max_length=32, blank=True)
+    call_time = call_time_field("currentSyncTime read as a time; older calls are skipped")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

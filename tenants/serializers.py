@@ -21,6 +21,7 @@ from koogallery.serializers import (
     KitSerializer,
     LenientListField,
     LenientObjectField,
+    call_time,
 )
 
 from .models import Role, SyncFlag
@@ -215,6 +216,13 @@ class AuthSyncSerializer(KitSerializer):
     userList = LenientListField(child=UserSerializer())
     currentSyncTime = KgString(32)
     flag = KgChoiceInteger(choices=AUTH_FLAGS)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        # An authorisation is ordered by `currentSyncTime`, else the call's `timeStamp` (§2.3).
+        if attrs.get("currentSyncTime"):
+            attrs["call_time"] = call_time(attrs, "currentSyncTime")
+        return attrs
 
 
 class AuthSyncV1Serializer(AuthSyncSerializer):

@@ -11,16 +11,28 @@ rolls back). On PostgreSQL an add/modify of each interface is one statement (ups
 by data-modifying CTEs, authSync's users sent as one JSON parameter, no models built); the
 portable ORM path serves SQLite, and tests/test_tenant_writes.py proves both leave the same
 rows.
+
+Late and replayed calls (spec §2.3): every write carries the KooGallery time of its call
+(`call_time`), stored on the row it writes; a call older than the stored time leaves the row
+as it is and is counted as stale (`SyncResult.stale`, which the journal records). The
+comparison is part of each write statement (a conditional upsert or UPDATE, or a row lock on
+the portable path), so two calls racing for one row leave the newer one's state whatever the
+order. An equal time writes again (idempotent). `call_time` None is an untimed write (staff,
+scripts, benchmarks): applied as before, the stored time kept.
 """
 
 import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from koogallery import secret_store
@@ -41,6 +53,40 @@ from .models import (
 )
 
 logger = logging.getLogger(__name__)
+
+@dataclass
+class SyncResult:
+    """What a kit service did: the row it wrote (or found), how many rows it wrote, and how
+    many entities it skipped because a newer call had written them (§2.3)."""
+
+    row: Any = None
+    written: int = 0
+    stale: int = 0
+
+
+def newer_rows(call_time: datetime | None) -> Q:
+    """The rows a call of `call_time` may write: no newer call wrote them (§2.3)."""
+    if call_time is None:
+        return Q()
+    return Q(call_time__isnull=True) | Q(call_time__lte=call_time)
+
+
+def is_newer(stored: datetime | None, call_time: datetime | None) -> bool:
+    """`newer_rows` for a row already read (under its lock)."""
+    return call_time is None or stored is None or stored <= call_time
+
+
+def stamp(call_time: datetime | None) -> dict:
+    """The call time to store with a write (an untimed write keeps the stored one)."""
+    return {} if call_time is None else {"call_time": call_time}
+
+
+# The same rule inside an upsert's DO UPDATE, for a table aliased `t`.
+NEWER_THAN_STORED = (
+    "(EXCLUDED.call_time IS NULL OR t.call_time IS NULL OR t.call_time <= EXCLUDED.call_time)"
+)
+KEEP_TIME = "call_time = COALESCE(EXCLUDED.call_time, t.call_time)"
+
 
 # authSync flags that only change the state of existing authorisations (§2.6).
 STATE_FLAGS = {
@@ -77,8 +123,9 @@ found AS (
 ),
 created AS (
     INSERT INTO tenants_tenant (tenant_id, is_test, tenant_code, name, domain_name, removed_at,
-                                org_synced_at, created_at, updated_at)
-    SELECT %(tenant_id)s, %(is_test)s, '', '', '', NULL, NULL, %(now)s, %(now)s
+                                org_synced_at, call_time, org_call_time, org_snapshot_time,
+                                created_at, updated_at)
+    SELECT %(tenant_id)s, %(is_test)s, '', '', '', NULL, NULL, NULL, NULL, NULL, %(now)s, %(now)s
     WHERE NOT EXISTS (SELECT FROM found)
     ON CONFLICT (tenant_id, is_test) DO NOTHING
     RETURNING id
@@ -101,25 +148,38 @@ def tenant_sync(
     name: str,
     domain_name: str,
     flag: SyncFlag,
-) -> Tenant | None:
+    call_time: datetime | None = None,
+) -> SyncResult:
     """Add/modify: upsert the tenant and its binding to the instance, clearing any removal.
 
     Delete (dissolving the enterprise, §1.3) marks the binding and the tenant removed; the
     tenant's authorisations stop signing in (`Authorization.can_sign_in`) but are kept, so a
-    later add restores them. Deleting an unknown tenant creates nothing and returns None.
+    later add restores them. Deleting an unknown tenant creates nothing (`row` None).
+
+    The tenant and its binding are one entity, ordered by the tenant's `call_time`: a call
+    older than the last one that wrote the tenant writes neither (`stale` 1).
     """
     if flag == SyncFlag.DELETE:
         tenant = selectors.tenant(tenant_id=tenant_id, is_test=is_test)
         if tenant is None:
-            return None
+            return SyncResult()
         now = timezone.now()
+        # The conditional UPDATE decides, under the row's lock (a newer twin waits or wins).
+        written = (
+            Tenant.objects.filter(newer_rows(call_time), pk=tenant.pk)
+            .update(
+                removed_at=Coalesce(F("removed_at"), Value(now)),
+                updated_at=now,
+                **stamp(call_time),
+            )
+        )
+        if not written:
+            return SyncResult(row=tenant, stale=1)
         TenantBinding.objects.filter(
             tenant=tenant, instance_id=instance_id, removed_at__isnull=True
         ).update(removed_at=now, updated_at=now)
-        if tenant.removed_at is None:
-            tenant.removed_at = now
-            tenant.save(update_fields=["removed_at", "updated_at"])
-        return tenant
+        tenant.refresh_from_db(fields=["removed_at", "call_time", "updated_at"])
+        return SyncResult(row=tenant, written=1)
 
     upsert = _upsert_tenant_postgresql if connection.vendor == "postgresql" else _upsert_tenant
     return upsert(
@@ -130,6 +190,7 @@ def tenant_sync(
         tenant_code=tenant_code,
         name=name,
         domain_name=domain_name,
+        call_time=call_time,
     )
 
 
@@ -139,9 +200,18 @@ def tenant_sync(
 
 
 def _upsert_tenant(
-    *, tenant_id, is_test, instance_id, order_id, tenant_code, name, domain_name
-) -> Tenant:
-    """The tenant, then its binding, with the ORM."""
+    *, tenant_id, is_test, instance_id, order_id, tenant_code, name, domain_name, call_time=None
+) -> SyncResult:
+    """The tenant, then its binding, with the ORM; nothing if the tenant, read under its lock,
+    was written by a newer call."""
+    stored = (
+        Tenant.objects.select_for_update()
+        .filter(tenant_id=tenant_id, is_test=is_test)
+        .values_list("pk", "call_time")
+        .first()
+    )
+    if stored is not None and not is_newer(stored[1], call_time):
+        return SyncResult(row=Tenant(pk=stored[0], tenant_id=tenant_id, is_test=is_test), stale=1)
     (tenant,) = Tenant.objects.bulk_create(
         [
             Tenant(
@@ -151,11 +221,19 @@ def _upsert_tenant(
                 name=name,
                 domain_name=domain_name,
                 removed_at=None,
+                call_time=call_time if call_time is not None else stored and stored[1],
             )
         ],
         update_conflicts=True,
         unique_fields=["tenant_id", "is_test"],
-        update_fields=["tenant_code", "name", "domain_name", "removed_at", "updated_at"],
+        update_fields=[
+            "tenant_code",
+            "name",
+            "domain_name",
+            "removed_at",
+            "call_time",
+            "updated_at",
+        ],
     )
     TenantBinding.objects.bulk_create(
         [TenantBinding(tenant=tenant, instance_id=instance_id, order_id=order_id, removed_at=None)],
@@ -163,13 +241,13 @@ def _upsert_tenant(
         unique_fields=["tenant", "instance_id"],
         update_fields=["order_id", "removed_at", "updated_at"],
     )
-    return tenant
+    return SyncResult(row=tenant, written=1)
 
 
 def _upsert_tenant_postgresql(
-    *, tenant_id, is_test, instance_id, order_id, tenant_code, name, domain_name
-) -> Tenant:
-    """Both upserts in one statement."""
+    *, tenant_id, is_test, instance_id, order_id, tenant_code, name, domain_name, call_time=None
+) -> SyncResult:
+    """Both upserts in one statement; neither if a newer call wrote the tenant."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -182,11 +260,15 @@ def _upsert_tenant_postgresql(
                 "domain_name": domain_name,
                 "instance_id": instance_id,
                 "order_id": order_id,
+                "call_time": call_time,
                 "now": now,
             },
         )
-        (pk,) = cursor.fetchone()
-    return Tenant(
+        row = cursor.fetchone()
+    if row is None:
+        return SyncResult(row=Tenant(tenant_id=tenant_id, is_test=is_test), stale=1)
+    (pk,) = row
+    tenant = Tenant(
         pk=pk,
         tenant_id=tenant_id,
         is_test=is_test,
@@ -197,19 +279,24 @@ def _upsert_tenant_postgresql(
         created_at=now,
         updated_at=now,
     )
+    return SyncResult(row=tenant, written=1)
 
 
 # The two upserts of an add/modify in one statement (the binding's upsert takes the tenant's id
-# from the first). Column lists as Django writes them: created_at only on insert.
-_TENANT_SYNC_POSTGRESQL = """
+# from the first, which returns none when a newer call wrote the tenant: then neither is
+# written). Column lists as Django writes them: created_at only on insert.
+_TENANT_SYNC_POSTGRESQL = f"""
 WITH tenant AS (
-    INSERT INTO tenants_tenant (tenant_id, is_test, tenant_code, name, domain_name, removed_at,
-                                org_synced_at, created_at, updated_at)
+    INSERT INTO tenants_tenant AS t (tenant_id, is_test, tenant_code, name, domain_name,
+                                     removed_at, org_synced_at, call_time, org_call_time,
+                                     org_snapshot_time, created_at, updated_at)
     VALUES (%(tenant_id)s, %(is_test)s, %(tenant_code)s, %(name)s, %(domain_name)s, NULL, NULL,
-            %(now)s, %(now)s)
+            %(call_time)s::timestamptz, NULL, NULL, %(now)s, %(now)s)
     ON CONFLICT (tenant_id, is_test) DO UPDATE SET
         tenant_code = EXCLUDED.tenant_code, name = EXCLUDED.name,
-        domain_name = EXCLUDED.domain_name, removed_at = NULL, updated_at = EXCLUDED.updated_at
+        domain_name = EXCLUDED.domain_name, removed_at = NULL, updated_at = EXCLUDED.updated_at,
+        {KEEP_TIME}
+    WHERE {NEWER_THAN_STORED}
     RETURNING id
 )
 INSERT INTO tenants_tenantbinding (tenant_id, instance_id, order_id, removed_at, created_at,
@@ -218,7 +305,7 @@ SELECT id, %(instance_id)s, %(order_id)s, NULL, %(now)s, %(now)s FROM tenant
 ON CONFLICT (tenant_id, instance_id) DO UPDATE SET
     order_id = EXCLUDED.order_id, removed_at = NULL, updated_at = EXCLUDED.updated_at
 RETURNING tenant_id
-"""
+"""  # noqa: S608 (constant text)
 
 
 # --- applicationSync (§4.1.2) ------------------------------------------------------------------
@@ -266,23 +353,25 @@ def application_sync(
     client_id: str,
     client_secret_ciphertext: str,
     flag: SyncFlag,
-) -> Application | None:
+    call_time: datetime | None = None,
+) -> SyncResult:
     """Add/modify: decrypt the secret, store it encrypted at rest, upsert the application.
 
     Delete marks it removed, ignoring the secret (deleting needs none, and a key rotated since
-    the add must not make the delete fail); an unknown application creates nothing.
+    the add must not make the delete fail); an unknown application creates nothing. A call
+    older than the one that last wrote the application writes nothing (`stale` 1).
     """
     if flag == SyncFlag.DELETE:
         tenant = selectors.tenant(tenant_id=tenant_id, is_test=is_test)
         if tenant is None:
-            return None
-        application = Application.objects.filter(
-            tenant=tenant, instance_id=instance_id, app_id=app_id
-        ).first()
-        if application and application.removed_at is None:
-            application.removed_at = timezone.now()
-            application.save(update_fields=["removed_at", "updated_at"])
-        return application
+            return SyncResult()
+        rows = Application.objects.filter(tenant=tenant, instance_id=instance_id, app_id=app_id)
+        now = timezone.now()
+        written = rows.filter(newer_rows(call_time)).update(
+            removed_at=Coalesce(F("removed_at"), Value(now)), updated_at=now, **stamp(call_time)
+        )
+        stale = int(not written and rows.exists())
+        return SyncResult(row=rows.first(), written=written, stale=stale)
 
     # Decrypt before touching any row: a refused secret leaves nothing behind (§2.6).
     plaintext = decrypt_inbound_client_secret(client_secret_ciphertext)
@@ -295,9 +384,10 @@ def application_sync(
             app_id=app_id,
             client_id=client_id,
             client_secret_encrypted=encrypted,
+            call_time=call_time,
         )
         if application is not None:
-            return application
+            return SyncResult(row=application, written=1)
     return _upsert_application(
         tenant_id=tenant_id,
         is_test=is_test,
@@ -305,32 +395,38 @@ def application_sync(
         app_id=app_id,
         client_id=client_id,
         client_secret_encrypted=encrypted,
+        call_time=call_time,
     )
 
 
 def _upsert_application(
-    *, tenant_id, is_test, instance_id, app_id, client_id, client_secret_encrypted
-) -> Application:
-    """The tenant (created if absent), then the application, with the ORM."""
+    *, tenant_id, is_test, instance_id, app_id, client_id, client_secret_encrypted, call_time=None
+) -> SyncResult:
+    """The tenant (created if absent), then the application, with the ORM; nothing if the
+    application, read under its lock, was written by a newer call."""
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test)
+    key = {"tenant": tenant, "instance_id": instance_id, "app_id": app_id}
+    stored = Application.objects.select_for_update().filter(**key).first()
+    if stored is not None and not is_newer(stored.call_time, call_time):
+        return SyncResult(row=stored, stale=1)
     application, _ = Application.objects.update_or_create(
-        tenant=tenant,
-        instance_id=instance_id,
-        app_id=app_id,
+        **key,
         defaults={
             "client_id": client_id,
             "client_secret_encrypted": client_secret_encrypted,
             "removed_at": None,
+            **stamp(call_time),
         },
     )
-    return application
+    return SyncResult(row=application, written=1)
 
 
 def _upsert_application_postgresql(
-    *, tenant_id, is_test, instance_id, app_id, client_id, client_secret_encrypted
+    *, tenant_id, is_test, instance_id, app_id, client_id, client_secret_encrypted, call_time=None
 ) -> Application | None:
     """The same in one statement; None, having written nothing, when the tenant was created
-    by a concurrent call after the statement began (see `_ENSURE_TENANT_CTE`)."""
+    by a concurrent call after the statement began (see `_ENSURE_TENANT_CTE`) or when a newer
+    call wrote the application (the portable path then tells which, under the row's lock)."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -342,6 +438,7 @@ def _upsert_application_postgresql(
                 "app_id": app_id,
                 "client_id": client_id,
                 "secret": client_secret_encrypted,
+                "call_time": call_time,
                 "now": now,
             },
         )
@@ -357,6 +454,7 @@ def _upsert_application_postgresql(
         client_id=client_id,
         client_secret_encrypted=client_secret_encrypted,
         removed_at=None,
+        call_time=call_time,
         created_at=created_at,
         updated_at=now,
     )
@@ -365,13 +463,16 @@ def _upsert_application_postgresql(
 _APPLICATION_SYNC_POSTGRESQL = f"""
 WITH {_ENSURE_TENANT_CTE},
 written AS (
-    INSERT INTO tenants_application (tenant_id, instance_id, app_id, client_id,
-                                     client_secret_encrypted, removed_at, created_at, updated_at)
-    SELECT id, %(instance_id)s, %(app_id)s, %(client_id)s, %(secret)s, NULL, %(now)s, %(now)s
+    INSERT INTO tenants_application AS t (tenant_id, instance_id, app_id, client_id,
+                                          client_secret_encrypted, removed_at, call_time,
+                                          created_at, updated_at)
+    SELECT id, %(instance_id)s, %(app_id)s, %(client_id)s, %(secret)s, NULL,
+           %(call_time)s::timestamptz, %(now)s, %(now)s
     FROM tenant
     ON CONFLICT (tenant_id, instance_id, app_id) DO UPDATE SET
         client_id = EXCLUDED.client_id, client_secret_encrypted = EXCLUDED.client_secret_encrypted,
-        removed_at = NULL, updated_at = EXCLUDED.updated_at
+        removed_at = NULL, updated_at = EXCLUDED.updated_at, {KEEP_TIME}
+    WHERE {NEWER_THAN_STORED}
     RETURNING id, tenant_id, created_at
 )
 SELECT id, tenant_id, created_at FROM written
@@ -427,7 +528,8 @@ def auth_sync(
     users: Iterable[Mapping[str, Any]],
     current_sync_time: str,
     flag: SyncFlag,
-) -> int:
+    call_time: datetime | None = None,
+) -> SyncResult:
     """Apply one authSync call to every listed user, in a handful of queries whatever the size.
 
     `users` are validated user records keyed by TenantUser field names plus `role` (Role) and
@@ -435,7 +537,10 @@ def auth_sync(
     authorisation for (instance, app), linking each user to the department of its `org_code`
     when that department exists (else later, when it arrives). Delete (flag 0) and cancel
     (flag 3) change only the state of existing authorisations; unknown users are skipped.
-    Returns how many authorisations were written.
+
+    `call_time` (the call's currentSyncTime, §2.3) orders the changes: an authorisation, and
+    a user's record, written by a newer call are left as they are; each such authorisation
+    counts as stale. Returns how many authorisations were written and how many were stale.
     """
     users = _last_wins(users)
     if flag in STATE_FLAGS:
@@ -447,11 +552,18 @@ def auth_sync(
             user_names=[user["user_name"] for user in users],
             state=STATE_FLAGS[flag],
             current_sync_time=current_sync_time,
+            call_time=call_time,
         )
     if users and connection.vendor == "postgresql":
         tenant_pk = _hold_tenant(tenant_id, is_test)
-        return _authorize_postgresql(tenant_pk, instance_id, app_id, users, current_sync_time)
-    return _authorize_portable(tenant_id, is_test, instance_id, app_id, users, current_sync_time)
+        written = _authorize_postgresql(
+            tenant_pk, instance_id, app_id, users, current_sync_time, call_time
+        )
+    else:
+        written = _authorize_portable(
+            tenant_id, is_test, instance_id, app_id, users, current_sync_time, call_time
+        )
+    return SyncResult(written=written, stale=len(users) - written)
 
 
 _HOLD_TENANT = (
@@ -484,12 +596,40 @@ def _authorize_portable(
     app_id: str,
     users: list[Mapping[str, Any]],
     current_sync_time: str,
+    call_time: datetime | None = None,
 ) -> int:
-    """Add/modify with the ORM: tenant, departments, users, their ids, authorisations."""
+    """Add/modify with the ORM: tenant, departments, users, their ids, authorisations; users
+    and authorisations a newer call wrote are left out (read first: the portable path serves
+    SQLite, which has one writer at a time). Returns how many authorisations were written."""
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test)
     if not users:
         return 0
-    departments = _departments_by_code(tenant, {user["org_code"] for user in users})
+    names = [user["user_name"] for user in users]
+    stored_users = {
+        name: (pk, stored)
+        for name, pk, stored in TenantUser.objects.filter(
+            tenant=tenant, user_name__in=names
+        ).values_list("user_name", "pk", "call_time")
+    }
+    newer_grants = set()
+    if call_time is not None and stored_users:
+        newer_grants = set(
+            Authorization.objects.filter(
+                tenant=tenant,
+                user_id__in=[pk for pk, _ in stored_users.values()],
+                instance_id=instance_id,
+                app_id=app_id,
+                call_time__gt=call_time,
+            ).values_list("user__user_name", flat=True)
+        )
+    grants = [user for user in users if user["user_name"] not in newer_grants]
+    profiles = [
+        user
+        for user in users
+        if user["user_name"] not in stored_users
+        or is_newer(stored_users[user["user_name"]][1], call_time)
+    ]
+    departments = _departments_by_code(tenant, {user["org_code"] for user in profiles})
     rows = [
         TenantUser(
             tenant=tenant,
@@ -505,19 +645,25 @@ def _authorize_portable(
             work_place=user["work_place"],
             entry_date=user["entry_date"],
             extension=user["extension"],
+            call_time=call_time
+            if call_time is not None
+            else stored_users.get(user["user_name"], (None, None))[1],
         )
-        for user in users
+        for user in profiles
     ]
-    TenantUser.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["tenant", "user_name"],
-        update_fields=[*USER_FIELDS, "updated_at"],
-    )
+    if rows:
+        TenantUser.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["tenant", "user_name"],
+            update_fields=[*USER_FIELDS, "call_time", "updated_at"],
+        )
+    if not grants:
+        return 0
     # The upsert does not hand back the ids of rows that already existed on every backend.
     user_ids = dict(
         TenantUser.objects.filter(
-            tenant=tenant, user_name__in=[user["user_name"] for user in users]
+            tenant=tenant, user_name__in=[user["user_name"] for user in grants]
         ).values_list("user_name", "pk")
     )
     authorizations = [
@@ -530,14 +676,16 @@ def _authorize_portable(
             enabled=user["enabled"],
             state=AuthorizationState.AUTHORIZED,
             current_sync_time=current_sync_time,
+            call_time=call_time,
         )
-        for user in users
+        for user in grants
     ]
+    update_fields = ["role", "enabled", "state", "current_sync_time", "updated_at"]
     Authorization.objects.bulk_create(
         authorizations,
         update_conflicts=True,
         unique_fields=["user", "instance_id", "app_id"],
-        update_fields=["role", "enabled", "state", "current_sync_time", "updated_at"],
+        update_fields=update_fields + (["call_time"] if call_time is not None else []),
     )
     return len(authorizations)
 
@@ -548,9 +696,12 @@ def _authorize_postgresql(
     app_id: str,
     users: list[Mapping[str, Any]],
     current_sync_time: str,
+    call_time: datetime | None = None,
 ) -> int:
     """Add/modify in one statement for a held tenant (`_hold_tenant`): the users with their
-    departments, their authorisations."""
+    departments, their authorisations; rows a newer call wrote are left as they are (the
+    upserts' conditions, evaluated on the row under its lock). Returns how many
+    authorisations were written."""
     # One JSON parameter: json.dumps is C, and psycopg's array literals escape every element.
     records = json.dumps(users, ensure_ascii=False)
     now = timezone.now()
@@ -566,6 +717,7 @@ def _authorize_postgresql(
                 "user": Role.USER.value,
                 "state": AuthorizationState.AUTHORIZED.value,
                 "current_sync_time": current_sync_time,
+                "call_time": call_time,
                 "now": now,
             },
         )
@@ -575,8 +727,28 @@ def _authorize_postgresql(
 
 # Rows are written in the order of the (sorted) records, as the portable path writes them, so
 # concurrent calls lock them in the same order. The department is the one of the user's
-# org_code in the tenant, if it exists; every column is the record as sent (USER_FIELDS).
-_AUTHORIZE_POSTGRESQL = """
+# org_code in the tenant, if it exists; every column is the record as sent (USER_FIELDS). A user
+# row a newer call wrote keeps its columns but is still returned (its id is needed): each column
+# is chosen by the call times (§2.3). An authorisation a newer call wrote is not written at all.
+_USER_COLUMNS = (
+    "name",
+    "org_code",
+    "department_id",
+    "position",
+    "employee_code",
+    "employee_type",
+    "mobile",
+    "email",
+    "work_place",
+    "entry_date",
+    "extension",
+    "updated_at",
+)
+_NEWER_USER = f"CASE WHEN {NEWER_THAN_STORED} THEN EXCLUDED.{{0}} ELSE t.{{0}} END"
+_UPDATE_USER = ",\n        ".join(
+    f"{column} = {_NEWER_USER.format(column)}" for column in _USER_COLUMNS
+)
+_AUTHORIZE_POSTGRESQL = f"""
 WITH incoming AS (
     SELECT * FROM ROWS FROM (json_to_recordset(%(users)s::json) AS (
         user_name text, name text, org_code text, position text, employee_code text,
@@ -586,40 +758,41 @@ WITH incoming AS (
                             mobile, email, work_place, entry_date, extension, role, enabled, n)
 ),
 users AS (
-    INSERT INTO tenants_tenantuser (tenant_id, user_name, name, org_code, department_id,
-                                    position, employee_code, employee_type, mobile, email,
-                                    work_place, entry_date, extension, created_at, updated_at)
+    INSERT INTO tenants_tenantuser AS t (tenant_id, user_name, name, org_code, department_id,
+                                         position, employee_code, employee_type, mobile, email,
+                                         work_place, entry_date, extension, call_time,
+                                         created_at, updated_at)
     SELECT %(tenant)s, x.user_name, x.name, x.org_code,
            (SELECT d.id FROM orgsync_department d
              WHERE d.tenant_id = %(tenant)s AND d.org_code = x.org_code AND x.org_code <> ''),
            x.position, x.employee_code, x.employee_type, x.mobile, x.email, x.work_place,
-           x.entry_date, x.extension, %(now)s, %(now)s
+           x.entry_date, x.extension, %(call_time)s::timestamptz, %(now)s, %(now)s
     FROM incoming x
     ORDER BY x.n
     ON CONFLICT (tenant_id, user_name) DO UPDATE SET
-        name = EXCLUDED.name, org_code = EXCLUDED.org_code,
-        department_id = EXCLUDED.department_id, position = EXCLUDED.position,
-        employee_code = EXCLUDED.employee_code, employee_type = EXCLUDED.employee_type,
-        mobile = EXCLUDED.mobile, email = EXCLUDED.email, work_place = EXCLUDED.work_place,
-        entry_date = EXCLUDED.entry_date, extension = EXCLUDED.extension,
-        updated_at = EXCLUDED.updated_at
+        {_UPDATE_USER},
+        call_time = CASE WHEN {NEWER_THAN_STORED}
+                         THEN COALESCE(EXCLUDED.call_time, t.call_time) ELSE t.call_time END
     RETURNING id, user_name
 ),
 granted AS (
-    INSERT INTO tenants_authorization (tenant_id, user_id, instance_id, app_id, role, enabled,
-                                       state, current_sync_time, created_at, updated_at)
+    INSERT INTO tenants_authorization AS t (tenant_id, user_id, instance_id, app_id, role,
+                                            enabled, state, current_sync_time, call_time,
+                                            created_at, updated_at)
     SELECT %(tenant)s, users.id, %(instance_id)s, %(app_id)s,
            CASE WHEN x.role = %(admin)s THEN %(admin)s ELSE %(user)s END, x.enabled, %(state)s,
-           %(current_sync_time)s, %(now)s, %(now)s
+           %(current_sync_time)s, %(call_time)s::timestamptz, %(now)s, %(now)s
     FROM incoming x JOIN users ON users.user_name = x.user_name
     ORDER BY x.n
     ON CONFLICT (user_id, instance_id, app_id) DO UPDATE SET
         role = EXCLUDED.role, enabled = EXCLUDED.enabled, state = EXCLUDED.state,
-        current_sync_time = EXCLUDED.current_sync_time, updated_at = EXCLUDED.updated_at
+        current_sync_time = EXCLUDED.current_sync_time, updated_at = EXCLUDED.updated_at,
+        {KEEP_TIME}
+    WHERE {NEWER_THAN_STORED}
     RETURNING 1
 )
 SELECT count(*) FROM granted
-"""
+"""  # noqa: S608 (constant text)
 
 
 def _set_authorization_state(
@@ -631,15 +804,60 @@ def _set_authorization_state(
     user_names: list[str],
     state: AuthorizationState,
     current_sync_time: str,
-) -> int:
-    """Delete/cancel: only existing authorisations change; the users themselves are kept.
-    One UPDATE, whose filter finds the tenant (an unknown one matches nothing)."""
+    call_time: datetime | None = None,
+) -> SyncResult:
+    """Delete/cancel: only existing authorisations change; the users themselves are kept (their
+    records take the call's time). One conditional UPDATE, whose filter finds the tenant (an
+    unknown one matches nothing) and leaves authorisations a newer call wrote (re-checked on
+    each row under its lock); only when some were left is a count made, to tell stale ones
+    from unknown users."""
     if not user_names:
-        return 0
-    return Authorization.objects.filter(
-        tenant__tenant_id=tenant_id,
-        tenant__is_test=is_test,
+        return SyncResult()
+    # Conditions on the updated table's own columns and `IN` subqueries on other tables: no
+    # join, so PostgreSQL re-checks the call time on a row a concurrent call just wrote.
+    tenants = Tenant.objects.filter(tenant_id=tenant_id, is_test=is_test).values("pk")
+    rows = Authorization.objects.filter(
+        tenant_id__in=tenants,
+        user_id__in=TenantUser.objects.filter(
+            tenant_id__in=tenants, user_name__in=user_names
+        ).values("pk"),
         instance_id=instance_id,
         app_id=app_id,
-        user__user_name__in=user_names,
-    ).update(state=state, current_sync_time=current_sync_time, updated_at=timezone.now())
+    )
+    if call_time is not None:
+        # The users' records are as of this call too (an older add arriving later leaves
+        # them); first, as an add locks them first: users, then authorisations.
+        _stamp_users(tenant_id, is_test, sorted(user_names), call_time)
+    written = rows.filter(newer_rows(call_time)).update(
+        state=state,
+        current_sync_time=current_sync_time,
+        updated_at=timezone.now(),
+        **stamp(call_time),
+    )
+    stale = rows.count() - written if written < len(user_names) else 0
+    return SyncResult(written=written, stale=stale)
+
+
+def _stamp_users(tenant_id: str, is_test: bool, user_names: list[str], call_time) -> None:
+    """Give the users' records `call_time` where it is newer. On PostgreSQL the rows are locked
+    in name order, the order in which an add locks them, so that the two cannot deadlock."""
+    if connection.vendor != "postgresql":
+        TenantUser.objects.filter(
+            Q(call_time__isnull=True) | Q(call_time__lt=call_time),
+            tenant__tenant_id=tenant_id,
+            tenant__is_test=is_test,
+            user_name__in=user_names,
+        ).update(call_time=call_time)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_STAMP_USERS, [call_time, tenant_id, is_test, user_names, call_time])
+
+
+_STAMP_USERS = """
+UPDATE tenants_tenantuser u SET call_time = %s
+FROM (SELECT id FROM tenants_tenantuser
+      WHERE tenant_id = (SELECT id FROM tenants_tenant WHERE tenant_id = %s AND is_test = %s)
+        AND user_name = ANY(%s) AND (call_time IS NULL OR call_time < %s)
+      ORDER BY user_name FOR UPDATE) AS locked
+WHERE u.id = locked.id
+"""

@@ -7,6 +7,7 @@ a change to the algorithm shows up against the spec's vectors in test_signing.py
 import json
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -45,6 +46,21 @@ def v1_time_stamp() -> str:
     _last_v1_ms = max(int(time.time() * 1000), _last_v1_ms + 1)
     seconds, millis = divmod(_last_v1_ms, 1000)
     return time.strftime("%Y%m%d%H%M%S", time.gmtime(seconds)) + f"{millis:03d}"
+
+
+# Milliseconds since the epoch of the last kit time handed out; see `kit_timestamp`.
+_last_kit_time = [0]
+KIT_EPOCH = datetime(1970, 1, 1)
+
+
+def kit_timestamp() -> str:
+    """A kit `timeStamp` (UTC+8 `yyyyMMddHHmmssSSS`, §4.1) later than every one handed out
+    before in this process: KooGallery's calls carry their time, and a call older than the
+    last one to write an entity is skipped (§2.3), so tests that expect each call to apply
+    send increasing times, as KooGallery does."""
+    millis = _last_kit_time[0] = max(_last_kit_time[0] + 1, int(time.time() * 1000))
+    moment = KIT_EPOCH + timedelta(milliseconds=millis, hours=8)
+    return moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
 
 
 def to_bytes(body: Any) -> bytes:

@@ -6,7 +6,7 @@ import json
 from koogallery.journal import InboundCall
 from orgsync.models import Department
 from tenants.models import Tenant, TenantUser
-from tests.kgclient import KooGallery, envelope, fixture_json
+from tests.kgclient import KooGallery, envelope, fixture_json, kit_timestamp
 
 VERSIONS = ("v2", "v1")
 TENANT_ID = "68cbc86abc2018ab880d92f36422fa0e"
@@ -34,10 +34,12 @@ def single(
     version: str = "v2",
     **extra,
 ) -> dict:
-    """singleOrgSync built on Huawei's example; `parent=None` leaves `parentCode` out, and an
-    `extra` field set to None is left out too."""
+    """singleOrgSync built on Huawei's example, at a time later than any call before (unless
+    `timeStamp` is given); `parent=None` leaves `parentCode` out, and an `extra` field set to
+    None is left out too."""
     body = fixture_json(
         "singleOrgSync__huawei",
+        timeStamp=kit_timestamp(),
         tenantId=tenant_id,
         orgCode=code,
         orgName=name if name is not None else f"部门 {code}",
@@ -57,10 +59,17 @@ def full(
     tenant_id: str = TENANT_ID,
     test_flag: int = 0,
     version: str = "v2",
+    time_stamp: str | None = None,
 ) -> dict:
-    """allOrgSync of `items`: (code, name, parent) tuples or raw values. V1 sends `orgInfo` as
-    a String with `name` for `orgName` in each item (§4.3)."""
-    body = fixture_json("allOrgSync__tree", tenantId=tenant_id, testFlag=test_flag)
+    """allOrgSync of `items`: (code, name, parent) tuples or raw values, at `time_stamp` (by
+    default later than any call before). V1 sends `orgInfo` as a String with `name` for
+    `orgName` in each item (§4.3)."""
+    body = fixture_json(
+        "allOrgSync__tree",
+        tenantId=tenant_id,
+        testFlag=test_flag,
+        timeStamp=time_stamp or kit_timestamp(),
+    )
     rows = [
         {"orgCode": item[0], "orgName": item[1], "parentCode": item[2]}
         if isinstance(item, tuple)

@@ -198,7 +198,7 @@ def test_cancel_revokes_the_authorisation_and_keeps_the_user(kg):
     assert grant.state == AuthorizationState.REVOKED and not grant.can_sign_in
     assert grant.current_sync_time == "20220414000000000"
 
-    send(kg, "v2", "authSync", example(flag=2))
+    send(kg, "v2", "authSync", example(flag=2, currentSyncTime="20220415000000000"))
     assert authorization().can_sign_in
 
 

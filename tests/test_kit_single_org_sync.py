@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from koogallery.journal import InboundCall
 from orgsync.models import Department
 from tenants.models import Tenant, TenantUser
-from tests.kgclient import fixture
+from tests.kgclient import fixture, kit_timestamp
 from tests.org_kit import (
     TENANT_ID,
     VERSIONS,
@@ -104,9 +104,10 @@ def test_the_same_call_three_times_answers_success_and_changes_nothing_more(kg, 
     single(kg, "110", "开发部", "100")
     add_user("zhangsan01", "110")
 
-    single(kg, "110", name, parent, flag=flag)
+    stamp = kit_timestamp()  # the same call: its time too
+    single(kg, "110", name, parent, flag=flag, timeStamp=stamp)
     after_first = rows()
-    answers = [single(kg, "110", name, parent, flag=flag) for _ in range(2)]
+    answers = [single(kg, "110", name, parent, flag=flag, timeStamp=stamp) for _ in range(2)]
 
     assert [a["resultCode"] for a in answers] == ["000000", "000000"]
     assert rows() == after_first  # not even updated_at moves

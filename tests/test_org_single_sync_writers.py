@@ -93,7 +93,7 @@ def test_both_writers_leave_the_tree_the_rules_describe(operations):
 def test_the_service_returns_the_department_as_written():
     org("100", name="总部")
 
-    department = org("110", name="研发部", parent_code="100")
+    department = org("110", name="研发部", parent_code="100").row
 
     stored = Department.objects.get(org_code="110")
     assert (department.pk, department.tenant_id, department.org_name) == (

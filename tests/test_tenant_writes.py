@@ -8,6 +8,7 @@ path exists, and the kit tests cover it.
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -17,6 +18,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from koogallery.journal import InboundCall
+from koogallery.times import KIT_ZONE
 from orgsync.models import Department
 from tenants import services
 from tenants.models import (
@@ -88,24 +90,35 @@ USER = {
     "role": Role.ADMIN,
     "enabled": True,
 }
+# Call times (§2.3), out of order and repeated, or none (an untimed write).
+BASE = datetime(2024, 6, 1, 12, tzinfo=KIT_ZONE)
+moments = st.sampled_from([None, BASE, BASE + timedelta(milliseconds=1), BASE + timedelta(hours=1)])
 calls = st.lists(
     st.one_of(
-        st.tuples(st.just("tenant"), st.sampled_from(["", "i1"]), texts, texts),
-        st.tuples(st.just("application"), st.sampled_from(["", "i1"]), texts, texts),
-        st.tuples(st.just("users"), st.sampled_from(["", "i1"]), user_records(), texts),
+        st.tuples(st.just("tenant"), st.sampled_from(["", "i1"]), texts, texts, moments),
+        st.tuples(st.just("application"), st.sampled_from(["", "i1"]), texts, texts, moments),
+        st.tuples(st.just("users"), st.sampled_from(["", "i1"]), user_records(), texts, moments),
         # Shared by both paths, so that the upserts meet removed and revoked rows.
-        st.tuples(st.just("removal"), st.sampled_from(["", "i1"]), st.sampled_from([0, 3]), texts),
+        st.tuples(
+            st.just("removal"),
+            st.sampled_from(["", "i1"]),
+            st.sampled_from([0, 3]),
+            texts,
+            moments,
+        ),
     ),
     min_size=1,
     max_size=5,
 )
 
 
-def apply(path: str, tenant_id: str, call: tuple) -> None:
-    kind, instance_id, first, second = call
+def apply(path: str, tenant_id: str, call: tuple) -> int | None:
+    """Apply one call; for users, return how many authorisations were written."""
+    kind, instance_id, first, second, *rest = call
+    moment = rest[0] if rest else None
     if kind == "removal":
-        remove(tenant_id, instance_id, flag=first, sync_time=second)
-        return
+        remove(tenant_id, instance_id, flag=first, sync_time=second, call_time=moment)
+        return None
     write = PATHS[path][kind]
     if kind == "tenant":
         write(
@@ -116,6 +129,7 @@ def apply(path: str, tenant_id: str, call: tuple) -> None:
             tenant_code=first,
             name=second,
             domain_name=first,
+            call_time=moment,
         )
     elif kind == "application":
         write(
@@ -125,19 +139,21 @@ def apply(path: str, tenant_id: str, call: tuple) -> None:
             app_id="APP",
             client_id=first,
             client_secret_encrypted=second,
+            call_time=moment,
         )
     else:
         users = services._last_wins(first)
         if path == "postgresql":  # for the tenant it holds (auth_sync does the same)
-            written = write(
-                services._hold_tenant(tenant_id, False), instance_id, "APP", users, second
+            return write(
+                services._hold_tenant(tenant_id, False), instance_id, "APP", users, second, moment
             )
-        else:
-            written = write(tenant_id, False, instance_id, "APP", users, second)
-        assert written == len(users)
+        return write(tenant_id, False, instance_id, "APP", users, second, moment)
+    return None
 
 
-def remove(tenant_id: str, instance_id: str, *, flag: int, sync_time: str) -> None:
+def remove(
+    tenant_id: str, instance_id: str, *, flag: int, sync_time: str, call_time=None
+) -> None:
     """Delete (0) or cancel (3) the users' authorisations; on delete, the application and the
     tenant too."""
     names = ["u1", "u2", "李四"]
@@ -149,6 +165,7 @@ def remove(tenant_id: str, instance_id: str, *, flag: int, sync_time: str) -> No
         users=[{"user_name": name} for name in names],
         current_sync_time=sync_time,
         flag=SyncFlag(flag),
+        call_time=call_time,
     )
     if flag == SyncFlag.DELETE:
         services.application_sync(
@@ -159,6 +176,7 @@ def remove(tenant_id: str, instance_id: str, *, flag: int, sync_time: str) -> No
             client_id="",
             client_secret_ciphertext="",
             flag=SyncFlag.DELETE,
+            call_time=call_time,
         )
         services.tenant_sync(
             tenant_id=tenant_id,
@@ -169,6 +187,7 @@ def remove(tenant_id: str, instance_id: str, *, flag: int, sync_time: str) -> No
             name="",
             domain_name="",
             flag=SyncFlag.DELETE,
+            call_time=call_time,
         )
 
 
@@ -238,15 +257,27 @@ def tenant_with_departments(tenant_id: str) -> None:
     ],
     fresh=False,
 )
+@example(  # late calls (§2.3): an older add after a newer one, an older one after a cancel
+    sequence=[
+        ("tenant", "i1", "c", "n", BASE + timedelta(hours=1)),
+        ("tenant", "i1", "old", "old", BASE),
+        ("users", "i1", [USER], "2", BASE + timedelta(milliseconds=1)),
+        ("users", "i1", [USER | {"role": Role.USER, "name": "旧"}], "1", BASE),
+        ("removal", "i1", 3, "3", BASE + timedelta(hours=1)),
+        ("users", "i1", [USER | {"user_name": "u2"}, USER | {"enabled": False}], "2", BASE),
+    ],
+    fresh=False,
+)
 def test_postgresql_writes_equal_the_portable_ones(sequence, fresh):
-    """Same calls, same rows; `fresh`: the tenant does not exist before the first call."""
+    """Same calls, same rows (and the same authorisations written, stale ones left: §2.3);
+    `fresh`: the tenant does not exist before the first call."""
     with transaction.atomic():  # each example starts from nothing
         if not fresh:
             tenant_with_departments("pg")
             tenant_with_departments("orm")
         for call in sequence:
-            apply("postgresql", "pg", call)
-            apply("portable", "orm", call)
+            written = apply("postgresql", "pg", call)
+            assert written == apply("portable", "orm", call)
         assert rows_of("pg") == rows_of("orm")
         transaction.set_rollback(True)
 
@@ -289,7 +320,7 @@ def test_the_services_choose_their_path(monkeypatch):
     record |= {column: "" for column in ("mobile", "email", "work_place", "entry_date")}
     record |= {"user_name": "u", "employee_type": None, "extension": {}}
     record |= {"role": Role.USER, "enabled": True}
-    written = services.auth_sync(
+    result = services.auth_sync(
         tenant_id="t",
         is_test=False,
         instance_id="i",
@@ -298,7 +329,7 @@ def test_the_services_choose_their_path(monkeypatch):
         current_sync_time="1",
         flag=SyncFlag.ADD,
     )
-    assert written == 1
+    assert (result.written, result.stale) == (1, 0)
     expected = "postgresql" if connection.vendor == "postgresql" else "portable"
     assert chosen == [f"{expected}:tenant", f"{expected}:application", f"{expected}:users"]
 
