@@ -452,6 +452,10 @@ def test_the_journal_admin_shows_the_stale_count(sync, admin_client):
     call = InboundCall.objects.order_by("-id").first()
     detail = admin_client.get(f"/admin/koogallery/inboundcall/{call.pk}/change/")
     assert "entities skipped" in detail.content.decode()
+    stale = admin_client.get("/admin/koogallery/inboundcall/?stale=yes")
+    assert [row.pk for row in stale.context["cl"].result_list] == [call.pk]
+    fresh = admin_client.get("/admin/koogallery/inboundcall/?stale=no")
+    assert call.pk not in [row.pk for row in fresh.context["cl"].result_list]
 
 
 # --- races (PostgreSQL) -----------------------------------------------------------------------
