@@ -29,3 +29,15 @@ os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 from config.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# pytest-xdist (scripts/test runs the suite in parallel): each worker has its own test database
+# (pytest-django names it test_<name>_gw0, …), and here its own keys in the shared Redis db, so
+# one worker's Celery queue, purge or cache never meets another's. The prefix comes from the
+# environment, so the Celery workers and servers a test starts (which inherit it) use it too.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if XDIST_WORKER and REDIS_URL:  # noqa: F405
+    CACHES["default"]["KEY_PREFIX"] = XDIST_WORKER  # noqa: F405
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+        "global_keyprefix": f"{XDIST_WORKER}:",
+    }

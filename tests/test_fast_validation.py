@@ -187,6 +187,23 @@ SAMPLES_BY_CLASS = {
 }
 
 
+_STRATEGIES: dict[tuple, tuple] = {}
+
+
+def built_once(make):
+    """`make(field, depth)`'s strategy, built once per field: the bodies drawn are the same, but
+    building (and validating) fresh strategies on every draw was most of this file's time."""
+
+    def cached(field, depth: int):
+        key = (make.__name__, id(field), depth)
+        if key not in _STRATEGIES:
+            _STRATEGIES[key] = (field, make(field, depth))  # the field kept: its id stays its own
+        return _STRATEGIES[key][1]
+
+    return cached
+
+
+@built_once
 def plausible(field: serializers.Field, depth: int):
     """Values a field accepts, mostly (blank strings, for one, may still be refused)."""
     samples = SAMPLES_BY_CLASS.get(type(field).__name__)
@@ -219,6 +236,7 @@ def plausible(field: serializers.Field, depth: int):
     return st.sampled_from(TEXT_SAMPLES)
 
 
+@built_once
 def hostile(field: serializers.Field, depth: int):
     """Values a field may meet: often broken, sometimes valid in an unusual spelling."""
     if isinstance(field, serializers.Serializer):
@@ -241,6 +259,11 @@ def hostile(field: serializers.Field, depth: int):
     return st.sampled_from(TEXT_SAMPLES) | st.booleans() | junk
 
 
+@built_once
+def spoilable(serializer: serializers.Serializer, depth: int):
+    return st.sets(st.sampled_from(sorted(serializer.fields)), max_size=3 if depth else 2)
+
+
 @st.composite
 def body_for(draw, serializer: serializers.Serializer, depth: int = 0) -> dict:
     """Every field with a plausible value, then a few removed or spoilt, a stray key added.
@@ -250,7 +273,7 @@ def body_for(draw, serializer: serializers.Serializer, depth: int = 0) -> dict:
     """
     fields = serializer.fields
     body = {name: draw(plausible(field, depth)) for name, field in fields.items()}
-    spoilt = draw(st.sets(st.sampled_from(sorted(fields)), max_size=3 if depth else 2))
+    spoilt = draw(spoilable(serializer, depth))
     for name in sorted(spoilt):
         if draw(st.booleans()):
             del body[name]

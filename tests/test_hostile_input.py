@@ -421,20 +421,27 @@ def test_body_over_the_limit_is_invalid_param(world, route, settings):
     assert row.request_size == len(body) and row.result_code == "000002"
 
 
-@pytest.fixture
-def live_service(transactional_db):
-    """The service under gunicorn on the test database: what the HTTP server does with a
-    request matters here, not only Django."""
+@pytest.fixture(scope="module")
+def _live_service(django_db_setup):
+    """gunicorn on the test database, started once for this module's tests (a start costs a
+    Django import in two processes); each test still gets its own emptied database."""
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip(
             "a live server shares the test database only in the PostgreSQL + Redis pass "
             "(SQLite's test database is in memory)"
         )
-    service = Service(
-        service_env(database_url(connection.settings_dict), settings.REDIS_URL), workers=1
-    ).start()
+    # After django_db_setup, the connection's NAME is the test database's (test_<name>[_gwN]).
+    url = database_url(connection.settings_dict)
+    service = Service(service_env(url, settings.REDIS_URL), workers=1).start()
     yield service
     service.stop()
+
+
+@pytest.fixture
+def live_service(transactional_db, _live_service):
+    """The service under gunicorn on the test database: what the HTTP server does with a
+    request matters here, not only Django."""
+    return _live_service
 
 
 def test_body_over_the_limit_gets_the_envelope_over_http(live_service):

@@ -37,8 +37,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(postgres_only, transactional_db):
+def server(postgres_only, transactional_db, _server):
     """gunicorn serving the test database; committed rows are visible both ways."""
+    return _server
+
+
+@pytest.fixture(scope="module")
+def _server(django_db_setup):
+    """The gunicorn behind `server`, started once for this module (five Django processes);
+    each test still gets its own emptied database."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (runs in the .ci/run PostgreSQL pass)")
     db = connection.settings_dict
     database_url = (
         f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"

@@ -135,7 +135,8 @@ def test_verify_with_an_explicit_public_key_and_json(tmp_path):
     token = tokens.sign(PAYLOAD, other)
     assert run("license_verify", token, "--at", INSIDE)[0] == 1  # not our key
     raw = tokens.public_key_raw(other.public_key())
-    code, out, _ = run("license_verify", token, "--public-key", raw, "--at", INSIDE, "--json")
+    # "=": a random key's base64url may start with "-", which argparse would take for an option.
+    code, out, _ = run("license_verify", token, f"--public-key={raw}", "--at", INSIDE, "--json")
     report = json.loads(out)
     assert code == 0 and report["valid"] is True and report["payload"] == PAYLOAD
     assert report["key_id"] == tokens.key_id(other.public_key())

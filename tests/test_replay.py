@@ -17,7 +17,7 @@ from koogallery import signing
 from koogallery.journal import InboundCall, Verification
 from tenants.models import Tenant
 from tests.kgclient import envelope, fixture_json, now_ms
-from tests.test_instance_concurrency import server  # noqa: F401 (fixture)
+from tests.test_instance_concurrency import _server, server  # noqa: F401 (fixtures)
 
 TENANT = {
     "instanceId": "inst-replay",
