@@ -192,6 +192,19 @@ class InboundEndpoint(View):
         """What can be refused from the headers (or query) alone, before the body is read:
         raise `Rejected`. A call that cannot be genuine never costs a body read."""
 
+    @classmethod
+    def refuses_on_head(cls, request: HttpRequest, **initkwargs) -> bool:
+        """Asked by the server before it reads a body (ops/wsgi.py): whether this POST will be
+        refused by `check_credentials`. Then its body is never read, even while it dribbles
+        in; the view answers it (and journals it) as usual."""
+        if request.method != "POST":
+            return False
+        try:
+            cls(**initkwargs).check_credentials(request)
+        except Rejected:
+            return True
+        return False
+
     def authenticate(self, request: HttpRequest, raw: bytes, parsed: Any) -> str:
         """Verify the call; return the key that matched or raise `Rejected`."""
         raise NotImplementedError

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.handlers.wsgi import WSGIRequest
+from django.urls import Resolver404, resolve
 
 from .deadlines import watchdog
 
@@ -87,6 +89,12 @@ class RequestBodies:
             if chunked:
                 self.declare_length(environ)
             return self.application(environ, start_response)
+        if refused_on_head(environ):
+            # Its view refuses it from the head alone (a KooGallery call with no or a stale
+            # signature): answered without reading a byte of its body, and the connection
+            # closed, since the unread body would be taken for the next request.
+            environ["wsgi.input"] = io.BytesIO(b"")
+            return self.application(environ, closing(start_response))
 
         timeout = settings.HTTP_BODY_TIMEOUT_S
         watch = watchdog.watch(
@@ -174,6 +182,29 @@ class RequestBodies:
             ],
         )
         return [content]
+
+
+def refused_on_head(environ: dict) -> bool:
+    """Whether the view the request's path resolves to refuses it from its head alone: a view
+    class may say so with a `refuses_on_head(request)` class method (koogallery.inbound's
+    endpoints do, spec §2.3 "headers before bodies"). Nothing of the body is read to ask."""
+    try:
+        match = resolve(environ.get("PATH_INFO") or "/")
+    except Resolver404:
+        return False
+    check = getattr(getattr(match.func, "view_class", None), "refuses_on_head", None)
+    initkwargs = getattr(match.func, "view_initkwargs", {})  # as_view(family=…) of the route
+    return bool(check and check(WSGIRequest(environ), **initkwargs))
+
+
+def closing(start_response: Callable) -> Callable:
+    """`start_response` with `Connection: close` (gunicorn then closes after the answer)."""
+
+    def start(status, headers, exc_info=None):
+        kept = [(name, value) for name, value in headers if name.lower() != "connection"]
+        return start_response(status, [*kept, ("Connection", "close")], exc_info)
+
+    return start
 
 
 def declared_length(environ: dict) -> int:

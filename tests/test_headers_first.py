@@ -17,7 +17,7 @@ from django.test.client import ClientHandler
 from koogallery import signing
 from koogallery.journal import InboundCall, Verification
 from tests.kgclient import envelope, now_ms
-from tests.test_instance_concurrency import server  # noqa: F401 (fixture)
+from tests.test_instance_concurrency import _server, server  # noqa: F401 (fixtures)
 
 DECLARED = 50_000
 
@@ -155,3 +155,50 @@ def test_a_live_server_answers_a_body_that_never_comes(server, what, headers, co
     assert (row.request_size, row.request_body) == (DECLARED, "")
     key = settings.KOOGALLERY_KIT_KEY[0]
     assert signing.body_signature(key, rest.partition(b"\r\n\r\n")[2]) in rest.decode()
+
+
+def test_a_live_server_reads_and_serves_genuine_calls_of_every_family(server):  # noqa: F811
+    """The server asks each route whether a call is refused on its head before reading its
+    body (ops/wsgi.py): genuine kit V2, kit V1 and basic V2 calls are read and served."""
+    import requests
+
+    from tests.kgclient import fixture_json, kit_timestamp
+
+    tenant = {**fixture_json("tenantSync__huawei_example"), "timeStamp": kit_timestamp()}
+    raw = json.dumps(tenant).encode()
+    kit_key = settings.KOOGALLERY_KIT_KEY[0]
+    nonce, stamp = uuid.uuid4().hex.upper(), now_ms()
+    v2 = requests.post(
+        f"{server}{KIT}",
+        data=raw,
+        headers={
+            "Content-Type": "application/json",
+            "x-sign": signing.kit_sign(kit_key, nonce, stamp, raw).upper(),
+            "x-timestamp": stamp,
+            "x-nonce": nonce,
+        },
+        timeout=10,
+    )
+    v1_body = {**tenant, "timeStamp": kit_timestamp()}
+    v1 = requests.post(
+        f"{server}/koogallery/produceAPI/tenantSync",
+        data=json.dumps(v1_body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "authToken": signing.v1_auth_token(kit_key, v1_body),
+        },
+        timeout=10,
+    )
+    basic_raw = json.dumps(fixture_json("newInstance__huawei")).encode()
+    basic_key = settings.KOOGALLERY_BASIC_KEY[0]
+    nonce, stamp = uuid.uuid4().hex.upper(), now_ms()
+    sign = signing.basic_sign(basic_key, nonce, stamp, basic_raw).upper()
+    basic = requests.post(
+        f"{server}/koogallery?signature={sign}&timestamp={stamp}&nonce={nonce}",
+        data=basic_raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert [r.json()["resultCode"] for r in (v2, v1, basic)] == ["000000", "000000", "000000"]
+    assert InboundCall.objects.filter(verification=Verification.VERIFIED).count() == 3

@@ -23,7 +23,7 @@ from koogallery.v1_answers import V1Answer
 from tenants.models import Authorization, AuthorizationState, Tenant
 from tests.kgclient import envelope, fixture_json, v1_time_stamp
 from tests.tenant_kit import domain_state
-from tests.test_instance_concurrency import server  # noqa: F401 (fixture)
+from tests.test_instance_concurrency import _server, server  # noqa: F401 (fixtures)
 
 KIT_KEY = settings.KOOGALLERY_KIT_KEY[0]
 BASIC_KEY = settings.KOOGALLERY_BASIC_KEY[0]
