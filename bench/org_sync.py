@@ -133,13 +133,17 @@ def add_waiting_users(tenant_id: str, items: list[dict], *, prefix: str = "user"
 
 
 def renamed_and_moved(items: list[dict], rng: random.Random) -> tuple[list[dict], str, str]:
-    """The list with 1,000 departments renamed (fewer in a small tree) and the first top-level
-    division (DIVISION departments) moved under the second: (items, moved code, new parent)."""
+    """The list with 1,000 departments renamed (a tenth of a small tree) and the first top-level
+    division (DIVISION departments) moved under the second (with one division, a department
+    moved to the top level): (items, moved code, new parent)."""
     items = list(items)
     for i in rng.sample(range(len(items)), min(1_000, len(items) // 10)):
         items[i] = {**items[i], "orgName": items[i]["orgName"] + " (新)"}
     divisions = [i for i, item in enumerate(items) if not item["parentCode"]]
-    moved, target = divisions[0], items[divisions[1]]["orgCode"]
+    if len(divisions) > 1:
+        moved, target = divisions[0], items[divisions[1]]["orgCode"]
+    else:  # a tree of one division (small trees of tests): a department moves to the top
+        moved, target = next(i for i, item in enumerate(items) if item["parentCode"]), ""
     items[moved] = {**items[moved], "parentCode": target}
     return items, items[moved]["orgCode"], target
 
