@@ -241,6 +241,13 @@ class Connection:
             self.conn = None
         return response.status, data
 
+    def connect(self) -> None:
+        """A new connection, made now (so that connecting is not part of the next call):
+        the service closes a connection idle for longer than its keep-alive."""
+        self.close()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        self.conn.connect()
+
     def send(self, request: Request) -> dict:
         """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
         status, data = self.exchange(request)
