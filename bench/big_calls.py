@@ -527,11 +527,12 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
     changed, moved, target = org_bench.renamed_and_moved(items, random.Random(18))
     size = len(harness.raw_json(items)) / 1e6
     waiting = min(20_000, len(items) // 5)
+    neighbours = args.neighbours if wanted & {*ORG_ROWS, "oversubscribed"} else 0
     figures.notes["first"] = (
         f"{len(items):,} departments, {size:.1f} MB of JSON, {waiting:,} users waiting, "
-        f"{args.neighbours} neighbour tenants of {org_bench.DIVISION:,}"
+        f"{neighbours} neighbour tenants of {org_bench.DIVISION:,}"
     )
-    if wanted & {*ORG_ROWS, "oversubscribed"} and args.neighbours:
+    if neighbours:
         started = time.perf_counter()
         for t in range(args.neighbours):
             tree = org_bench.build_tree(f"N{t:02d}-", org_bench.DIVISION, rng)
