@@ -106,7 +106,7 @@ def test_the_floor_writes_the_linked_adjacency_list(postgres_only):
         try:
             assert big_calls.floor_seconds(conn, items) > 0
             rows = conn.execute(
-                f"SELECT c.org_code, p.org_code FROM {big_calls.FLOOR_TABLE} c "  # noqa: S608
+                f"SELECT c.org_code, p.org_code FROM {big_calls.FLOOR_TABLE} c "
                 f"LEFT JOIN {big_calls.FLOOR_TABLE} p ON p.id = c.parent_id"
             ).fetchall()
         finally:
