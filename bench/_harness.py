@@ -18,13 +18,14 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
 from cryptography.fernet import Fernet
 
-from koogallery.signing import basic_sign
+from koogallery.signing import basic_sign, kit_sign
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432"
@@ -179,6 +180,85 @@ def wait_until_listening(port: int) -> bool:
         except OSError:
             time.sleep(0.1)
     return False
+
+
+# --- kit calls, signed as KooGallery signs them (§3.1) ----------------------------------------
+Request = tuple[str, dict[str, str], bytes]  # path, headers, body
+JSON_TYPE = "application/json;charset=utf8"
+_last_kit_ms = [0]
+_KIT_EPOCH = datetime(1970, 1, 1)
+
+
+def kit_time() -> str:
+    """A kit `timeStamp` (UTC+8 `yyyyMMddHHmmssSSS`, §4.1) later than every one this process
+    handed out before: a call older than the one that last wrote an entity writes nothing
+    (§2.3), so each call of a bench must carry a newer time, as KooGallery's calls do."""
+    millis = _last_kit_ms[0] = max(_last_kit_ms[0] + 1, time.time_ns() // 1_000_000)
+    moment = _KIT_EPOCH + timedelta(milliseconds=millis, hours=8)
+    return moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
+
+
+def raw_json(body) -> bytes:
+    """A body as KooGallery sends it: compact UTF-8 JSON."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def kit_request(name: str, body, path: str = "") -> Request:
+    """A kit V2 call: fresh nonce, current Unix-ms `x-timestamp`, `x-sign` over the raw body."""
+    raw = body if isinstance(body, bytes) else raw_json(body)
+    nonce, stamp = uuid.uuid4().hex.upper(), str(time.time_ns() // 1_000_000)
+    headers = {
+        "Content-Type": JSON_TYPE,
+        "x-sign": kit_sign(KIT_KEY, nonce, stamp, raw).upper(),
+        "x-timestamp": stamp,
+        "x-nonce": nonce,
+    }
+    return path or f"/koogallery/produceAPI/v2/{name}", headers, raw
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the service on loopback."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def exchange(self, request: Request) -> tuple[int, bytes]:
+        """POST the request: (HTTP status, the answer's bytes), read to the end."""
+        path, headers, raw = request
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.request("POST", path, body=raw, headers=headers)
+            response = self.conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = None
+            raise
+        if response.will_close:
+            self.conn.close()
+            self.conn = None
+        return response.status, data
+
+    def connect(self) -> None:
+        """A new connection, made now (so that connecting is not part of the next call):
+        the service closes a connection idle for longer than its keep-alive."""
+        self.close()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        self.conn.connect()
+
+    def send(self, request: Request) -> dict:
+        """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
+        status, data = self.exchange(request)
+        if status != 200:
+            return {"resultCode": f"HTTP {status}"}
+        return json.loads(data)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 # --- a KooGallery client for the basic interface (requests, a session per thread) ----------------

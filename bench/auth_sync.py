@@ -24,23 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import (  # noqa: E402
-    CaptureQueriesContext,
-    setup_test_environment,
-    teardown_test_environment,
-)
-
-from tests.kgclient import KooGallery  # noqa: E402
+from bench import _harness as harness  # noqa: E402
 
 APP_ID = "BENCHAPP0001"
 
@@ -69,20 +54,24 @@ def users(count: int, *, changed_every: int = 0) -> list[dict]:
 
 
 def auth_sync(tenant_id: str, user_list: list[dict], flag: int) -> dict:
+    """The authSync body, at a time (currentSyncTime and timeStamp) later than any before."""
     return {
         "instanceId": "bench-instance",
         "tenantId": tenant_id,
         "appId": APP_ID,
         "userList": user_list,
-        "currentSyncTime": time.strftime("%Y%m%d%H%M%S000"),
+        "currentSyncTime": (stamp := harness.kit_time()),
         "flag": flag,
         "testFlag": 0,
-        "timeStamp": time.strftime("%Y%m%d%H%M%S000"),
+        "timeStamp": stamp,
     }
 
 
-def timed(kg: KooGallery, body: dict) -> tuple[float, int]:
+def timed(kg, body: dict) -> tuple[float, int]:
     """(milliseconds, SQL statements) of one signed authSync call; the call must succeed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
         response = kg.kit("authSync", body)
@@ -94,6 +83,12 @@ def timed(kg: KooGallery, body: dict) -> tuple[float, int]:
 
 
 def run(rounds: int, count: int, big: int) -> None:
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+
+    from tests.kgclient import KooGallery
+
     kg = KooGallery(Client())
     operations = {
         f"first load of {count} users (flag 1)": lambda t: auth_sync(t, users(count), 1),
@@ -137,6 +132,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--big", type=int, default=5000)
     args = parser.parse_args()
+
+    # Imported by bench/big_calls.py for its bodies: Django is set up here, not on import.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
 
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)

@@ -34,7 +34,6 @@ shared machine, rerun when it is quiet.
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import os
 import statistics
@@ -55,8 +54,8 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from bench import _harness as harness  # noqa: E402
-from bench._harness import BASIC_KEY, KIT_KEY  # noqa: E402
-from koogallery.signing import basic_sign, kit_sign  # noqa: E402
+from bench._harness import BASIC_KEY  # noqa: E402
+from koogallery.signing import basic_sign  # noqa: E402
 
 JSON_TYPE = "application/json;charset=utf8"
 POOL = 64  # tenants and instances the calls are spread over
@@ -70,26 +69,15 @@ CREATE_BARE_TABLE = (
 
 
 # --- requests, built and signed as KooGallery does -----------------------------------------------
-Request = tuple[str, dict[str, str], bytes]  # path, headers, body
+Request = harness.Request
 
 
-def _raw(body: dict) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+_raw = harness.raw_json
+kit = harness.kit_request
 
 
 def _fresh() -> tuple[str, str]:
     return uuid.uuid4().hex.upper(), str(time.time_ns() // 1_000_000)
-
-
-def kit(name: str, body: dict, path: str = "") -> Request:
-    raw, (nonce, stamp) = _raw(body), _fresh()
-    headers = {
-        "Content-Type": JSON_TYPE,
-        "x-sign": kit_sign(KIT_KEY, nonce, stamp, raw).upper(),
-        "x-timestamp": stamp,
-        "x-nonce": nonce,
-    }
-    return path or f"/koogallery/produceAPI/v2/{name}", headers, raw
 
 
 def basic(body: dict) -> Request:
@@ -218,29 +206,7 @@ PHASES: dict[str, tuple[Callable[[dict, str, int], Request], str]] = {
 
 
 # --- the client -----------------------------------------------------------------------------------
-class Connection:
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-        self.conn: http.client.HTTPConnection | None = None
-
-    def send(self, request: Request) -> dict:
-        path, headers, raw = request
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            self.conn.request("POST", path, body=raw, headers=headers)
-            response = self.conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = None
-            raise
-        if response.will_close:
-            self.conn.close()
-            self.conn = None
-        if response.status != 200:
-            return {"resultCode": f"HTTP {response.status}"}
-        return json.loads(data)
+Connection = harness.Connection
 
 
 def client_process(port, phase, world, tag, threads, seconds, results) -> None:

@@ -22,7 +22,6 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +46,7 @@ def start_server(workers: int) -> tuple[subprocess.Popen, str]:
 
 
 class Kit:
-    """Signs and posts kit V2 calls as KooGallery does (§3.1)."""
+    """Signs and posts kit V2 calls as KooGallery does (§3.1), each with a newer timeStamp."""
 
     def __init__(self, base: str):
         import requests
@@ -56,20 +55,9 @@ class Kit:
         self.session = requests.Session()
 
     def call(self, name: str, body: dict) -> tuple[float, dict]:
-        from koogallery.signing import kit_sign
-
-        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        nonce, timestamp = uuid.uuid4().hex, str(int(time.time() * 1000))
-        headers = {
-            "Content-Type": "application/json;charset=utf8",
-            "x-sign": kit_sign(harness.KIT_KEY, nonce, timestamp, raw),
-            "x-timestamp": timestamp,
-            "x-nonce": nonce,
-        }
+        path, headers, raw = harness.kit_request(name, body)
         started = time.perf_counter()
-        response = self.session.post(
-            f"{self.base}/koogallery/produceAPI/v2/{name}", data=raw, headers=headers, timeout=60
-        )
+        response = self.session.post(f"{self.base}{path}", data=raw, headers=headers, timeout=60)
         elapsed = time.perf_counter() - started
         answer = response.json()
         if answer.get("resultCode") != "000000":
@@ -77,24 +65,28 @@ class Kit:
         return elapsed, answer
 
     def all_org_sync(self, tenant_id: str, items: list[dict] | str) -> float:
-        body = {
-            "instanceId": "bench-instance",
-            "tenantId": tenant_id,
-            "orgInfoList": items,
-            "testFlag": 0,
-            "timeStamp": time.strftime("%Y%m%d%H%M%S000"),
-        }
-        return self.call("allOrgSync", body)[0]
+        return self.call("allOrgSync", all_org_sync_body(tenant_id, items))[0]
 
     def single_org_sync(self, tenant_id: str, **fields) -> float:
         body = {
             "instanceId": "bench-instance",
             "tenantId": tenant_id,
             "testFlag": 0,
-            "timeStamp": time.strftime("%Y%m%d%H%M%S000"),
+            "timeStamp": harness.kit_time(),
             **fields,
         }
         return self.call("singleOrgSync", body)[0]
+
+
+def all_org_sync_body(tenant_id: str, items: list[dict] | str) -> dict:
+    """An allOrgSync of `items` (a list, or Huawei's string) at a time later than any before."""
+    return {
+        "instanceId": "bench-instance",
+        "tenantId": tenant_id,
+        "orgInfoList": items,
+        "testFlag": 0,
+        "timeStamp": harness.kit_time(),
+    }
 
 
 def build_tree(prefix: str, total: int, rng: random.Random) -> list[dict]:
@@ -125,6 +117,35 @@ def huawei_text(items: list[dict]) -> str:
         for i in items
     )
     return "[" + ",".join(rows) + "]"
+
+
+def add_waiting_users(tenant_id: str, items: list[dict], *, prefix: str = "user"):
+    """Creates the tenant with up to 20,000 users (one per fifth department) that arrived
+    before their departments (authSync before allOrgSync): the first load links them."""
+    from tenants.models import Tenant, TenantUser
+
+    tenant = Tenant.objects.create(tenant_id=tenant_id, name=f"Bench {tenant_id}")
+    TenantUser.objects.bulk_create(
+        TenantUser(tenant=tenant, user_name=f"{prefix}{i:05d}", org_code=items[i * 5]["orgCode"])
+        for i in range(min(20_000, len(items) // 5))
+    )
+    return tenant
+
+
+def renamed_and_moved(items: list[dict], rng: random.Random) -> tuple[list[dict], str, str]:
+    """The list with 1,000 departments renamed (a tenth of a small tree) and the first top-level
+    division (DIVISION departments) moved under the second (with one division, a department
+    moved to the top level): (items, moved code, new parent)."""
+    items = list(items)
+    for i in rng.sample(range(len(items)), min(1_000, len(items) // 10)):
+        items[i] = {**items[i], "orgName": items[i]["orgName"] + " (新)"}
+    divisions = [i for i, item in enumerate(items) if not item["parentCode"]]
+    if len(divisions) > 1:
+        moved, target = divisions[0], items[divisions[1]]["orgCode"]
+    else:  # a tree of one division (small trees of tests): a department moves to the top
+        moved, target = next(i for i, item in enumerate(items) if item["parentCode"]), ""
+    items[moved] = {**items[moved], "parentCode": target}
+    return items, items[moved]["orgCode"], target
 
 
 def figure(label: str, seconds: float, note: str = "") -> None:
@@ -190,11 +211,7 @@ def main() -> None:
 
         big = "bench-tenant-100k"
         items = build_tree("D", args.departments, rng)
-        tenant = Tenant.objects.create(tenant_id=big, name="Bench 100k")
-        TenantUser.objects.bulk_create(
-            TenantUser(tenant=tenant, user_name=f"user{i:05d}", org_code=items[i * 5]["orgCode"])
-            for i in range(min(20_000, len(items) // 5))
-        )
+        tenant = add_waiting_users(big, items)
         size = len(json.dumps(items, ensure_ascii=False).encode()) / 1e6
         print(
             f"allOrgSync of {len(items)} departments ({size:.1f} MB of JSON), "
@@ -216,12 +233,8 @@ def main() -> None:
             f"{server_ms()} rows written: {_touched_since(tenant, mark)}",
         )
 
-        renamed = rng.sample(range(len(items)), 1_000)
-        for i in renamed:
-            items[i] = {**items[i], "orgName": items[i]["orgName"] + " (新)"}
+        items, _, _ = renamed_and_moved(items, rng)
         divisions = [i for i, item in enumerate(items) if not item["parentCode"]]
-        moved, target = divisions[0], items[divisions[1]]["orgCode"]
-        items[moved] = {**items[moved], "parentCode": target}
         mark = time.time()
         time.sleep(0.01)
         elapsed = kit.all_org_sync(big, items)
@@ -244,13 +257,7 @@ def main() -> None:
             firsts, resyncs = [], []
             for n in range(args.repeat - 1):
                 other = f"{big}-again-{n}"
-                owner = Tenant.objects.create(tenant_id=other)
-                TenantUser.objects.bulk_create(
-                    TenantUser(
-                        tenant=owner, user_name=f"u{i:05d}", org_code=items[i * 5]["orgCode"]
-                    )
-                    for i in range(min(20_000, len(items) // 5))
-                )
+                add_waiting_users(other, items, prefix="u")
                 firsts.append(kit.all_org_sync(other, items))
                 resyncs.append(kit.all_org_sync(other, items))
             print(f"  {args.repeat - 1} more tenants of the same size (min / median / max ms):")
