@@ -731,17 +731,7 @@ def _authorize_postgresql(
 # row a newer call wrote keeps its columns but is still returned (its id is needed): each column
 # is chosen by the call times (§2.3). An authorisation a newer call wrote is not written at all.
 _USER_COLUMNS = (
-    "name",
-    "org_code",
-    "department_id",
-    "position",
-    "employee_code",
-    "employee_type",
-    "mobile",
-    "email",
-    "work_place",
-    "entry_date",
-    "extension",
+    *("department_id" if field == "department" else field for field in USER_FIELDS),
     "updated_at",
 )
 _NEWER_USER = f"CASE WHEN {NEWER_THAN_STORED} THEN EXCLUDED.{{0}} ELSE t.{{0}} END"
