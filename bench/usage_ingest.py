@@ -71,21 +71,34 @@ def create_instances(database_url: str, count: int, started: datetime) -> None:
     connections.close_all()
 
 
-def body_for(tag: str, n: int, size: int, instances: int, start: datetime, rng) -> bytes:
-    """`size` new events: ids unique to (tag, n), instances and times spread."""
-    events = []
-    span = 7200  # the two hours before the current one: past, and not closed
-    for i in range(size):
-        at = start + timedelta(seconds=rng.uniform(0, span))
-        events.append(
-            {
-                "instanceId": f"bench-{rng.randrange(instances):05d}",
-                "quantity": f"{rng.randint(1, 100_000) / 100:.2f}",
-                "occurredAt": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "eventId": f"{tag}-{n}-{i}",
-            }
-        )
-    return json.dumps(events, separators=(",", ":")).encode()
+class Bodies:
+    """Request bodies of `size` new events each, built cheaply (the client shares the
+    machine's CPUs with the service): instances, quantities and times drawn once, rotated per
+    request; every event id unique to (tag, request, position)."""
+
+    def __init__(self, tag: str, size: int, instances: int, start: datetime, rng):
+        self.tag, self.size = tag, size
+        span = 7200  # the two hours before the current one: past, and not closed
+        self.parts = []
+        for _ in range(997):
+            instance = f"bench-{rng.randrange(instances):05d}"
+            quantity = f"{rng.randint(1, 100_000) / 100:.2f}"
+            at = start + timedelta(seconds=rng.uniform(0, span))
+            self.parts.append(
+                f'{{"instanceId":"{instance}","quantity":"{quantity}",'
+                f'"occurredAt":"{at:%Y-%m-%dT%H:%M:%S.%fZ}","eventId":"'
+            )
+
+    def body(self, n: int) -> bytes:
+        parts, tag = self.parts, self.tag
+        shift = n % len(parts)
+        return (
+            "["
+            + ",".join(
+                f'{parts[(shift + i) % len(parts)]}{tag}-{n}-{i}"}}' for i in range(self.size)
+            )
+            + "]"
+        ).encode()
 
 
 def client_process(port, tag, threads, seconds, args, start, results, bodies_in=None) -> None:
@@ -96,16 +109,14 @@ def client_process(port, tag, threads, seconds, args, start, results, bodies_in=
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
 
     def run(thread: int) -> None:
-        rng = random.Random(f"{tag}{thread}")
+        mark = f"{tag}t{thread}"
+        bodies_of = Bodies(mark, args.per_request, args.instances, start, random.Random(mark))
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine, bad, bodies, n = [], [], [], 0
         replay = bodies_in[thread] if bodies_in is not None else None
         deadline = time.perf_counter() + seconds
         while (replay is None and time.perf_counter() < deadline) or (replay and n < len(replay)):
-            if replay:
-                raw = replay[n]
-            else:
-                raw = body_for(f"{tag}t{thread}", n, args.per_request, args.instances, start, rng)
+            raw = replay[n] if replay else bodies_of.body(n)
             n += 1
             started = time.perf_counter()
             conn.request("POST", "/api/usage", body=raw, headers=headers)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -150,17 +151,40 @@ class _Conflict(Exception):
 
 
 _EVENT_TABLE = UsageEvent._meta.db_table
+_INSTANCE_TABLE = Instance._meta.db_table
 # One statement for the whole call, in event id order (two calls sharing ids wait for each
 # other in the same order, never in a cycle). A concurrent twin's uncommitted row makes the
 # INSERT wait for its end; then the id is stored (not returned: a duplicate) or free (inserted).
+# Times travel as ISO-8601 text with their offset; hour_start is hour_of(occurred_at).
 _INSERT_NEW = f"""
     INSERT INTO {_EVENT_TABLE} (event_id, instance_id, quantity, occurred_at, hour_start,
         received_at)
-    SELECT e, i, q, o, h, %s FROM unnest(%s::varchar[], %s::bigint[], %s::numeric[],
-        %s::timestamptz[], %s::timestamptz[]) AS u(e, i, q, o, h)
+    SELECT e, i, q, o, date_trunc('hour', o, 'UTC'), %s
+    FROM unnest(%s::varchar[], %s::bigint[], %s::numeric[], %s::timestamptz[]) AS u(e, i, q, o)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 """  # noqa: S608
+_SELECT_INSTANCES = f"""
+    SELECT id, {", ".join(CHECKED_FIELDS)} FROM {_INSTANCE_TABLE}
+    WHERE instance_id = ANY(%s::varchar[])
+"""  # noqa: S608
+_SELECT_STORED = f"""
+    SELECT e.event_id, i.instance_id, e.quantity, e.occurred_at
+    FROM {_EVENT_TABLE} e JOIN {_INSTANCE_TABLE} i ON i.id = e.instance_id
+    WHERE e.event_id = ANY(%s::varchar[])
+"""  # noqa: S608
+
+
+class _Checked(NamedTuple):
+    """What `_check` reads of an instance (CHECKED_FIELDS), and its primary key."""
+
+    pk: int
+    instance_id: str
+    charging_mode: str
+    state: str
+    created_at: datetime
+    released_at: datetime | None
+    frozen_at: datetime | None
 
 
 def _record_at_once(events: Sequence[UsageInput], now: datetime) -> UsageReceipt | None:
@@ -177,12 +201,9 @@ def _record_at_once(events: Sequence[UsageInput], now: datetime) -> UsageReceipt
 @transaction.atomic
 def _insert_checked(events: Sequence[UsageInput], now: datetime) -> UsageReceipt | None:
     closed_until = shared_position(CursorName.CLOSED)
-    instances = {
-        i.instance_id: i
-        for i in Instance.objects.filter(instance_id__in={e.instance_id for e in events}).only(
-            *CHECKED_FIELDS
-        )
-    }
+    with connection.cursor() as cursor:
+        cursor.execute(_SELECT_INSTANCES, [list({e.instance_id for e in events})])
+        instances = {row[1]: _Checked(*row) for row in cursor.fetchall()}
     first: dict[str, UsageInput] = {}
     for index, item in enumerate(events):
         earlier = first.get(item.event_id)
@@ -193,9 +214,9 @@ def _insert_checked(events: Sequence[UsageInput], now: datetime) -> UsageReceipt
         if _check(index, item, instances.get(item.instance_id), closed_until, now) is not None:
             return None  # (a stored duplicate is not checked: `_record` tells them apart)
         first[item.event_id] = item
-    ordered = sorted(first.values(), key=lambda e: e.event_id)
-    if not ordered:
+    if not first:
         return UsageReceipt([])
+    ordered = sorted(first.values(), key=lambda e: e.event_id)
     with connection.cursor() as cursor:
         cursor.execute(
             _INSERT_NEW,
@@ -204,23 +225,26 @@ def _insert_checked(events: Sequence[UsageInput], now: datetime) -> UsageReceipt
                 [e.event_id for e in ordered],
                 [instances[e.instance_id].pk for e in ordered],
                 [e.quantity for e in ordered],
-                [e.occurred_at for e in ordered],
-                [hour_of(e.occurred_at) for e in ordered],
+                [e.occurred_at.isoformat() for e in ordered],
             ],
         )
         inserted = {event_id for (event_id,) in cursor.fetchall()}
-    if len(inserted) < len(first):
-        stored = UsageEvent.objects.select_related("instance").filter(
-            event_id__in=[event_id for event_id in first if event_id not in inserted]
-        )
-        for known in stored:
-            if not _same(known, first[known.event_id]):
-                raise _Conflict  # undoes the INSERT
+        if len(inserted) < len(first):
+            cursor.execute(
+                _SELECT_STORED, [[event_id for event_id in first if event_id not in inserted]]
+            )
+            for event_id, instance_id, quantity, occurred_at in cursor.fetchall():
+                item = first[event_id]
+                if (instance_id, quantity, occurred_at) != (
+                    item.instance_id,
+                    item.quantity,
+                    item.occurred_at,
+                ):
+                    raise _Conflict  # undoes the INSERT
     results, seen = [], set()
     for item in events:
-        new = item.event_id in inserted and item.event_id not in seen
+        results.append((item, item.event_id in inserted and item.event_id not in seen))
         seen.add(item.event_id)
-        results.append((item, new))
     return UsageReceipt(results)
 
 
@@ -301,7 +325,7 @@ def _conflict(index: int, item: UsageInput, known: UsageEvent) -> UsageProblem:
 def _check(
     index: int,
     item: UsageInput,
-    instance: Instance | None,
+    instance: Instance | _Checked | None,
     closed_until: datetime | None,
     now: datetime,
 ) -> UsageProblem | None:
