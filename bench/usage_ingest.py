@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import _harness as harness  # noqa: E402
+from bench.load import CpuAccount  # noqa: E402
 
 TOKEN = "bench-metering-token-0123456789abcdef"
 
@@ -223,27 +224,41 @@ def main() -> None:
         stderr=log,
     )
     rates, dup_rates, all_latencies, failures = [], [], [], []
+    cpu_used: dict[str, float] = {}
+    recorded = 0
     try:
         harness.wait_until_up(port)
         run_id = uuid.uuid4().hex[:6]
         load_before = os.getloadavg()
         run_round(args, port, f"{run_id}w", start, args.warmup)
+        cpu = CpuAccount(gunicorn.pid, database_url, args.db)
         for round_ in range(args.rounds):
-            latencies, bad, wall, bodies = run_round(args, port, f"{run_id}r{round_}", start,
-                                                     args.seconds)
+            cpu.sample()
+            latencies, bad, wall, bodies = run_round(
+                args, port, f"{run_id}r{round_}", start, args.seconds
+            )
             events = len(latencies) * args.per_request
+            for group, seconds in cpu.sample().items():
+                cpu_used[group] = cpu_used.get(group, 0.0) + seconds
+            recorded += events
             rates.append(events / wall)
             all_latencies += latencies
             failures += bad
-            print(f"[{round_ + 1}] {events:,} new events in {wall:.1f} s = "
-                  f"{events / wall:,.0f} events/s", flush=True)
+            print(
+                f"[{round_ + 1}] {events:,} new events in {wall:.1f} s = "
+                f"{events / wall:,.0f} events/s",
+                flush=True,
+            )
             if args.duplicates:
                 latencies, bad, wall, _ = run_round(args, port, "", start, 0, replays=bodies)
                 events = len(latencies) * args.per_request
                 dup_rates.append(events / wall)
                 failures += bad
-                print(f"[{round_ + 1}] {events:,} duplicates in {wall:.1f} s = "
-                      f"{events / wall:,.0f} events/s", flush=True)
+                print(
+                    f"[{round_ + 1}] {events:,} duplicates in {wall:.1f} s = "
+                    f"{events / wall:,.0f} events/s",
+                    flush=True,
+                )
         load_after = os.getloadavg()
         with psycopg.connect(database_url) as conn:
             stored = conn.execute("SELECT count(*) FROM metering_usageevent").fetchone()[0]
@@ -271,7 +286,8 @@ def main() -> None:
     print(
         f"new events: median {statistics.median(rates):,.0f} events/s (min {min(rates):,.0f}, "
         f"max {max(rates):,.0f}); per request p50 {statistics.median(ms):.0f} ms, "
-        f"p99 {harness.percentile(ms, 0.99):.0f} ms"
+        f"p99 {harness.percentile(ms, 0.99):.0f} ms; CPU ms per 1,000 new events: "
+        + ", ".join(f"{group} {used / recorded * 1e6:.1f}" for group, used in cpu_used.items())
     )
     if dup_rates:
         print(f"duplicates: median {statistics.median(dup_rates):,.0f} events/s")
