@@ -11,7 +11,10 @@ database (PG_URL, default postgres://postgres@127.0.0.1:5432; dropped at the end
 migrated, with --instances on-demand instances started two days ago. Every event is new (a fresh
 eventId), spread over the instances and the last hours; every answer is checked (201, all
 recorded). With --duplicates, each round also posts the same requests again (all duplicates:
-200), the figure of a reporter retrying.
+200), the figure of a reporter retrying. With --floor, --clients processes then run the
+service's own INSERT … ON CONFLICT statement straight from psycopg with prepared arrays, one
+per transaction: what PostgreSQL alone makes of the same rows, the ceiling of the endpoint.
+CPU per 1,000 events is counted for the gunicorn workers and the database's backends.
 
 Clients are --procs processes sharing --clients threads, each with its own kept-alive
 connection. The machine's load average is printed before and after: on a shared machine, rerun
@@ -31,6 +34,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +146,55 @@ def client_process(port, tag, threads, seconds, args, start, results, bodies_in=
     results.put((latencies, failures, sent_bodies if bodies_in is None else None))
 
 
+def floor_process(database_url, statement, tag, seconds, size, instance_pks, start, results, done):
+    """PostgreSQL's floor: the service's INSERT, straight from psycopg, one call per
+    transaction (and its foreign key checks at commit), `size` new events each."""
+    rng = random.Random(tag)
+    pks = [rng.choice(instance_pks) for _ in range(size)]
+    quantities = [Decimal(rng.randint(1, 100_000)) / 100 for _ in range(size)]
+    moments = [(start + timedelta(seconds=rng.uniform(0, 7200))).isoformat() for _ in range(size)]
+    calls = 0
+    with psycopg.connect(database_url) as conn:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            ids = [f"{tag}-{calls}-{i}" for i in range(size)]
+            with conn.transaction():
+                inserted = conn.execute(
+                    statement, [datetime.now(UTC), ids, pks, quantities, moments]
+                ).fetchall()
+            assert len(inserted) == size
+            calls += 1
+        results.put(calls)
+        done.wait(30)  # the backend lives on until its CPU time is read
+
+
+def run_floor(args, database_url, statement, start, cpu) -> tuple[float, int, dict]:
+    """--clients processes running the floor for --seconds: (events/s, events, CPU seconds)."""
+    with psycopg.connect(database_url) as conn:
+        pks = [pk for (pk,) in conn.execute("SELECT id FROM koogallery_instance").fetchall()]
+    context = multiprocessing.get_context("fork")
+    results, done = context.Queue(), context.Event()
+    cpu.sample()
+    started = time.perf_counter()
+    processes = [
+        context.Process(
+            target=floor_process,
+            args=(database_url, statement, f"floor{uuid.uuid4().hex[:6]}c{i}", args.seconds,
+                  args.per_request, pks, start, results, done),
+        )
+        for i in range(args.clients)
+    ]  # fmt: skip
+    for process in processes:
+        process.start()
+    calls = sum(results.get() for _ in processes)
+    wall = time.perf_counter() - started
+    used = cpu.sample()
+    done.set()
+    for process in processes:
+        process.join()
+    return calls * args.per_request / wall, calls * args.per_request, used
+
+
 def run_round(args, port, tag, start, seconds, replays=None):
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -188,6 +241,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=3, help="seconds, not counted")
     parser.add_argument("--duplicates", action="store_true", help="also post every batch again")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the service's INSERT straight from psycopg (PostgreSQL's floor)",
+    )
     harness.add_scratch_arguments(parser, db="bench_usage", redis_db=12)
     args = parser.parse_args()
 
@@ -259,6 +317,14 @@ def main() -> None:
                     f"{events / wall:,.0f} events/s",
                     flush=True,
                 )
+        floors = []
+        if args.floor:
+            from metering.services import _INSERT_NEW
+
+            for _ in range(args.rounds):
+                rate, events, used = run_floor(args, database_url, _INSERT_NEW, start, cpu)
+                floors.append((rate, used.get("postgres", 0.0) / events * 1e6))
+                print(f"PostgreSQL floor: {rate:,.0f} events/s", flush=True)
         load_after = os.getloadavg()
         with psycopg.connect(database_url) as conn:
             stored = conn.execute("SELECT count(*) FROM metering_usageevent").fetchone()[0]
@@ -289,6 +355,12 @@ def main() -> None:
         f"p99 {harness.percentile(ms, 0.99):.0f} ms; CPU ms per 1,000 new events: "
         + ", ".join(f"{group} {used / recorded * 1e6:.1f}" for group, used in cpu_used.items())
     )
+    if floors:
+        print(
+            f"PostgreSQL floor (the same INSERT straight from psycopg, {args.clients} "
+            f"connections): median {statistics.median(r for r, _ in floors):,.0f} events/s; "
+            f"PostgreSQL CPU ms per 1,000: {statistics.median(c for _, c in floors):.1f}"
+        )
     if dup_rates:
         print(f"duplicates: median {statistics.median(dup_rates):,.0f} events/s")
     print(f"failures: {len(failures)} {failures[:2]}; service log: {log_path}")
