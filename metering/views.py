@@ -33,6 +33,7 @@ from .serializers import (
     UsageErrorSerializer,
     UsageEventSerializer,
     UsageReceiptSerializer,
+    fast_validated_event,
 )
 
 logger = logging.getLogger(__name__)
@@ -188,11 +189,13 @@ class UsageView(APIView):
                     }
                 )
                 continue
-            serializer = UsageEventSerializer(data=item)
-            if not serializer.is_valid():
-                problems.extend(_field_problems(index, item, serializer.errors))
-                continue
-            data = serializer.validated_data
+            data = fast_validated_event(item)
+            if data is None:
+                serializer = UsageEventSerializer(data=item)
+                if not serializer.is_valid():
+                    problems.extend(_field_problems(index, item, serializer.errors))
+                    continue
+                data = serializer.validated_data
             events.append(
                 services.UsageInput(
                     event_id=data["eventId"],
@@ -213,7 +216,7 @@ class UsageView(APIView):
             "events": [
                 {
                     "eventId": event.event_id,
-                    "instanceId": event.instance.instance_id,
+                    "instanceId": event.instance_id,
                     "status": "recorded" if new else "duplicate",
                 }
                 for event, new in receipt.results

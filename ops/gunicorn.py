@@ -5,6 +5,7 @@ workers, Prometheus samples are shared through PROMETHEUS_MULTIPROC_DIR (prometh
 multiprocess mode): emptied at start, and each dead worker's live gauges are dropped.
 """
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -38,6 +39,14 @@ def on_starting(server) -> None:
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker) -> None:
+    # The application is loaded: its modules, settings, URL patterns and schema objects live as
+    # long as the worker. Frozen, the cyclic collector stops walking them (~130,000 objects) on
+    # every full collection, which a request allocating as much as a batch of 1,000 usage
+    # events triggers (a third of its Python time before this).
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:
