@@ -234,10 +234,12 @@ def retry(task, *, countdown: float, exc: BaseException | None = None) -> None:
     raise Retry(exc=exc, when=countdown)
 
 
-def _claim_one(now: datetime) -> QueuedJob | None:
-    """The oldest due job nobody runs, claimed for CLAIM by one conditional UPDATE (on SQLite a
-    read-then-write transaction could meet the server's writes and fail; this waits its turn)."""
-    for pk in QueuedJob.objects.filter(_free(now)).order_by("pk").values_list("pk", flat=True)[:5]:
+def _claim_one(now: datetime, ran: set[int]) -> QueuedJob | None:
+    """The oldest due job nobody runs and this pass has not run (`ran`), claimed for CLAIM by
+    one conditional UPDATE (on SQLite a read-then-write transaction could meet the server's
+    writes and fail; this waits its turn)."""
+    due = QueuedJob.objects.filter(_free(now)).exclude(pk__in=ran).order_by("pk")
+    for pk in due.values_list("pk", flat=True)[:5]:
         claimed = (
             QueuedJob.objects.filter(_free(now), pk=pk).update(claimed_until=now + CLAIM) == 1
         )
@@ -282,12 +284,13 @@ def run_queued_jobs(*, limit: int = 50) -> int:
     The runner's work where there is no broker (`manage.py koogallery_run_jobs`, started by
     scripts/run): each job is claimed alone, so a job whose outbound call hangs holds only
     itself, and a runner stopped mid-job leaves its claim to expire (the job runs again: every
-    task is idempotent)."""
-    ran = 0
-    while ran < limit:
-        job = _claim_one(timezone.now())
+    task is idempotent). A pass runs each job once: one put back due at once (a retry's jitter
+    may draw 0 s) waits for the next pass."""
+    ran: set[int] = set()
+    while len(ran) < limit:
+        job = _claim_one(timezone.now(), ran)
         if job is None:
             break
+        ran.add(job.pk)
         run_job(job)
-        ran += 1
-    return ran
+    return len(ran)

@@ -242,3 +242,18 @@ def test_the_runner_stops_when_the_server_that_started_it_is_gone(tmp_path):
     finally:
         for pid in group_alive(server.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_job_put_back_due_at_once_waits_for_the_next_pass(kg, fake_koogallery, monkeypatch):
+    """A retry's full jitter may draw 0 s: the job is due again at once, yet one pass runs it
+    once (it ran twice in a pass, back to back, before)."""
+    monkeypatch.setattr(koogallery_tasks, "BACKOFF_FACTOR_S", 0)
+    instance, _ = new_instance(kg)
+    fake_koogallery.script("query_order", 503, 503)
+    fake_koogallery.fallback.script("query_order", 503, 503)
+
+    assert run_queued_jobs() == 1
+
+    assert QueuedJob.objects.get().retries == 1
+    assert run_queued_jobs() == 1
+    assert QueuedJob.objects.get().retries == 2
