@@ -248,7 +248,7 @@ def test_a_job_put_back_due_at_once_waits_for_the_next_pass(kg, fake_koogallery,
     """A retry's full jitter may draw 0 s: the job is due again at once, yet one pass runs it
     once (it ran twice in a pass, back to back, before)."""
     monkeypatch.setattr(koogallery_tasks, "BACKOFF_FACTOR_S", 0)
-    instance, _ = new_instance(kg)
+    new_instance(kg)
     fake_koogallery.script("query_order", 503, 503)
     fake_koogallery.fallback.script("query_order", 503, 503)
 
