@@ -6,6 +6,7 @@ applies the same rules as `KgString` and answers the same kind of message,
 `orgInfoList[3].orgCode: This field is required.`
 """
 
+from itertools import repeat
 from typing import Any
 
 from rest_framework import serializers
@@ -62,9 +63,46 @@ def _text(item: dict, key: str, max_length: int, *, required: bool) -> str:
 def validate_org_items(items: list, *, name_key: str) -> list[OrgItem]:
     """Check every item; raise a `ValidationError` naming the first violation's index and key.
 
-    One pass with the common case (three short strings) inlined; anything else goes through
-    `_item`, which coerces numbers like `KgString` and describes the first violation.
+    Column by column first (issue 17: ~50 ms instead of ~160 for 100k departments): every
+    item a dict of three short strings, the common case, is taken as it is. Anything else goes
+    through the item-by-item loop, which alone describes violations, so a refusal's message
+    cannot depend on which path looked first.
     """
+    columns = _columns(items, name_key)
+    if columns is None:
+        return _by_item(items, name_key)
+    # NUL cannot be stored in PostgreSQL text; one scan of everything instead of 300k.
+    if any("\x00" in "".join(column) for column in columns):
+        return [_item(index, item, name_key) for index, item in enumerate(items)]
+    return list(zip(*columns, strict=True))
+
+
+def _columns(items: list, name_key: str) -> tuple[list, list, list] | None:
+    """orgCode, name and parentCode columns if every item is a dict holding a non-empty
+    orgCode and name and a parentCode (absent: "") that are all strings within their limits;
+    None otherwise. Built-in loops only (map, set, min, max): no Python code per item."""
+    if not items or set(map(type, items)) != {dict}:
+        return None
+    get = dict.get
+    codes = list(map(get, items, repeat("orgCode")))
+    names = list(map(get, items, repeat(name_key)))
+    parents = list(map(get, items, repeat("parentCode"), repeat("")))
+    if {*map(type, codes), *map(type, names), *map(type, parents)} != {str}:
+        return None
+    if not (
+        min(map(len, codes)) > 0
+        and max(map(len, codes)) <= CODE_MAX
+        and min(map(len, names)) > 0
+        and max(map(len, names)) <= NAME_MAX
+        and max(map(len, parents)) <= CODE_MAX
+    ):
+        return None
+    return codes, names, parents
+
+
+def _by_item(items: list, name_key: str) -> list[OrgItem]:
+    """One pass with the common case (three short strings) inlined; anything else goes through
+    `_item`, which coerces numbers like `KgString` and describes the first violation."""
     out: list[OrgItem] = []
     append = out.append
     for index, item in enumerate(items):
@@ -83,7 +121,6 @@ def validate_org_items(items: list, *, name_key: str) -> list[OrgItem]:
                 append((code, name, parent))
                 continue
         append(_item(index, item, name_key))
-    # NUL cannot be stored in PostgreSQL text; one scan of everything instead of 300k.
     if any("\x00" in "".join(column) for column in zip(*out, strict=True)):
         return [_item(index, item, name_key) for index, item in enumerate(items)]
     return out

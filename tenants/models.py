@@ -38,6 +38,17 @@ class Tenant(models.Model):
     # of any kind; singleOrgSync if older than the last allOrgSync, which wrote every department.
     org_call_time = call_time_field("KooGallery time of the last department change")
     org_snapshot_time = call_time_field("KooGallery time of the last allOrgSync applied")
+    # SHA-256 of the last allOrgSync applied (orgsync.snapshot.digest), while the departments
+    # are still exactly that snapshot: every other department write clears it, so an identical
+    # re-sync can be answered without reading, diffing or writing 100k rows (issue 17).
+    org_snapshot_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",  # the raw INSERTs of tenants/services.py need not name it
+        editable=False,
+        help_text="digest of the last allOrgSync, while no other department change followed",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -25,6 +25,7 @@ from koogallery import activities, fastvalidate
 from koogallery.inbound import KitEndpoint, validate
 from koogallery.journal import Family
 from koogallery.jsonbody import BodyError, parse_json
+from orgsync import serializers as org_serializers
 from tenants import serializers as tenant_serializers
 from tests.kgclient import fixture, fixture_json
 
@@ -490,3 +491,85 @@ def test_unknown_machinery_is_not_compiled():
     assert fastvalidate.plan_for(Custom) is None
     assert fastvalidate.plan_for(Dotted) is None
     assert fastvalidate.validated_data(Custom, {"name": "a"}) is None
+
+
+# --- allOrgSync items column by column (issue 17) ---------------------------------------------
+def _org_items_before_issue_17(items: list, name_key: str) -> list:
+    """validate_org_items as it was before the column-wise check: the reference."""
+    out = []
+    for index, item in enumerate(items):
+        if type(item) is dict:
+            code = item.get("orgCode")
+            name = item.get(name_key)
+            parent = item.get("parentCode", "")
+            if (
+                type(code) is str
+                and type(name) is str
+                and type(parent) is str
+                and 0 < len(code) <= org_serializers.CODE_MAX
+                and 0 < len(name) <= org_serializers.NAME_MAX
+                and len(parent) <= org_serializers.CODE_MAX
+            ):
+                out.append((code, name, parent))
+                continue
+        out.append(org_serializers._item(index, item, name_key))
+    if any("\x00" in "".join(column) for column in zip(*out, strict=True)):
+        return [org_serializers._item(i, item, name_key) for i, item in enumerate(items)]
+    return out
+
+
+def _outcome(check, items: list, name_key: str):
+    try:
+        return "value", check(items, name_key)
+    except serializers.ValidationError as exc:
+        return "error", exc.detail
+
+
+_ORG_TEXT = st.sampled_from(["", "x" * 64, "用" * 65, "x" * 128, "x" * 129, "a\x00"])
+_ORG_TEXT |= text_of_length(64)
+_ORG_VALUE = _ORG_TEXT | st.none() | st.integers(-2, 10**20) | st.floats() | st.booleans()
+_ORG_VALUE |= st.sampled_from([[], {}, ["1"], {"a": "1"}])
+_GOOD_ITEM = st.fixed_dictionaries(
+    {"orgCode": st.sampled_from(["1", "10", "x" * 64]), "orgName": st.sampled_from(["a", "部门"])},
+    optional={"parentCode": st.sampled_from(["", "1", "x" * 64])},
+)
+
+
+def _spoilt(item: dict, key: str, value, drop: bool) -> dict:
+    """A good item with one field replaced or left out."""
+    item = dict(item)
+    if drop:
+        item.pop(key, None)
+    else:
+        item[key] = value
+    return item
+
+
+_ANY_ITEM = (
+    st.builds(
+        _spoilt,
+        _GOOD_ITEM,
+        st.sampled_from(["orgCode", "orgName", "parentCode", "extra"]),
+        _ORG_VALUE,
+        st.booleans(),
+    )
+    | st.dictionaries(
+        st.sampled_from(["orgCode", "orgName", "parentCode", "extra"]), _ORG_VALUE, max_size=4
+    )
+    | st.sampled_from([None, "1", 1, [], ["orgCode"]])
+)
+
+
+@hsettings(examples, max_examples=max(EXAMPLES, 400))
+@given(
+    good=st.lists(_GOOD_ITEM, max_size=6),
+    bad=st.lists(st.tuples(st.integers(0, 6), _ANY_ITEM), max_size=2),
+    name_key=st.sampled_from(["orgName", "name"]),
+)
+def test_org_items_column_by_column_answer_as_item_by_item(good, bad, name_key):
+    items = [{name_key if k == "orgName" else k: v for k, v in item.items()} for item in good]
+    for at, item in bad:
+        items.insert(min(at, len(items)), item)
+    before = _outcome(_org_items_before_issue_17, items, name_key)
+    now = _outcome(lambda i, k: org_serializers.validate_org_items(i, name_key=k), items, name_key)
+    assert now == before

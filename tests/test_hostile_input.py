@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from koogallery import signing
+from koogallery import jsonbody, signing
 from koogallery.journal import InboundCall
 from tenants.models import Tenant
 from tests.hostile import (
@@ -337,6 +337,57 @@ def test_deep_nesting(world, route, depth, where):
         raw = text.encode().replace(b'"__DEEP__"', b"[" * depth + b"]" * depth)
     answer = refused_without_writes(lambda: send_signed(world, route, raw))
     assert answer["resultCode"] == "000002", answer
+
+
+def _deeper_than_64_before_issue_17(value, text: str) -> bool:
+    """The nesting check as it was before issue 17 (bracket count, then a loop a container):
+    the reference the faster one must agree with."""
+    if not isinstance(value, (dict, list)) or text.count("{") + text.count("[") <= 64:
+        return False
+    level, depth = [value], 1
+    while level:
+        deeper = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            deeper += [c for c in children if type(c) is dict or type(c) is list]
+        if deeper and depth >= 64:
+            return True
+        level, depth = deeper, depth + 1
+    return False
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.text(max_size=3)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _wrapped(value, shape: list[int], sibling):
+    """`value` inside len(shape) containers: 0 a list, 1 an object, 2 a list with a sibling."""
+    for kind in shape:
+        value = [value] if kind == 0 else {"k": value} if kind == 1 else [sibling, value]
+    return value
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=_JSON_VALUES,
+    shape=st.integers(0, 70).flatmap(lambda n: st.lists(st.integers(0, 2), min_size=n, max_size=n)),
+    sibling=_JSON_VALUES,
+)
+def test_the_nesting_limit_refuses_exactly_what_it_refused_before(value, shape, sibling):
+    text = json.dumps(_wrapped(value, shape, sibling))
+    try:
+        jsonbody.parse_json(text)
+        refused = False
+    except jsonbody.BodyError as exc:
+        assert "nested deeper than 64" in str(exc)
+        refused = True
+    assert refused == _deeper_than_64_before_issue_17(json.loads(text), text)
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -6,11 +6,13 @@ import time
 
 import pytest
 from django.db import close_old_connections, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from koogallery.journal import InboundCall
-from orgsync import services
+from koogallery.times import kit_time
+from orgsync import services, snapshot
 from orgsync.models import Department
-from tenants.models import Tenant, TenantUser
+from tenants.models import SyncFlag, Tenant, TenantUser
 from tenants.services import ensure_tenant
 from tests.kgclient import fixture
 from tests.org_kit import (
@@ -439,6 +441,132 @@ def test_incremental_changes_after_a_snapshot(kg):
     full(kg, TREE)
 
     assert tree() == LINKED
+
+
+# --- an identical re-sync (issue 17) ------------------------------------------------------------
+def _department_statements(queries) -> list[str]:
+    return [q["sql"] for q in queries if Department._meta.db_table in q["sql"]]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_identical_resync_reads_and_writes_no_department_but_keeps_its_time(kg, version):
+    add_user("zhangsan01", "110")
+    full(kg, TREE, version=version)
+    before = rows()
+
+    with CaptureQueriesContext(connection) as queries:
+        answer = full(kg, TREE, version=version, time_stamp="20300101120000000")
+
+    assert answer["resultCode"] == "000000"
+    assert _department_statements(queries) == []
+    assert rows() == before
+    assert tenant().org_snapshot_time == tenant().org_call_time == kit_time("20300101120000000")
+    journal = InboundCall.objects.order_by("-id").first()
+    assert (journal.endpoint, journal.result_code, journal.stale_entities) == (
+        "allOrgSync",
+        "000000",
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda kg: single(kg, "110", "研发中心", "100", flag=2),  # rename
+        lambda kg: single(kg, "111", "平台组", "200", flag=2),  # move
+        lambda kg: single(kg, "120", flag=0),  # delete
+        lambda kg: single(kg, "130", "新部门", "100"),  # add
+        lambda kg: single(kg, "110", "研发部", "100", flag=2),  # the same again
+    ],
+    ids=["rename", "move", "delete", "add", "no-op modify"],
+)
+def test_a_single_change_between_two_identical_snapshots_is_undone_by_the_second(kg, change):
+    full(kg, TREE)
+    assert change(kg)["resultCode"] == "000000"
+
+    assert full(kg, TREE)["resultCode"] == "000000"
+
+    assert tree() == LINKED
+    assert dangling_parents() == []
+
+
+@pytest.mark.parametrize(
+    "writer", ["portable", "postgresql"] if connection.vendor == "postgresql" else ["portable"]
+)
+@pytest.mark.parametrize("flag", [SyncFlag.DELETE, SyncFlag.ADD, SyncFlag.MODIFY])
+def test_every_single_writer_clears_the_snapshot_digest(writer, flag):
+    services.all_org_sync(tenant_id=TENANT_ID, is_test=False, departments=TREE)
+    assert tenant().org_snapshot_digest
+
+    services.single_org_sync(
+        tenant_id=TENANT_ID,
+        is_test=False,
+        org_code="130" if flag == SyncFlag.ADD else "112",
+        org_name="某部门",
+        parent_code="110",
+        flag=flag,
+        writer=writer,
+    )
+
+    assert tenant().org_snapshot_digest == ""
+    services.all_org_sync(tenant_id=TENANT_ID, is_test=False, departments=TREE)
+    assert tree() == LINKED
+
+
+def test_a_late_identical_snapshot_is_still_skipped_and_counted_stale(kg):
+    full(kg, TREE, time_stamp="20300101120000000")
+    before = rows()
+
+    answer = full(kg, TREE, time_stamp="20300101110000000")
+
+    assert answer["resultCode"] == "000000"
+    assert rows() == before
+    assert InboundCall.objects.order_by("-id").first().stale_entities == len(TREE)
+    assert tenant().org_snapshot_time == kit_time("20300101120000000")
+
+
+def test_a_change_older_than_an_identical_resync_is_skipped(kg):
+    """The re-sync that wrote nothing still restated every department at its time (§2.3)."""
+    full(kg, TREE, time_stamp="20300101110000000")
+    full(kg, TREE, time_stamp="20300101130000000")
+
+    answer = single(kg, "110", "旧名", "100", flag=2, timeStamp="20300101120000000")
+
+    assert answer["resultCode"] == "000000"
+    assert tree() == LINKED
+    assert InboundCall.objects.order_by("-id").first().stale_entities == 1
+
+
+def test_the_same_departments_in_another_order_are_diffed(kg):
+    full(kg, TREE)
+    Department.objects.filter(org_code="200").delete()  # not a sync: no digest cleared
+
+    full(kg, list(reversed(TREE)))  # the same departments, another digest: diffed, restored
+
+    assert tree() == LINKED
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ([("ab", "c", "")], [("a", "bc", "")]),
+        ([("a", "b", "c")], [("a", "bc", "")]),
+        ([("a", "b", ""), ("c", "d", "")], [("c", "d", ""), ("a", "b", "")]),
+        ([("a", "b", "")], [("a", "b", ""), ("c", "d", "a")]),
+        ([], [("a", "b", "")]),
+    ],
+)
+def test_snapshot_digests_tell_different_snapshots_apart(one, other):
+    digest = snapshot.digest
+    assert digest(snapshot.last_wins(one)) != digest(snapshot.last_wins(other))
+    assert digest(snapshot.last_wins(one)) == digest(snapshot.last_wins(list(one)))
+
+
+def test_a_snapshot_that_could_be_read_two_ways_gets_no_digest():
+    assert snapshot.digest({"a": ("a", "b\x00c", "")}) is None
+    assert snapshot.digest(snapshot.last_wins([("a", "b", ""), ("a", "c", "")])) == (
+        snapshot.digest({"a": ("a", "c", "")})
+    )
 
 
 # --- concurrency (PostgreSQL: real parallel transactions) ------------------------------------
