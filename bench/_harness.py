@@ -157,6 +157,45 @@ def start_gunicorn(
     return subprocess.Popen(command, cwd=ROOT, **popen)
 
 
+def add_service_arguments(parser) -> None:
+    """--workers, --worker-class, --threads: the production server (ops/gunicorn.py, threaded
+    workers) unless told otherwise."""
+    parser.add_argument(
+        "--workers", type=int, default=4, help="gunicorn workers (production: WEB_CONCURRENCY, 4)"
+    )
+    parser.add_argument(
+        "--worker-class", help="gunicorn worker class (default: ops/gunicorn.py's, threaded)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="gunicorn threads per worker (default: ops/gunicorn.py's)"
+    )
+
+
+def start_service(args, port: int, env: Mapping[str, str], log) -> subprocess.Popen:
+    """The service as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`)
+    on `port`, with add_service_arguments' options, its output to `log`."""
+    return start_gunicorn(
+        "config.wsgi:application",
+        port,
+        args.workers,
+        *(["--worker-class", args.worker_class] if args.worker_class else []),
+        *(["--threads", str(args.threads)] if args.threads else []),
+        config="python:ops.gunicorn",
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+
+
+def describe_service(args) -> str:
+    """How the service ran, for the bench's first line."""
+    threads = f" x {args.threads} threads" if args.threads else ""
+    return (
+        f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class or 'default'} "
+        f"workers{threads}"
+    )
+
+
 def wait_until_up(port: int, timeout: float = 60) -> None:
     """Until the service on `port` answers GET /healthz with 200 (a worker serves)."""
     deadline = time.monotonic() + timeout

@@ -734,7 +734,7 @@ def main() -> None:
     parser.add_argument("--per-request", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4, help="concurrent usage clients")
     parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (WEB_CONCURRENCY)")
+    harness.add_service_arguments(parser)
     parser.add_argument("--profile", action="store_true", help="profile the calls in-process")
     harness.add_scratch_arguments(parser, db="bench_big_calls", redis_db=12)
     args = parser.parse_args()
@@ -772,22 +772,14 @@ def main() -> None:
 
     port = harness.free_port()
     log = log_path.open("w")
-    gunicorn = harness.start_gunicorn(
-        "config.wsgi:application",
-        port,
-        args.workers,
-        config="python:ops.gunicorn",
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    gunicorn = harness.start_service(args, port, env, log)
     figures = Figures()
     try:
         harness.wait_until_up(port)
         with psycopg.connect(args.database_url) as conn:
             version = conn.info.server_version
         print(
-            f"gunicorn -c python:ops.gunicorn, {args.workers} workers; PostgreSQL {version} "
+            f"{harness.describe_service(args)}; PostgreSQL {version} "
             f"({args.db}); {os.cpu_count()} CPUs; service log {log_path}",
             flush=True,
         )

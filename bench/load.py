@@ -370,13 +370,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--procs", type=int, default=4, help="client processes")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument(
-        "--worker-class", help="gunicorn worker class (default: ops/gunicorn.py's, threaded)"
-    )
-    parser.add_argument(
-        "--threads", type=int, help="gunicorn threads per worker (default: ops/gunicorn.py's)"
-    )
+    harness.add_service_arguments(parser)
     parser.add_argument("--seconds", type=float, default=8, help="seconds per phase per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=2, help="seconds per phase, not counted")
@@ -395,17 +389,7 @@ def main() -> None:
     port = harness.free_port()
     log_path = Path(tempfile.gettempdir()) / f"bench-load-{os.getpid()}.log"
     log = log_path.open("w")
-    gunicorn = harness.start_gunicorn(
-        "config.wsgi:application",
-        port,
-        args.workers,
-        *(["--worker-class", args.worker_class] if args.worker_class else []),
-        *(["--threads", str(args.threads)] if args.threads else []),
-        config="python:ops.gunicorn",
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    gunicorn = harness.start_service(args, port, env, log)
     try:
         harness.wait_until_up(port)
         run_id = uuid.uuid4().hex[:6]
@@ -439,8 +423,7 @@ def main() -> None:
             harness.drop_database(database_url)
 
     print(
-        f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class or 'default'} "
-        f"workers{f' x {args.threads} threads' if args.threads else ''}; {args.clients} concurrent "
+        f"{harness.describe_service(args)}; {args.clients} concurrent "
         f"clients in {args.procs} processes; PostgreSQL {args.db}, Redis {args.redis_url}; "
         f"{args.rounds} rounds x {args.seconds:g} s per phase; {os.cpu_count()} CPUs"
     )

@@ -161,7 +161,7 @@ def main() -> None:
                         "header dribblers)")
     parser.add_argument("--seconds", type=float, default=12, help="seconds of probing per phase")
     parser.add_argument("--hold", type=float, default=90, help="the longest a dribbler keeps on")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (production 4)")
+    harness.add_service_arguments(parser)
     harness.add_scratch_arguments(parser, db="bench_slow_clients", redis_db=14)
     args = parser.parse_args()
 
@@ -172,10 +172,7 @@ def main() -> None:
     port = harness.free_port()
     log_path = Path(tempfile.gettempdir()) / f"bench-slow-clients-{os.getpid()}.log"
     log = log_path.open("w")
-    gunicorn = harness.start_gunicorn(
-        "config.wsgi:application", port, args.workers, config="python:ops.gunicorn", env=env,
-        stdout=log, stderr=log,
-    )
+    gunicorn = harness.start_service(args, port, env, log)
     try:
         harness.wait_until_up(port)
         load_before = os.getloadavg()
@@ -200,7 +197,7 @@ def main() -> None:
             harness.drop_database(database_url)
 
     print(
-        f"gunicorn -c python:ops.gunicorn ({args.workers} workers); PostgreSQL {args.db}; "
+        f"{harness.describe_service(args)}; PostgreSQL {args.db}; "
         f"{args.dribblers} body + {args.dribblers} header dribblers at 1 byte/s; "
         f"{os.cpu_count()} CPUs; service log: {log_path}"
     )

@@ -228,13 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument(
-        "--worker-class", help="gunicorn worker class (default: ops/gunicorn.py's, threaded)"
-    )
-    parser.add_argument(
-        "--threads", type=int, help="gunicorn threads per worker (default: ops/gunicorn.py's)"
-    )
+    harness.add_service_arguments(parser)
     parser.add_argument("--per-request", type=int, default=1000, help="events per request")
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10, help="seconds per round")
@@ -270,17 +264,7 @@ def main() -> None:
     port = harness.free_port()
     log_path = Path(tempfile.gettempdir()) / f"bench-usage-{os.getpid()}.log"
     log = log_path.open("w")
-    gunicorn = harness.start_gunicorn(
-        "config.wsgi:application",
-        port,
-        args.workers,
-        *(["--worker-class", args.worker_class] if args.worker_class else []),
-        *(["--threads", str(args.threads)] if args.threads else []),
-        config="python:ops.gunicorn",
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    gunicorn = harness.start_service(args, port, env, log)
     rates, dup_rates, all_latencies, failures = [], [], [], []
     cpu_used: dict[str, float] = {}
     recorded = 0
@@ -336,8 +320,7 @@ def main() -> None:
             harness.drop_database(database_url)
 
     print(
-        f"gunicorn -c python:ops.gunicorn: {args.workers} {args.worker_class or 'default'} "
-        f"workers{f' x {args.threads} threads' if args.threads else ''}; {args.clients} "
+        f"{harness.describe_service(args)}; {args.clients} "
         f"concurrent clients in {args.procs} processes; {args.per_request} events per request, "
         f"{args.instances} instances; PostgreSQL {args.db}; {args.rounds} rounds x "
         f"{args.seconds:g} s; {os.cpu_count()} CPUs; {stored:,} events stored"
