@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 from cryptography.fernet import Fernet
 
-from koogallery.signing import basic_sign, kit_sign
+from koogallery.protocol.signing import basic_sign, kit_sign
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432"

@@ -21,8 +21,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.urls import urlpatterns as service_urlpatterns
-from koogallery.inbound import Call
-from koogallery.journal import Family
+from koogallery.inbound.endpoint import Call
+from koogallery.inbound.journal import Family
 from tenants.views import AuthSyncView
 
 BARE_TABLE = "bench_bare_row"  # created by bench/load.py in its scratch database

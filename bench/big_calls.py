@@ -120,7 +120,7 @@ def usage_requests(
 
 def add_instances(count: int, prefix: str = "bench-od") -> list[str]:
     """`count` active on-demand instances, started a day ago (Django must be set up)."""
-    from koogallery.instances import ChargingMode, Instance, InstanceState
+    from instances.models import ChargingMode, Instance, InstanceState
 
     ids = [f"{prefix}-{n:05d}" for n in range(count)]
     Instance.objects.bulk_create(
@@ -143,7 +143,7 @@ def add_instances(count: int, prefix: str = "bench-od") -> list[str]:
 def accepted_kit(status: int, data: bytes, *, endpoint: str, tenant_id: str) -> float:
     """Raises Void unless the call was answered 000000 and its journal row counts no stale
     entity; the server's own duration (ms) from the journal."""
-    from koogallery.journal import InboundCall
+    from koogallery.inbound.journal import InboundCall
 
     answer = json.loads(data) if status == 200 else {"HTTP": status}
     if answer.get("resultCode") != "000000":
@@ -292,12 +292,12 @@ def busy_loops(count: int = 2):
 KIT_FRAME = [
     (0, "body read (request.body)", ["django/http/request.py:body"]),
     (0, "body digest + journal copy", ["journal.py:body_digest", "journal.py:redacted_text"]),
-    (0, "JSON parsing (jsonbody.parse_json)", ["koogallery/jsonbody.py:parse_json"]),
-    (0, "verification (canonical JSON, HMAC)", ["koogallery/signing.py:verify_v2"]),
-    (0, "validation (inbound.validate)", ["koogallery/inbound.py:validate"]),
+    (0, "JSON parsing (jsonbody.parse_json)", ["koogallery/protocol/jsonbody.py:parse_json"]),
+    (0, "verification (canonical JSON, HMAC)", ["koogallery/protocol/signing.py:verify_v2"]),
+    (0, "validation (inbound.validate)", ["koogallery/inbound/endpoint.py:validate"]),
 ]
 KIT_TAIL = [
-    (0, "journal row (INSERT)", ["koogallery/journal.py:write"]),
+    (0, "journal row (INSERT)", ["koogallery/inbound/journal.py:write"]),
     (0, "commit", ["django/db/backends/base/base.py:commit"]),
     (0, "answer, log line, metrics", ["inbound.py:respond", "ops/calls.py:call_finished"]),
 ]
@@ -320,7 +320,7 @@ PROFILES = {
     ],
     "authSync": [
         *KIT_FRAME,
-        (1, "fast path (fastvalidate)", ["koogallery/fastvalidate.py:validated_data"]),
+        (1, "fast path (fastvalidate)", ["koogallery/inbound/fastvalidate.py:validated_data"]),
         (0, "service (tenants.services.auth_sync)", ["tenants/services.py:auth_sync"]),
         (1, "last wins", ["tenants/services.py:_last_wins"]),
         (1, "tenant held (FOR KEY SHARE)", ["tenants/services.py:_hold_tenant"]),

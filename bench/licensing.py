@@ -94,7 +94,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from koogallery.instances import ChargingMode, Instance, InstanceState
+    from instances.models import ChargingMode, Instance, InstanceState
     from licensing.models import LicenseRequest, RequestState
 
     call_command("migrate", verbosity=0)
@@ -148,7 +148,7 @@ def main() -> None:
         run_phase("getLicenseAsync (repeat, pending)", client, bodies, args.clients, "000004")
 
         pending = LicenseRequest.objects.exclude(state=RequestState.DELIVERED).count()
-        from koogallery.jobs import dispatch_queued_jobs
+        from koogallery.outbound.jobs import dispatch_queued_jobs
 
         published = time.perf_counter()
         count = dispatch_queued_jobs()

@@ -9,7 +9,8 @@ its threaded workers unless --worker-class/--threads say otherwise, JSON logs at
 Prometheus multiprocess metrics) on a scratch PostgreSQL
 database (PG_URL, default postgres://postgres@127.0.0.1:5432; dropped at the end unless --keep)
 and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12: the cache). The jobs newInstance
-and getLicenseAsync ask for are rows of the outbox (koogallery/jobs.py), as in production; no beat
+and getLicenseAsync ask for are rows of the outbox (koogallery/outbound/jobs.py), as in production;
+no beat
 or worker runs, so they stay there and go with the scratch database.
 Settings are bench/bench_settings.py: production's plus two routes (bench/bench_urls.py), the
 references, which no goal applies to. `POST /bench/bare` parses the JSON body and inserts one row
@@ -55,7 +56,7 @@ import redis  # noqa: E402
 
 from bench import _harness as harness  # noqa: E402
 from bench._harness import BASIC_KEY  # noqa: E402
-from koogallery.signing import basic_sign  # noqa: E402
+from koogallery.protocol.signing import basic_sign  # noqa: E402
 
 JSON_TYPE = "application/json;charset=utf8"
 POOL = 64  # tenants and instances the calls are spread over

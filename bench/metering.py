@@ -72,7 +72,7 @@ def run(args) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from koogallery.instances import ChargingMode, Instance, InstanceState
+    from instances.models import ChargingMode, Instance, InstanceState
     from metering import aggregation, push, services
     from metering.models import MeteringCursor, PushBatch, UsageEvent, UsageRecord
     from tests.fakes import FakeKooGallery
@@ -120,7 +120,7 @@ def run(args) -> None:
             Instance.objects.update(created_at=first_hour - timedelta(hours=1))
             with connection.cursor() as cursor:
                 # Bulk-created just now; in production autovacuum has long analysed this table.
-                cursor.execute("ANALYZE koogallery_instance")
+                cursor.execute("ANALYZE instances_instance")
             ids = [f"bench-{n:05d}" for n in range(args.instances)]
             span = args.hours * 3600
 

@@ -153,7 +153,7 @@ def figure(label: str, seconds: float, note: str = "") -> None:
 
 
 def server_ms() -> str:
-    from koogallery.journal import InboundCall
+    from koogallery.inbound.journal import InboundCall
 
     call = InboundCall.objects.order_by("-id").first()
     return f"(server {call.duration_ms:.0f} ms)"

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _harness as harness
-from koogallery.signing import kit_sign
+from koogallery.protocol.signing import kit_sign
 
 GOAL_S = 1.0
 DECLARED = 100_000

@@ -57,7 +57,7 @@ def create_instances(database_url: str, count: int, started: datetime) -> None:
     django.setup()
     from django.db import connection, connections
 
-    from koogallery.instances import ChargingMode, Instance, InstanceState
+    from instances.models import ChargingMode, Instance, InstanceState
 
     Instance.objects.bulk_create(
         Instance(
@@ -72,7 +72,7 @@ def create_instances(database_url: str, count: int, started: datetime) -> None:
     )
     Instance.objects.update(created_at=started)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE koogallery_instance")
+        cursor.execute("ANALYZE instances_instance")
     connections.close_all()
 
 
@@ -171,7 +171,7 @@ def floor_process(database_url, statement, tag, seconds, size, instance_pks, sta
 def run_floor(args, database_url, statement, start, cpu) -> tuple[float, int, dict]:
     """--clients processes running the floor for --seconds: (events/s, events, CPU seconds)."""
     with psycopg.connect(database_url) as conn:
-        pks = [pk for (pk,) in conn.execute("SELECT id FROM koogallery_instance").fetchall()]
+        pks = [pk for (pk,) in conn.execute("SELECT id FROM instances_instance").fetchall()]
     context = multiprocessing.get_context("fork")
     results, done = context.Queue(), context.Event()
     cpu.sample()

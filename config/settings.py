@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "ops.axes_config.AxesConfig",  # ops: admin login throttling (django-axes)
     "ops",
     "koogallery",
+    "instances",
     "tenants",
     "orgsync",
     "licensing",
@@ -157,7 +158,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # The largest KooGallery call is a 100k-department allOrgSync: 15.3 MB with 32-character codes
 # and 12-character names sent as a string of JSON (built by tests/test_hostile_input.py); the
-# limit leaves 1.6x room. Larger bodies are answered 000002 unread (koogallery/inbound.py), also
+# limit leaves 1.6x room. Larger bodies are answered 000002 unread
+# (koogallery/inbound/endpoint.py), also
 # when sent chunked, without a Content-Length (ops/wsgi.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=24 * 1024 * 1024)
 # A request's head (request line and headers) must arrive within HTTP_HEADER_TIMEOUT_S of its
@@ -195,13 +197,13 @@ KOOGALLERY_MAX_CLOCK_SKEW_S = env.int("KOOGALLERY_MAX_CLOCK_SKEW_S", default=60)
 KOOGALLERY_V1_MAX_AGE_S = env.int("KOOGALLERY_V1_MAX_AGE_S", default=24 * 3600)
 # Journal keeps at most this much of each raw body (the rest is summarised by size and hash).
 KOOGALLERY_JOURNAL_BODY_LIMIT = env.int("KOOGALLERY_JOURNAL_BODY_LIMIT", default=64 * 1024)
-# Journal retention (koogallery/journal_retention.py): bodies cleared after, rows deleted after
+# Journal retention (koogallery/inbound/retention.py): bodies cleared after, rows deleted after
 # (0 = never).
 KOOGALLERY_JOURNAL_BODY_RETENTION_DAYS = env.int(
     "KOOGALLERY_JOURNAL_BODY_RETENTION_DAYS", default=90
 )
 KOOGALLERY_JOURNAL_RETENTION_DAYS = env.int("KOOGALLERY_JOURNAL_RETENTION_DAYS", default=0)
-# Query Order jobs lost with the broker are queued again (koogallery/order_sweep.py): rows left
+# Query Order jobs lost with the broker are queued again (instances/sweep.py): rows left
 # unfetched this long (more than the job's 30 min longest backoff), up to this age.
 KOOGALLERY_ORDER_SWEEP_INTERVAL_S = env.int("KOOGALLERY_ORDER_SWEEP_INTERVAL_S", default=600)
 KOOGALLERY_ORDER_SWEEP_AFTER_S = env.int("KOOGALLERY_ORDER_SWEEP_AFTER_S", default=35 * 60)
@@ -234,7 +236,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TIMEZONE = "UTC"
 # How a call's follow-up jobs (Query Order, licence delivery) reach what runs them
-# (koogallery/jobs.py). "outbox" commits them as rows with the call; beat publishes them to the
+# (koogallery/outbound/jobs.py). "outbox" commits them as rows with the call; beat publishes them
+# to the
 # broker every KOOGALLERY_JOB_DISPATCH_INTERVAL_S (the call never waits on the broker, and a job
 # is never lost between commit and publish), and without a broker the runner started next to
 # the server (scripts/run: manage.py koogallery_run_jobs) runs them. "on_commit" publishes
@@ -292,13 +295,13 @@ LOGGING = {
     },
 }
 
-# --- outbound (koogallery/outbound.py, spec §2.9) -------------------------------------------
+# --- outbound (koogallery/outbound/client.py, spec §2.9) -----------------------------------------
 # KOOGALLERY_API_BASE / KOOGALLERY_API_FALLBACK are defined in the KooGallery block above.
 KOOGALLERY_API_TIMEOUT_S = env.float("KOOGALLERY_API_TIMEOUT_S", default=10.0)
 # Optional CA bundle path for TLS verification (verification itself is never disabled).
 KOOGALLERY_CA_BUNDLE = env.str("KOOGALLERY_CA_BUNDLE", default="")
 
-# --- instances (koogallery/lifecycle.py, spec §2.7, §4.2, §4.4) ----------------------------
+# --- instances (instances/services.py, spec §2.7, §4.2, §4.4) ----------------------------
 # queryInstance / V1 newInstance `appInfo` (§4.2.2). Placeholders: {instance_id}, {tenant_id},
 # {tenant_code} (the tenant bound by tenantSync; empty until it arrives), URL-encoded.
 KOOGALLERY_FRONTEND_URL_TEMPLATE = env.str(
@@ -341,7 +344,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": max(5.0, 5 * KOOGALLERY_JOB_DISPATCH_INTERVAL_S)},
     },
     "koogallery-order-sweep": {
-        "task": "koogallery.tasks.sweep_order_fetches",
+        "task": "instances.tasks.sweep_order_fetches",
         "schedule": float(KOOGALLERY_ORDER_SWEEP_INTERVAL_S),
     },
     # §5.4 project decision: query every licence code in use once a day.

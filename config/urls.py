@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from koogallery.urls import production_paths
+from koogallery.inbound.urls import production_paths
 from metering import views as metering_views
 from ops import views as ops_views
 from orgsync import staff_views as org_staff_views

@@ -1,19 +1,15 @@
-"""Models of the KooGallery boundary, one concept per module."""
+"""Models of the KooGallery boundary (Django finds an app's models here): the call journal and
+the answers kept for V1 replays (inbound/), outbound attempts and the job outbox (outbound/)."""
 
-from .instances import ChargingMode, Instance, InstanceState, InstanceTransition
-from .jobs import QueuedJob
-from .journal import Family, InboundCall, Verification
-from .outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
-from .v1_answers import V1Answer
+from koogallery.inbound.journal import Family, InboundCall, Verification
+from koogallery.inbound.v1_answers import V1Answer
+from koogallery.outbound.attempts import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.jobs import QueuedJob
 
 __all__ = [
     "AttemptOutcome",
-    "ChargingMode",
     "Family",
     "InboundCall",
-    "Instance",
-    "InstanceState",
-    "InstanceTransition",
     "OutboundAttempt",
     "OutboundPurpose",
     "QueuedJob",

@@ -1,82 +1,19 @@
-"""Background jobs of the instance lifecycle: Query Order after newInstance, upgrade and
-orderNotify (spec §2.7, §5.1). Tasks only call services.
-
-Transient failures (transport, 5xx, MKT.0999…, §2.9) are retried with exponential backoff and
-full jitter (up to 5 s, 10 s, 20 s … capped at 30 min; 10 retries over about an hour, inside
-KooGallery's own 3-hour window); business errors are recorded on the row and not retried. Every
-HTTP attempt is an `OutboundAttempt` row, written by the outbound client.
-
-Without a broker (the embedded default) the runner (koogallery/jobs.py, `koogallery_run_jobs`)
-runs the jobs and puts a retried one back in the outbox with the same backoff. Run in-process
-otherwise (tests, an operator's action on the embedded default) a failure is only recorded: the
-order sweep or the operator fetches again.
-"""
+"""Periodic jobs of the KooGallery boundary (beat): publishing the job outbox and the journal's
+retention. Tasks only call the functions they name."""
 
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
 
-from . import jobs, lifecycle
-from .instances import Instance, InstanceOrder
-from .outbound import TransientOutboundError
-
-MAX_RETRIES = 10
-BACKOFF_FACTOR_S = 5
-BACKOFF_MAX_S = 1800
-
-
-def _retry_later(task, exc: TransientOutboundError):
-    countdown = get_exponential_backoff_interval(
-        factor=BACKOFF_FACTOR_S,
-        retries=task.request.retries,
-        maximum=BACKOFF_MAX_S,
-        full_jitter=True,
-    )
-    jobs.retry(task, countdown=countdown, exc=exc)
-
-
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def fetch_order_details(self, instance_pk: int) -> None:
-    """Fill an instance's product, period and buyer from its purchase order."""
-    instance = Instance.objects.filter(pk=instance_pk).first()
-    if instance is None:
-        return
-    try:
-        lifecycle.refresh_order_details(instance=instance)
-    except TransientOutboundError as exc:
-        _retry_later(self, exc)
-
-
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def fetch_order_event(self, order_pk: int) -> None:
-    """Fetch an upgrade or notified order and apply what it changes."""
-    order = InstanceOrder.objects.filter(pk=order_pk).select_related("instance").first()
-    if order is None:
-        return
-    try:
-        lifecycle.refresh_order_event(order=order)
-    except TransientOutboundError as exc:
-        _retry_later(self, exc)
+from koogallery.inbound import retention
+from koogallery.outbound import jobs
 
 
 @shared_task(ignore_result=True)
 def dispatch_jobs() -> int:
-    """Publish the jobs calls left in the outbox (koogallery/jobs.py)."""
-    from .jobs import dispatch_queued_jobs
-
-    return dispatch_queued_jobs()
-
-
-@shared_task(ignore_result=True)
-def sweep_order_fetches() -> dict:
-    """Queue again the Query Order jobs that never ran (koogallery/order_sweep.py)."""
-    from .order_sweep import sweep_order_fetches as sweep
-
-    return sweep()
+    """Publish the jobs calls left in the outbox (koogallery/outbound/jobs.py)."""
+    return jobs.dispatch_queued_jobs()
 
 
 @shared_task(ignore_result=True)
 def purge_journal() -> dict:
-    """Journal retention (koogallery/journal_retention.py), daily."""
-    from .journal_retention import purge_journal as purge
-
-    return purge()
+    """Journal retention (koogallery/inbound/retention.py), daily."""
+    return retention.purge_journal()

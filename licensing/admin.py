@@ -14,10 +14,15 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from koogallery.admin import ReadOnlyInline
-from koogallery.admin_display import clip, clip_column, time_column
-from koogallery.admin_filters import TestDataFilter, debug_column
-from koogallery.journal import InboundCall
+from koogallery.admin_kit import (
+    ReadOnlyInline,
+    TestDataFilter,
+    clip,
+    clip_column,
+    debug_column,
+    time_column,
+)
+from koogallery.inbound.journal import InboundCall
 
 from . import license_codes, selectors, services
 from .models import License, LicenseCode, LicenseCodeRenewal, LicenseRequest, RequestState

@@ -6,8 +6,8 @@ class LicensingConfig(AppConfig):
     verbose_name = "Licences"
 
     def ready(self) -> None:
-        from koogallery import activities
-        from koogallery.journal import Family
+        from koogallery.inbound import activities
+        from koogallery.inbound.journal import Family
 
         from . import handlers, serializers
 

@@ -1,7 +1,7 @@
 """Basic-interface activity handlers for licences (spec §4.2.8, §4.5): one service call each."""
 
-from koogallery.inbound import Call, Reply
-from koogallery.resultcodes import ResultCode
+from koogallery.inbound.endpoint import Call, Reply
+from koogallery.protocol.resultcodes import ResultCode
 
 from . import license_codes, services
 from .models import LicenseCodeScene, LicenseCodeStatusChange, RequestState

@@ -6,7 +6,8 @@ it is recorded from the call (§4.5), so a later activation finds its state. Cal
 code answer success and change nothing (a warning is logged), like instances (§2.7).
 
 Outbound (`activate_license_code`, `query_license_code`) must run outside a transaction (the
-attempt rows of `koogallery.outbound` commit on their own): from an admin action, a view after
+attempt rows of `koogallery.outbound.client` commit on their own): from an admin action, a view
+after
 sign-in, or the daily Celery job.
 """
 
@@ -18,9 +19,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from koogallery import outbound
-from koogallery.redaction import redact
-from koogallery.times import compact_time
+from koogallery.outbound import client as outbound
+from koogallery.protocol.redaction import redact
+from koogallery.protocol.times import compact_time
 
 from .models import (
     LicenseCode,

@@ -13,7 +13,7 @@ flag (STYLE.md §3, spec §2.5). Its state machine:
 
 At most one live (not revoked) `License` exists per request: a partial unique constraint, so a
 redelivery never mints a second licence. Every upload attempt is an `OutboundAttempt` row
-(purpose licence upload, subject = eventId) written by `koogallery.outbound`.
+(purpose licence upload, subject = eventId) written by `koogallery.outbound.client`.
 """
 
 import uuid
@@ -47,7 +47,7 @@ class LicenseRequest(models.Model):
     fingerprint_sha256 = models.CharField(max_length=64)
     is_test = models.BooleanField(default=False)
     instance = models.ForeignKey(
-        "koogallery.Instance", on_delete=models.PROTECT, related_name="license_requests"
+        "instances.Instance", on_delete=models.PROTECT, related_name="license_requests"
     )
     effective_at = models.DateTimeField()
     expire_at = models.DateTimeField(null=True, blank=True)

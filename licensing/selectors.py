@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from koogallery.instances import Instance
-from koogallery.outbound_models import OutboundAttempt, OutboundPurpose
+from instances.models import Instance
+from koogallery.outbound.attempts import OutboundAttempt, OutboundPurpose
 
 from .models import LicenseCode, LicenseCodeStatus, LicenseRequest, RequestState
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from koogallery.serializers import BasicSerializer, KgString
-from koogallery.times import compact_time
+from koogallery.inbound.serializers import BasicSerializer, KgString
+from koogallery.protocol.times import compact_time
 
 from .models import LicenseCodeScene, LicenseCodeStatusChange
 

@@ -4,7 +4,8 @@ The path of one getLicenseAsync:
 
 1. `request_license` (inside the call's transaction) checks the call against the instance and
    persists a `LicenseRequest` with its delivery job: an outbox row in the same statement,
-   published by beat's dispatch (koogallery/jobs.py), or, without a broker, a publish once the
+   published by beat's dispatch (koogallery/outbound/jobs.py), or, without a broker, a publish once
+   the
    row has committed. A publish failure is logged, never raised: the sweep finds the row anyway.
 2. `deliver_license` (from the Celery task) runs `issue_license` (mint one token per request),
    `claim_upload` (take a lease, state `uploading`), the HTTP upload outside any transaction,
@@ -28,14 +29,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from koogallery import jobs
-from koogallery.instances import ChargingMode, InstanceState
-from koogallery.resultcodes import KooGalleryError, ResultCode
+from instances.models import ChargingMode, InstanceState
+from koogallery.outbound import jobs
+from koogallery.protocol.resultcodes import KooGalleryError, ResultCode
 
 from . import selectors, tokens
 from .models import License, LicenseRequest, RequestState
 
 logger = logging.getLogger(__name__)
+# The delivery job, queued by name (koogallery/outbound/jobs.py): licensing/tasks.py imports this
+# module, never the other way round.
+DELIVER_LICENSE = "licensing.tasks.deliver_license"
 
 # Charging modes known to have no period: a licence without expireTime is fine (§2.8).
 NON_PERIOD_MODES = (ChargingMode.ONE_TIME, ChargingMode.ON_DEMAND, ChargingMode.ON_DEMAND_PKG)
@@ -142,8 +146,6 @@ def _insert_request(
     """The new request (state received), or None if its key is taken: ON CONFLICT DO NOTHING
     instead of an IntegrityError, which would need a savepoint (two round trips). With `queue`
     (PostgreSQL), the same statement puts its delivery job in the outbox."""
-    from .tasks import deliver_license
-
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     params = [
@@ -153,7 +155,7 @@ def _insert_request(
     ]
     with connection.cursor() as cursor:
         if queue:
-            job = jobs.job_params(deliver_license.name)
+            job = jobs.job_params(DELIVER_LICENSE)
             cursor.execute(_insert_request_queued(), [*params, *job])
         else:
             cursor.execute(_INSERT_REQUEST, params)
@@ -284,10 +286,8 @@ _PUBLISH = {
 
 def enqueue_on_commit(request_id: int) -> None:
     """Have the request delivered once the current transaction commits (the worker must see the
-    row): an outbox row, or a publish after the commit (koogallery/jobs.py)."""
-    from .tasks import deliver_license
-
-    jobs.enqueue(deliver_license, request_id, options=_PUBLISH)
+    row): an outbox row, or a publish after the commit (koogallery/outbound/jobs.py)."""
+    jobs.enqueue(DELIVER_LICENSE, request_id, options=_PUBLISH)
 
 
 def enqueue_delivery(request_id: int) -> bool:
@@ -295,10 +295,8 @@ def enqueue_delivery(request_id: int) -> bool:
 
     Never raises: the request row is already committed, and the sweep re-enqueues it.
     """
-    from .tasks import deliver_license
-
     try:
-        jobs.publish(deliver_license, request_id, _PUBLISH)
+        jobs.publish(DELIVER_LICENSE, request_id, _PUBLISH)
     except Exception:
         logger.exception(
             "could not enqueue delivery of licence request %s; the sweep will pick it up",
@@ -489,7 +487,7 @@ def record_upload(
 
 def deliver_license(*, request_id: int) -> LicenseRequest:
     """Issue if needed, then upload once if due. Safe to run any number of times."""
-    from koogallery import outbound
+    from koogallery.outbound import client as outbound
 
     request = issue_license(request_id=request_id)
     if request.state == RequestState.RECEIVED:

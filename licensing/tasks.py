@@ -6,7 +6,7 @@ retries use exponential backoff with jitter, as many as cover KooGallery's 2-hou
 (§1.3); beyond them, and whenever a message is lost, `sweep_license_requests` (beat, every
 minute) re-enqueues whatever is stuck.
 
-Without a broker (the embedded default, no REDIS_URL) the runner (koogallery/jobs.py,
+Without a broker (the embedded default, no REDIS_URL) the runner (koogallery/outbound/jobs.py,
 `manage.py koogallery_run_jobs`) runs the delivery seconds after getLicenseAsync committed it,
 never inside the call, and puts a failed upload back in the outbox for its next attempt time.
 Run in-process otherwise (tests, an operator's action) a failed upload is not retried inline
@@ -20,7 +20,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from koogallery import jobs
+from koogallery.outbound import jobs
 
 from . import license_codes, services
 from .models import RequestState

@@ -2,7 +2,7 @@
 with their HTTP attempts, and per metered instance its package and a 30-day hourly chart.
 
 Everything is read-only but two operator actions, both through services: re-push failed
-records, and relating an on-demand instance to its package (koogallery.lifecycle.link_package).
+records, and relating an on-demand instance to its package (instances.services.link_package).
 """
 
 import logging
@@ -13,11 +13,17 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from koogallery import lifecycle
-from koogallery.admin_display import clip, clip_column, time_column
-from koogallery.admin_filters import TestDataFilter, data_filter, debug_column
-from koogallery.instances import ChargingMode, Instance
-from koogallery.outbound_models import OutboundAttempt
+from instances import services as lifecycle
+from instances.models import ChargingMode, Instance
+from koogallery.admin_kit import (
+    TestDataFilter,
+    clip,
+    clip_column,
+    data_filter,
+    debug_column,
+    time_column,
+)
+from koogallery.outbound.attempts import OutboundAttempt
 
 from . import chart, selectors, services, tasks
 from .models import MeteredInstance, PushBatch, RecordState, UsageEvent, UsageRecord

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Sum
 
-from koogallery.instances import Instance
+from instances.models import Instance
 
 from .locks import exclusive_cursor
 from .models import CursorName, RecordState, UsageEvent, UsageRecord

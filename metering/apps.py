@@ -7,7 +7,7 @@ class MeteringConfig(AppConfig):
 
     def ready(self) -> None:
         # queryInstance reports on-demand usage (§4.2.2, §5.5) from our records.
-        from koogallery import instance_selectors
+        from instances import selectors as instance_selectors
 
         from . import selectors
 

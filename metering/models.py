@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from koogallery.instances import Instance
+from instances.models import Instance
 
 
 class RecordState(models.TextChoices):

@@ -29,9 +29,9 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from koogallery.instances import ChargingMode
-from koogallery.outbound import OutboundResult
-from koogallery.usage_push import (
+from instances.models import ChargingMode
+from koogallery.outbound.client import OutboundResult
+from koogallery.outbound.usage_push import (
     VALUE_MAX_LENGTH,
     UsagePushRecord,
     UsagePushResult,

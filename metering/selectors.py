@@ -9,8 +9,8 @@ from django.db.models import Count, DecimalField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from koogallery.instance_selectors import UsageFigure
-from koogallery.instances import ChargingMode, Instance
+from instances.models import ChargingMode, Instance
+from instances.selectors import UsageFigure
 
 from .models import CursorName, MeteringCursor, RecordState, UsageEvent, UsageRecord
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from koogallery.instances import ChargingMode, Instance, InstanceState
+from instances.models import ChargingMode, Instance, InstanceState
 
 from . import aggregation, push
 from .locks import shared_position

@@ -1,7 +1,8 @@
 """What the inbound pipeline reports once a KooGallery call is answered: metrics and one
 structured log line carrying the call's business keys (spec §2.4 result codes).
 
-Called by `koogallery.inbound` right after the journal row is written. It must never break an
+Called by `koogallery.inbound.endpoint` right after the journal row is written. It must never break
+an
 answer: any failure here is logged and swallowed.
 """
 
@@ -23,8 +24,8 @@ def endpoint_label(family: str, endpoint: str) -> str:
 
     `activity` comes from the body, so an unknown name must not create a new time series.
     """
-    from koogallery import activities
-    from koogallery.journal import Family
+    from koogallery.inbound import activities
+    from koogallery.inbound.journal import Family
 
     if endpoint in KIT_INTERFACES or endpoint == "basic":
         return endpoint

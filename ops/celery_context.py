@@ -20,7 +20,7 @@ def _on_publish(headers=None, **kwargs) -> None:
 def _on_prerun(task_id=None, task=None, **kwargs) -> None:
     request_id = getattr(task.request, HEADER, None) if task is not None else None
     # An eager task keeps the id current where it runs: the job runner's is the id the job's
-    # call stored with it (koogallery/jobs.py), a test's or an operator's action their own.
+    # call stored with it (koogallery/outbound/jobs.py), a test's or an operator's action their own.
     request_id = request_id or current_request_id() or new_request_id()
     _tokens[task_id] = request_id_var.set(request_id)
 

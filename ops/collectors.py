@@ -1,5 +1,5 @@
 """Gauges computed at scrape time from the database: the licence delivery backlog (spec §2.8)
-and the jobs waiting in the outbox (koogallery/jobs.py).
+and the jobs waiting in the outbox (koogallery/outbound/jobs.py).
 
 A gauge kept in memory would be wrong as soon as there are several web and worker processes;
 the database knows the truth, and one grouped count per scrape is cheap (indexed on state).
@@ -94,7 +94,7 @@ class OutboxCollector(Collector):
     def collect(self):
         from django.db.models import Count, Min
 
-        from koogallery.jobs import QueuedJob
+        from koogallery.outbound.jobs import QueuedJob
 
         try:
             rows = list(

@@ -20,7 +20,8 @@ from .context import current_request_id
 
 REDACTED = "***"
 
-# Field names whose values never reach a log line. A superset of koogallery.journal.SECRET_KEYS
+# Field names whose values never reach a log line. A superset of
+# koogallery.inbound.journal.SECRET_KEYS
 # (a test keeps the two in step), compared lower-case.
 SECRET_FIELD_NAMES = frozenset(
     {
@@ -160,7 +161,8 @@ class StripQueryFilter(logging.Filter):
 
 
 class QuietDispatchFilter(logging.Filter):
-    """Beat's outbox dispatch (koogallery/jobs.py) runs every second: Celery's lines about it
+    """Beat's outbox dispatch (koogallery/outbound/jobs.py) runs every second: Celery's lines about
+    it
     (sent by beat, received, done having published nothing, discarded as expired) would be
     most of the log. Kept: a dispatch that published jobs, and anything above INFO."""
 

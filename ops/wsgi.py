@@ -14,10 +14,11 @@ chunks and marks the input as terminated (`wsgi.input_terminated`, it ends where
 but Django reads exactly CONTENT_LENGTH bytes, and none when it is absent: the call would be
 verified against an empty body and refused as forged (000001). Such a body is read here keeping
 no more than DATA_UPLOAD_MAX_MEMORY_SIZE + 1 bytes, and its length declared. A longer body is
-read on (up to twice the limit more, as koogallery.inbound does for a declared one) and dropped,
+read on (up to twice the limit more, as koogallery.inbound.endpoint does for a declared one) and
+dropped,
 its full length declared, so Django refuses it as too big and the caller gets the 000002
 envelope rather than a reset connection. A declared length over the limit is left to
-koogallery.inbound the same way (still under the deadline).
+koogallery.inbound.endpoint the same way (still under the deadline).
 
 Only under gunicorn (`gunicorn.socket` in the environ): servers that do not terminate the input
 (wsgiref's, behind runserver) are left alone, reading to the end of their stream would block.
@@ -186,7 +187,7 @@ class RequestBodies:
 
 def refused_on_head(environ: dict) -> bool:
     """Whether the view the request's path resolves to refuses it from its head alone: a view
-    class may say so with a `refuses_on_head(request)` class method (koogallery.inbound's
+    class may say so with a `refuses_on_head(request)` class method (koogallery.inbound.endpoint's
     endpoints do, spec §2.3 "headers before bodies"). Nothing of the body is read to ask."""
     try:
         match = resolve(environ.get("PATH_INFO") or "/")

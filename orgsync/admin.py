@@ -3,8 +3,7 @@
 from django.contrib import admin
 from django.db.models import Q
 
-from koogallery.admin_display import clip_column, time_column
-from koogallery.admin_filters import data_filter, debug_column
+from koogallery.admin_kit import clip_column, data_filter, debug_column, time_column
 
 from .models import Department
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from koogallery.jsonbody import BodyError, lenient_list, parse_json
-from koogallery.serializers import KgChoiceInteger, KgString, KitSerializer
+from koogallery.inbound.serializers import KgChoiceInteger, KgString, KitSerializer
+from koogallery.protocol.jsonbody import BodyError, lenient_list, parse_json
 from tenants.models import SyncFlag
 
 CODE_MAX = 64

@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from koogallery.resultcodes import InvalidParam
+from koogallery.protocol.resultcodes import InvalidParam
 from tenants.models import SyncFlag, Tenant, TenantUser
 from tenants.services import SyncResult, ensure_tenant
 

@@ -1,6 +1,6 @@
 """Kit routes of this app; config/urls.py includes `kit_urlpatterns` (spec §2.1)."""
 
-from koogallery.urls import kit_paths
+from koogallery.inbound.urls import kit_paths
 
 from .views import AllOrgSyncView, SingleOrgSyncView
 

@@ -1,11 +1,12 @@
 """Kit endpoints singleOrgSync and allOrgSync, V2 and V1 (spec §4.1.4, §4.1.5, §4.3).
 
-The pipeline in `koogallery.inbound` verifies, journals and wraps each call in a transaction;
+The pipeline in `koogallery.inbound.endpoint` verifies, journals and wraps each call in a
+transaction;
 these views only pick the serializer, call one service with the call's time (§2.3) and hand
 back how many departments it skipped as stale, for the journal.
 """
 
-from koogallery.inbound import Call, KitEndpoint, Reply
+from koogallery.inbound.endpoint import Call, KitEndpoint, Reply
 
 from . import services
 from .serializers import AllOrgSyncSerializer, AllOrgSyncV1Serializer, SingleOrgSyncSerializer

@@ -6,8 +6,7 @@ Tokens are never shown (not even encrypted): the sign-in admin lists only their 
 from django.contrib import admin
 from django.db.models import Q
 
-from koogallery.admin_display import clip_column, time_column
-from koogallery.admin_filters import TestDataFilter, debug_column
+from koogallery.admin_kit import TestDataFilter, clip_column, debug_column, time_column
 
 from .models import LoginAudit, SignIn, TenantAccount
 

@@ -11,7 +11,7 @@
 from django.conf import settings
 from django.db import models
 
-from koogallery.secret_store import decrypt_secret, encrypt_secret
+from koogallery.protocol.secret_store import decrypt_secret, encrypt_secret
 
 
 class TenantAccount(models.Model):

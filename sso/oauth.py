@@ -22,8 +22,8 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from django.conf import settings
 
-from koogallery.crypto import CryptoError
-from koogallery.secret_store import decrypt_client_secret
+from koogallery.protocol.crypto import CryptoError
+from koogallery.protocol.secret_store import decrypt_client_secret
 from tenants.models import Application, Tenant
 
 from .models import Reason

@@ -6,7 +6,7 @@ freeze, release or revocation synced by KooGallery takes effect on open sessions
 
 from django.conf import settings
 
-from koogallery.instances import Instance, InstanceState
+from instances.models import Instance, InstanceState
 from tenants.models import Application, Authorization, AuthorizationState, Tenant
 
 from .models import AuditOutcome, Reason

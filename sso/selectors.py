@@ -3,7 +3,7 @@ signed-in person is (STYLE.md §2)."""
 
 from django.conf import settings
 
-from koogallery.instances import Instance, InstanceState
+from instances.models import Instance, InstanceState
 from orgsync.models import Department
 from orgsync.selectors import path_to_root
 from tenants.models import Application, Authorization, Tenant, TenantUser

@@ -3,7 +3,7 @@
 Everything here is owned by KooGallery's kit calls (spec §2.6): pages are read-only, nothing can
 be added, changed or deleted by hand (the next sync would silently undo or contradict it).
 Lists show debug (testFlag 1, spec §2.5) rows next to production ones, marked "debug", with
-"production only" one click away (koogallery/admin_filters.py). The OAuth client secret is never
+"production only" one click away (koogallery/admin_kit.py). The OAuth client secret is never
 shown, not even encrypted.
 """
 
@@ -16,8 +16,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 
-from koogallery.admin_display import clip, clip_column, time_column
-from koogallery.admin_filters import data_filter, debug_column
+from koogallery.admin_kit import clip, clip_column, data_filter, debug_column, time_column
 from orgsync.models import Department
 
 from .models import (

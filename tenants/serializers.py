@@ -14,8 +14,8 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from koogallery import fastvalidate
-from koogallery.serializers import (
+from koogallery.inbound import fastvalidate
+from koogallery.inbound.serializers import (
     KgChoiceInteger,
     KgString,
     KitSerializer,
@@ -229,7 +229,7 @@ class AuthSyncV1Serializer(AuthSyncSerializer):
     flag = KgChoiceInteger(choices=V1_AUTH_FLAGS)
 
 
-# --- fast validation (koogallery/fastvalidate.py) of this module's field types ------------------
+# --- fast validation (koogallery/inbound/fastvalidate.py) of this module's field types ----------
 # Each check answers as the field's run_validation for the values it recognises and asks the
 # field itself for every other one.
 

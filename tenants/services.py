@@ -35,9 +35,9 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from koogallery import secret_store
-from koogallery.crypto import CryptoError, load_rsa_private_key, rsa_oaep_decrypt
-from koogallery.resultcodes import InvalidParam, KooGalleryError, ResultCode
+from koogallery.protocol import secret_store
+from koogallery.protocol.crypto import CryptoError, load_rsa_private_key, rsa_oaep_decrypt
+from koogallery.protocol.resultcodes import InvalidParam, KooGalleryError, ResultCode
 from orgsync.models import Department
 
 from . import selectors

@@ -1,6 +1,6 @@
 """Kit routes of the tenants app (V2 and V1 of each, spec §2.1); included by config/urls.py."""
 
-from koogallery.urls import kit_paths
+from koogallery.inbound.urls import kit_paths
 
 from .views import ApplicationSyncView, AuthSyncView, TenantSyncView
 

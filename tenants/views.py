@@ -5,7 +5,7 @@ view only picks its serializers and calls one service, passing the call's time (
 handing back how many entities it skipped as stale, for the journal.
 """
 
-from koogallery.inbound import Call, KitEndpoint, Reply
+from koogallery.inbound.endpoint import Call, KitEndpoint, Reply
 
 from . import serializers, services
 from .models import SyncFlag

@@ -38,11 +38,11 @@ def eager_tasks():
 def call(kg, django_capture_on_commit_callbacks, fake_koogallery, eager_tasks):
     """Send a basic fixture (an override of None leaves the field out), check its Body-Sign, and
     return its envelope once its follow-up job (Query Order) has run: after the commit, or from
-    the outbox, published as beat does (koogallery/jobs.py)."""
+    the outbox, published as beat does (koogallery/outbound/jobs.py)."""
     from django.conf import settings
 
-    from koogallery.jobs import dispatch_queued_jobs
-    from koogallery.signing import body_sign_header
+    from koogallery.outbound.jobs import dispatch_queued_jobs
+    from koogallery.protocol.signing import body_sign_header
 
     def send(name: str, v1: bool = False, **overrides) -> dict:
         body = {k: v for k, v in fixture_json(name, **overrides).items() if v is not None}

@@ -15,8 +15,8 @@ from django.apps import apps
 from django.conf import settings
 from hypothesis import strategies as st
 
-from koogallery import signing
-from koogallery.resultcodes import ResultCode
+from koogallery.protocol import signing
+from koogallery.protocol.resultcodes import ResultCode
 from tests.kgclient import KooGallery, envelope, fixture_json
 
 ROOT = Path(__file__).resolve().parent.parent

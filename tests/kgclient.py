@@ -1,6 +1,7 @@
 """Sends calls exactly as KooGallery does: signed, with its headers and quirks (STYLE.md §5).
 
-Tests use `sign_*` from `koogallery.signing` — the same functions the server verifies with — so
+Tests use `sign_*` from `koogallery.protocol.signing` — the same functions the server verifies with
+— so
 a change to the algorithm shows up against the spec's vectors in test_signing.py, not here.
 """
 
@@ -15,8 +16,8 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.test import Client
 
-from koogallery import signing
-from koogallery.resultcodes import ResultCode
+from koogallery.protocol import signing
+from koogallery.protocol.resultcodes import ResultCode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "koogallery"
 

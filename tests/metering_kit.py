@@ -9,7 +9,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from koogallery.instances import ChargingMode, Instance, InstanceState
+from instances.models import ChargingMode, Instance, InstanceState
 from metering import services
 from metering.models import UsageRecord
 

@@ -3,7 +3,7 @@ or V1), read a tenant's tree back, and snapshot every row a rejected call must n
 
 import json
 
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
 from orgsync.models import Department
 from tenants.models import Tenant, TenantUser
 from tests.kgclient import KooGallery, envelope, fixture_json, kit_timestamp

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.utils import timezone
 
-from koogallery.instances import Instance, InstanceState
-from koogallery.secret_store import encrypt_secret
+from instances.models import Instance, InstanceState
+from koogallery.protocol.secret_store import encrypt_secret
 from orgsync.models import Department
 from tenants.models import (
     Application,

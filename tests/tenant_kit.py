@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from django.apps import apps
 
-from koogallery.crypto import OAEP_VARIANTS, generate_rsa_keypair
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.crypto import OAEP_VARIANTS, generate_rsa_keypair
 from tests.kgclient import KooGallery, envelope, fixture_json
 
 VERSIONS = ("v2", "v1")

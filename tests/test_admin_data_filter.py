@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from koogallery.instances import Instance, InstanceOrder
+from instances.models import Instance, InstanceOrder
 from licensing.models import LicenseCode, LicenseRequest
 from metering.models import UsageEvent
 from orgsync.models import Department
@@ -78,8 +78,8 @@ LISTS = [
     "/admin/tenants/authorization/",
     "/admin/tenants/application/",
     "/admin/orgsync/department/",
-    "/admin/koogallery/instance/",
-    "/admin/koogallery/instanceorder/",
+    "/admin/instances/instance/",
+    "/admin/instances/instanceorder/",
     "/admin/licensing/licenserequest/",
     "/admin/licensing/licensecode/",
     "/admin/metering/usageevent/",
@@ -114,7 +114,7 @@ def test_the_count_is_of_every_row(admin_client, rows_of_both_kinds):
 def test_the_journal_marks_debug_calls(admin_client):
     from django.utils import timezone
 
-    from koogallery.journal import InboundCall
+    from koogallery.inbound.journal import InboundCall
 
     for flag, label in ((None, "no-flag"), (False, "flag-0"), (True, "flag-1")):
         InboundCall.objects.create(

@@ -25,8 +25,8 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from koogallery.instances import ChargingMode
-from koogallery.jobs import dispatch_queued_jobs
+from instances.models import ChargingMode
+from koogallery.outbound.jobs import dispatch_queued_jobs
 from licensing import tokens
 from licensing.models import LicenseCode
 from metering import services as metering
@@ -105,7 +105,7 @@ def journey_data(transactional_db, live_server, settings, rsa_keys, fake_koogall
         url = f"{live_server.url}/koogallery"
         call_command("koogallery_call", "--scenario", "buyer-journey", "--url", url, stdout=out)
         assert "11/11 steps passed" in out.getvalue(), out.getvalue()
-        dispatch_queued_jobs()  # Query Order, as beat does (koogallery/jobs.py)
+        dispatch_queued_jobs()  # Query Order, as beat does (koogallery/outbound/jobs.py)
 
         tenant = Tenant.objects.create(
             tenant_id="68cbc86f0e8e4c1e9d553c2a1f0e9b11a0e9d553", tenant_code="northwind",

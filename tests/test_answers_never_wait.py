@@ -189,7 +189,7 @@ def failed_attempts(query, purpose: str, subject: str) -> int:
 
 def done(query, journey: dict) -> bool:
     fetched = query(
-        "SELECT order_fetched_at FROM koogallery_instance WHERE instance_id = %s",
+        "SELECT order_fetched_at FROM instances_instance WHERE instance_id = %s",
         journey["instance"],
     )
     delivered = query(

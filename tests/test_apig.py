@@ -1,4 +1,4 @@
-"""koogallery.apig: Huawei's SDK-HMAC-SHA256 example (§3.7) and the encoding rules.
+"""koogallery.protocol.apig: Huawei's SDK-HMAC-SHA256 example (§3.7) and the encoding rules.
 
 Plain pytest, no Django: runs with `-p no:django`.
 """
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from koogallery.apig import (
+from koogallery.protocol.apig import (
     EMPTY_BODY_SHA256,
     canonical_query_string,
     canonical_request,

@@ -13,7 +13,7 @@ from django.db import connection
 from bench import _harness as harness
 from bench import big_calls
 from bench import org_sync as org_bench
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
 from metering.models import UsageEvent
 from orgsync.models import Department
 from tenants.models import TenantUser

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
 from tenants.models import Authorization, TenantUser
 from tests.kgclient import envelope
 

@@ -1,4 +1,4 @@
-"""koogallery.crypto: the §3.5 vectors, AES round trips, RSA-OAEP (§3.6) and SecretBox.
+"""koogallery.protocol.crypto: the §3.5 vectors, AES round trips, RSA-OAEP (§3.6) and SecretBox.
 
 Plain pytest, no Django: runs with `-p no:django`.
 """
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koogallery.crypto import (
+from koogallery.protocol.crypto import (
     OAEP_VARIANTS,
     CryptoError,
     EncryptType,

@@ -10,8 +10,8 @@ must stay success, while production instances keep every check of §2.8.
 
 import pytest
 
-from koogallery.instances import Instance, InstanceOrder, InstanceState
-from koogallery.journal import InboundCall
+from instances.models import Instance, InstanceOrder, InstanceState
+from koogallery.inbound.journal import InboundCall
 from licensing import tokens
 from licensing.models import License, LicenseCode, LicenseCodeStatus, LicenseRequest, RequestState
 from tests import test_licensing_support as support

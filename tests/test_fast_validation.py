@@ -1,4 +1,4 @@
-"""The fast validation path (koogallery/fastvalidate.py) answers exactly as DRF does.
+"""The fast validation path (koogallery/inbound/fastvalidate.py) answers exactly as DRF does.
 
 For every serializer the pipeline validates with (kit endpoints, V1 and V2, and every
 registered basic activity), over random and edge-case bodies shaped after the serializer's
@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from koogallery import activities, fastvalidate
-from koogallery.inbound import KitEndpoint, validate
-from koogallery.journal import Family
-from koogallery.jsonbody import BodyError, parse_json
+from koogallery.inbound import activities, fastvalidate
+from koogallery.inbound.endpoint import KitEndpoint, validate
+from koogallery.inbound.journal import Family
+from koogallery.protocol.jsonbody import BodyError, parse_json
 from orgsync import serializers as org_serializers
 from tenants import serializers as tenant_serializers
 from tests.kgclient import fixture, fixture_json
@@ -50,7 +50,7 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def pipeline_serializers() -> list[type[serializers.Serializer]]:
-    """Every serializer class `koogallery.inbound.validate` is called with."""
+    """Every serializer class `koogallery.inbound.endpoint.validate` is called with."""
     get_resolver().url_patterns  # imports every app's views
     classes = set()
     for view in _subclasses(KitEndpoint):

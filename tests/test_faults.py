@@ -29,7 +29,7 @@ import redis as redis_client
 from django.conf import settings
 from django.db import connection
 
-from koogallery import signing
+from koogallery.protocol import signing
 from tests.procs import (
     ROOT,
     Blackhole,
@@ -198,7 +198,7 @@ def assert_still_stored(postgres: PrivatePostgres, accepted: dict) -> None:
         accepted["org"],
     )
     assert postgres.query(
-        "SELECT 1 FROM koogallery_instance WHERE instance_id = %s", accepted["instance"]
+        "SELECT 1 FROM instances_instance WHERE instance_id = %s", accepted["instance"]
     )
     assert postgres.query(
         "SELECT 1 FROM licensing_licenserequest WHERE event_id = %s", accepted["event"]
@@ -313,16 +313,16 @@ def test_redis_killed_every_call_is_still_served_and_kept(stack):
     assert readiness(service)["http"] == 200
     assert_still_stored(postgres, accepted)
     assert postgres.query("SELECT 1 FROM tenants_tenant WHERE tenant_id = %s", f"tenant-{tag}")
-    assert postgres.query("SELECT 1 FROM koogallery_instance WHERE order_id = %s", f"CS{tag}")
+    assert postgres.query("SELECT 1 FROM instances_instance WHERE order_id = %s", f"CS{tag}")
     assert postgres.query("SELECT 1 FROM licensing_licenserequest WHERE event_id = %s", f"EV{tag}")
-    assert postgres.query("SELECT 1 FROM koogallery_instance WHERE order_id = %s", f"V1{tag}")
+    assert postgres.query("SELECT 1 FROM instances_instance WHERE order_id = %s", f"V1{tag}")
     assert postgres.query("SELECT 1 FROM orgsync_department WHERE org_code = %s", tag), (
         "the V1 singleOrgSync accepted during the outage"
     )
     # Their jobs (Query Order, licence delivery) waited in the outbox, committed with the calls
-    # (koogallery/jobs.py); with Redis back, one dispatch hands them to the broker.
+    # (koogallery/outbound/jobs.py); with Redis back, one dispatch hands them to the broker.
     waiting = {task for (task,) in postgres.query("SELECT task FROM koogallery_queuedjob")}
-    assert {"koogallery.tasks.fetch_order_details", "licensing.tasks.deliver_license"} <= waiting
+    assert {"instances.tasks.fetch_order_details", "licensing.tasks.deliver_license"} <= waiting
     dispatched = subprocess.run(
         [sys.executable, "manage.py", "koogallery_dispatch_jobs"],
         cwd=ROOT,
@@ -366,8 +366,8 @@ def test_redis_frozen_answers_within_the_socket_timeouts(stack):
     finally:
         redis.thaw()
     answered(kit_v2(service, "tenantSync", tenant_body(f"tenant-{tag}")), "000000")
-    assert postgres.query("SELECT 1 FROM koogallery_instance WHERE order_id = %s", f"CS{tag}")
-    assert postgres.query("SELECT 1 FROM koogallery_instance WHERE order_id = %s", f"V1{tag}")
+    assert postgres.query("SELECT 1 FROM instances_instance WHERE order_id = %s", f"CS{tag}")
+    assert postgres.query("SELECT 1 FROM instances_instance WHERE order_id = %s", f"V1{tag}")
 
 
 def test_service_started_while_redis_is_unreachable_recovers_when_it_listens(stack):

@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings
 
-from koogallery import signing
-from koogallery.instances import Instance, InstanceState
-from koogallery.journal import InboundCall, Verification
+from instances.models import Instance, InstanceState
+from koogallery.inbound.journal import InboundCall, Verification
+from koogallery.protocol import signing
 from tenants.models import Authorization, Tenant, TenantUser
 from tests.kgclient import envelope, fixture_json, now_ms, v1_time_stamp
 from tests.tenant_kit import domain_state

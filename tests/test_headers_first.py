@@ -14,8 +14,8 @@ from django.conf import settings
 from django.test import RequestFactory
 from django.test.client import ClientHandler
 
-from koogallery import signing
-from koogallery.journal import InboundCall, Verification
+from koogallery.inbound.journal import InboundCall, Verification
+from koogallery.protocol import signing
 from tests.kgclient import envelope, now_ms
 from tests.test_instance_concurrency import _server, server  # noqa: F401 (fixtures)
 

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from koogallery import jsonbody, signing
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol import jsonbody, signing
 from tenants.models import Tenant
 from tests.hostile import (
     ACCEPTED_CODES,

@@ -7,11 +7,11 @@ import pytest
 from django.urls import reverse
 
 from config.celery import app as celery_app
-from koogallery import signing
-from koogallery.crypto import aes_decrypt
-from koogallery.instances import Instance, InstanceState
-from koogallery.journal import InboundCall
-from koogallery.outbound_models import OutboundAttempt
+from instances.models import Instance, InstanceState
+from koogallery.inbound.journal import InboundCall
+from koogallery.outbound.attempts import OutboundAttempt
+from koogallery.protocol import signing
+from koogallery.protocol.crypto import aes_decrypt
 from tenants.models import Tenant, TenantBinding
 from tests.fakes.koogallery_server import MOCK_PRODUCT_ID
 from tests.kgclient import envelope, fixture, fixture_json
@@ -40,7 +40,7 @@ def page(admin_client, url: str) -> str:
     return response.content.decode()
 
 
-CHANGELIST = "/admin/koogallery/instance/"
+CHANGELIST = "/admin/instances/instance/"
 
 
 def test_instance_list_shows_test_data_marked_and_filters_it(admin_client, instances):
@@ -66,7 +66,7 @@ def test_instance_page_shows_tenants_and_audit_trail(admin_client, instances):
     debug, _ = instances
     tenant = Tenant.objects.create(tenant_id="t-42", name="Acme Debug", is_test=True)
     TenantBinding.objects.create(tenant=tenant, instance_id=DEBUG_ID)
-    html = page(admin_client, reverse("admin:koogallery_instance_change", args=[debug.pk]))
+    html = page(admin_client, reverse("admin:instances_instance_change", args=[debug.pk]))
     assert "Acme Debug" in html and "t-42" in html
     assert "updateInstanceStatus" in html  # the freeze, by which call
     assert "provisioning" in html and "frozen" in html
@@ -81,10 +81,10 @@ def test_instance_page_shows_tenants_and_audit_trail(admin_client, instances):
 def test_instances_are_read_only(admin_client, instances):
     debug, _ = instances
     assert admin_client.get(CHANGELIST + "add/").status_code == 403
-    url = reverse("admin:koogallery_instance_change", args=[debug.pk])
+    url = reverse("admin:instances_instance_change", args=[debug.pk])
     admin_client.post(url, {"state": InstanceState.RELEASED})
     assert Instance.objects.get(pk=debug.pk).state == InstanceState.FROZEN
-    delete = reverse("admin:koogallery_instance_delete", args=[debug.pk])
+    delete = reverse("admin:instances_instance_delete", args=[debug.pk])
     assert admin_client.get(delete).status_code == 403
 
 
@@ -167,7 +167,7 @@ def test_journal_and_instance_pages_hide_secrets(admin_client, kg, settings):
         JOURNAL,
         reverse("admin:koogallery_inboundcall_change", args=[call.pk]),
         CHANGELIST + "?data=test",
-        reverse("admin:koogallery_instance_change", args=[instance.pk]),
+        reverse("admin:instances_instance_change", args=[instance.pk]),
     ]
     for url in urls:
         html = page(admin_client, url)

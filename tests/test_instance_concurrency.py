@@ -21,9 +21,9 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from koogallery import signing
-from koogallery.instances import Instance, InstanceOrder, InstanceTransition, OrderEvent
-from koogallery.journal import InboundCall
+from instances.models import Instance, InstanceOrder, InstanceTransition, OrderEvent
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol import signing
 from tests.kgclient import fixture_json, now_ms
 
 TWINS = 50

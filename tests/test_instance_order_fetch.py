@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from celery.exceptions import Retry
 
-from koogallery.instances import ChargingMode, Instance, InstanceOrder, OrderEvent
-from koogallery.outbound import TransientOutboundError
-from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
-from koogallery.tasks import MAX_RETRIES, fetch_order_details
+from instances.models import ChargingMode, Instance, InstanceOrder, OrderEvent
+from instances.tasks import MAX_RETRIES, fetch_order_details
+from koogallery.outbound.attempts import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.client import TransientOutboundError
 from tests.fakes.koogallery_server import MOCK_ORDERS, MOCK_PRODUCT_ID, MOCK_SKU
 
 pytestmark = pytest.mark.django_db

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from koogallery import instance_selectors
-from koogallery.instance_selectors import (
+from instances import selectors as instance_selectors
+from instances.models import Instance
+from instances.selectors import (
     BoundTenant,
     front_end_url_needs_tenant,
     instances_for_query,
 )
-from koogallery.instances import Instance
 from tenants.models import Tenant, TenantBinding
 from tests.kgclient import envelope, fixture_json
 

@@ -12,9 +12,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
-from koogallery import signing
-from koogallery.crypto import aes_decrypt, aes_encrypt
-from koogallery.instances import (
+from instances.models import (
     ChargingMode,
     Instance,
     InstanceOrder,
@@ -23,8 +21,10 @@ from koogallery.instances import (
     OrderEvent,
     RefreshScene,
 )
-from koogallery.journal import Family, InboundCall
-from koogallery.signing import body_sign_header
+from koogallery.inbound.journal import Family, InboundCall
+from koogallery.protocol import signing
+from koogallery.protocol.crypto import aes_decrypt, aes_encrypt
+from koogallery.protocol.signing import body_sign_header
 from tests.kgclient import envelope, fixture_json, reason
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 
-from koogallery.instances import (
+from instances.models import (
     Instance,
     InstanceOrder,
     InstanceState,
@@ -19,8 +19,8 @@ from koogallery.instances import (
     OrderEvent,
     RefreshScene,
 )
-from koogallery.journal import InboundCall
-from koogallery.signing import body_sign_header
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.signing import body_sign_header
 from tenants.models import Tenant, TenantBinding
 from tests.kgclient import envelope, fixture, fixture_json, reason
 

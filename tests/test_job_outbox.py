@@ -1,5 +1,6 @@
 """The jobs a call asks for (Query Order, licence delivery) reach the broker through the outbox
-(koogallery/jobs.py): committed with the call, published by the dispatch beat runs every second,
+(koogallery/outbound/jobs.py): committed with the call, published by the dispatch beat runs every
+second,
 never lost to a broker that is down. Published tasks run eagerly here, against the fake
 KooGallery on loopback, so "published" is seen as the work done.
 """
@@ -12,8 +13,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from koogallery.instances import Instance
-from koogallery.jobs import QueuedJob, dispatch_queued_jobs
+from instances.models import Instance
+from koogallery.outbound.jobs import QueuedJob, dispatch_queued_jobs
 from licensing.models import RequestState
 from ops.collectors import OutboxCollector
 from tests.fakes.koogallery_server import MOCK_PRODUCT_ID
@@ -30,7 +31,7 @@ from tests.test_ops_security import ROOT, production_env
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks", "license_settings")]
 
-FETCH = "koogallery.tasks.fetch_order_details"
+FETCH = "instances.tasks.fetch_order_details"
 DELIVER = "licensing.tasks.deliver_license"
 
 

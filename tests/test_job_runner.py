@@ -1,4 +1,4 @@
-"""The job runner of the embedded default (koogallery/jobs.py `run_queued_jobs`, manage.py
+"""The job runner of the embedded default (koogallery/outbound/jobs.py `run_queued_jobs`, manage.py
 koogallery_run_jobs): a call only commits its job's row, with its request id; the runner runs it
 later in its own process, under that id, retrying as the Celery tasks do (the row goes back to
 the outbox, due after the backoff), and runs beat's periodic tasks. In-process here, against the
@@ -16,12 +16,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from koogallery import tasks as koogallery_tasks
-from koogallery.instances import Instance
-from koogallery.jobs import QueuedJob, run_queued_jobs
-from koogallery.journal import InboundCall
+from instances import tasks as koogallery_tasks
+from instances.models import Instance
+from koogallery.inbound.journal import InboundCall
 from koogallery.management.commands.koogallery_run_jobs import Periodic
-from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.attempts import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.jobs import QueuedJob, run_queued_jobs
 from licensing.models import RequestState
 from ops.context import current_request_id
 from tests.kgclient import envelope, fixture_json
@@ -35,7 +35,7 @@ from tests.test_licensing_support import (
 
 pytestmark = pytest.mark.django_db
 
-FETCH = "koogallery.tasks.fetch_order_details"
+FETCH = "instances.tasks.fetch_order_details"
 DELIVER = "licensing.tasks.deliver_license"
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from koogallery.journal import InboundCall
-from koogallery.redaction import (
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.redaction import (
     NAMED_FIELDS,
     REDACTED,
     _masked_tokens,

@@ -1,4 +1,4 @@
-"""Journal retention (koogallery/journal_retention.py): old bodies are cleared, expired rows
+"""Journal retention (koogallery/inbound/retention.py): old bodies are cleared, expired rows
 deleted, the instance's own trail kept."""
 
 from datetime import timedelta
@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from koogallery.instances import Instance, InstanceTransition
-from koogallery.journal import InboundCall
-from koogallery.journal_retention import purge_journal
+from instances.models import Instance, InstanceTransition
+from koogallery.inbound.journal import InboundCall
+from koogallery.inbound.retention import purge_journal
 from tests.kgclient import envelope, fixture_json
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from koogallery.journal import REDACTED, redacted_text, response_text
-from koogallery.jsonbody import parse_json
+from koogallery.inbound.journal import REDACTED, redacted_text, response_text
+from koogallery.protocol.jsonbody import parse_json
 
 
 def stored(raw: bytes) -> str:

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from django.core.management import CommandError, call_command
 
-from koogallery.crypto import load_rsa_private_key, public_key_body, rsa_oaep_decrypt
+from koogallery.protocol.crypto import load_rsa_private_key, public_key_body, rsa_oaep_decrypt
 from tests.tenant_kit import oaep_encrypt
 
 

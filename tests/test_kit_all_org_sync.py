@@ -8,8 +8,8 @@ import pytest
 from django.db import close_old_connections, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from koogallery.journal import InboundCall
-from koogallery.times import kit_time
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.times import kit_time
 from orgsync import services, snapshot
 from orgsync.models import Department
 from tenants.models import SyncFlag, Tenant, TenantUser

@@ -5,9 +5,9 @@ import logging
 import pytest
 from django.apps import apps
 
-from koogallery.crypto import CryptoError, SecretBox, generate_rsa_keypair
-from koogallery.journal import InboundCall
-from koogallery.secret_store import decrypt_client_secret, derived_fernet_key, secret_box
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.crypto import CryptoError, SecretBox, generate_rsa_keypair
+from koogallery.protocol.secret_store import decrypt_client_secret, derived_fernet_key, secret_box
 from tenants.models import Application, Tenant
 from tests.kgclient import fixture
 from tests.tenant_kit import (
@@ -351,7 +351,7 @@ def test_application_admin_lists_every_application_and_filters_by_data(
     ) == (2, 1, 1, 2, 0)
 
 
-# --- secrets at rest (koogallery/secret_store.py) ----------------------------------------------
+# --- secrets at rest (koogallery/protocol/secret_store.py) --------------------------------------
 
 
 def test_secret_box_uses_the_configured_keys(settings):

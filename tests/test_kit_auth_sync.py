@@ -10,7 +10,7 @@ from django.db import connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
 from orgsync.models import Department
 from orgsync.services import single_org_sync
 from orgsync.writers import link_users

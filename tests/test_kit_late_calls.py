@@ -19,8 +19,8 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 
-from koogallery.journal import InboundCall
-from koogallery.times import kit_time
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.times import kit_time
 from orgsync.models import Department
 from orgsync.services import single_org_sync
 from tenants.models import (

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
 from orgsync.models import Department
 from tenants.models import Tenant, TenantUser
 from tests.kgclient import fixture, kit_timestamp

@@ -2,7 +2,7 @@
 
 import pytest
 
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
 from orgsync.models import Department
 from tenants.models import Authorization, Tenant, TenantBinding
 from tests.kgclient import fixture

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from koogallery.outbound_models import OutboundAttempt, OutboundPurpose
+from koogallery.outbound.attempts import OutboundAttempt, OutboundPurpose
 from licensing import license_codes
 from licensing.models import LicenseCode, LicenseCodeRenewal, LicenseCodeStatus
 from licensing.tasks import query_license_codes

@@ -13,8 +13,8 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from koogallery.jobs import QueuedJob, dispatch_queued_jobs
-from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.attempts import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.jobs import QueuedJob, dispatch_queued_jobs
 from licensing import tokens
 from licensing.models import License, LicenseRequest, RequestState
 from licensing.tasks import deliver_license

@@ -12,9 +12,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from koogallery import jobs
-from koogallery.instances import InstanceState
-from koogallery.resultcodes import KooGalleryError
+from instances.models import InstanceState
+from koogallery.outbound import jobs
+from koogallery.protocol.resultcodes import KooGalleryError
 from licensing import selectors, services
 from licensing.models import LicenseRequest, RequestState
 from tests import test_licensing_support as support

@@ -12,8 +12,8 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from koogallery.instances import ChargingMode, InstanceState
-from koogallery.journal import InboundCall
+from instances.models import ChargingMode, InstanceState
+from koogallery.inbound.journal import InboundCall
 from licensing.models import License, LicenseRequest, RequestState
 from tests import test_licensing_support as support
 from tests.kgclient import KooGallery, envelope, fixture_json, reason

@@ -26,8 +26,8 @@ from django.db import connection
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from koogallery.instances import ChargingMode, Instance, InstanceState
-from koogallery.jobs import dispatch_queued_jobs
+from instances.models import ChargingMode, Instance, InstanceState
+from koogallery.outbound.jobs import dispatch_queued_jobs
 from licensing import services, tokens
 from licensing.models import LicenseRequest, RequestState
 from tests.kgclient import envelope, fixture_json
@@ -122,7 +122,7 @@ def pump() -> None:
 
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.05, sweep: bool = False):
     """Poll until `predicate()` is truthy. Between polls the outbox is dispatched, as beat does
-    every second (koogallery/jobs.py); with `sweep`, the sweep runs too."""
+    every second (koogallery/outbound/jobs.py); with `sweep`, the sweep runs too."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

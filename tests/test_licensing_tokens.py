@@ -117,7 +117,7 @@ def test_unusable_signing_keys_are_reported_without_their_content(value):
 
 
 def test_an_rsa_key_is_not_a_licence_signing_key():
-    from koogallery.crypto import generate_rsa_keypair
+    from koogallery.protocol.crypto import generate_rsa_keypair
 
     rsa_pem, _ = generate_rsa_keypair()
     with pytest.raises(tokens.SigningKeyError, match="Ed25519"):

@@ -20,8 +20,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from koogallery import lifecycle, lifecycle_sql
-from koogallery.instances import (
+from instances import services as lifecycle
+from instances import sql as lifecycle_sql
+from instances.models import (
     Instance,
     InstanceOrder,
     InstanceState,
@@ -29,8 +30,8 @@ from koogallery.instances import (
     OrderEvent,
     RefreshScene,
 )
-from koogallery.journal import Family, InboundCall, Verification
-from koogallery.resultcodes import KooGalleryError
+from koogallery.inbound.journal import Family, InboundCall, Verification
+from koogallery.protocol.resultcodes import KooGalleryError
 
 pytestmark = pytest.mark.django_db
 
@@ -491,7 +492,7 @@ def test_the_query_order_job_is_queued_on_commit_with_celerys_own_reprs(
 ):
     from celery.utils.saferepr import saferepr
 
-    from koogallery import tasks
+    from instances import tasks
 
     settings.KOOGALLERY_JOB_DISPATCH = "on_commit"
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from koogallery.instances import ChargingMode, Instance
+from instances.models import ChargingMode, Instance
 from metering import services
 from metering.models import PushBatch, RecordState, UsageRecord
 from tests.fakes.koogallery_server import Reply, handle_usage_data

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from koogallery.instances import Instance
-from koogallery.outbound_models import OutboundAttempt
+from instances.models import Instance
+from koogallery.outbound.attempts import OutboundAttempt
 from metering import aggregation, services
 from metering.models import (
     CursorName,

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from koogallery import lifecycle
-from koogallery.instances import ChargingMode
+from instances import services as lifecycle
+from instances.models import ChargingMode
 from metering import services
 from metering.models import UsageEvent
 from tests.metering_kit import TOKEN, hour, make_instance

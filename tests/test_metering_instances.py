@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import pytest
 
-from koogallery import lifecycle
-from koogallery.instances import ChargingMode, Instance
+from instances import services as lifecycle
+from instances.models import ChargingMode, Instance
 from metering import selectors, services
 from tests.fakes.koogallery_server import CAPTURED_MOCK_ANSWER
 from tests.kgclient import envelope

@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from koogallery import lifecycle
-from koogallery.instances import ChargingMode, Instance
-from koogallery.outbound_models import OutboundAttempt, OutboundPurpose
-from koogallery.usage_push import UsagePushRecord, usage_body, usage_signature, usage_value
+from instances import services as lifecycle
+from instances.models import ChargingMode, Instance
+from koogallery.outbound.attempts import OutboundAttempt, OutboundPurpose
+from koogallery.outbound.usage_push import UsagePushRecord, usage_body, usage_signature, usage_value
 from metering import aggregation, services
 from metering.models import BatchOutcome, PushBatch, RecordState, UsageRecord
 from tests.fakes.koogallery_server import Reply

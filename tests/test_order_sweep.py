@@ -1,4 +1,4 @@
-"""Query Order jobs lost with the broker are queued again by the sweep (koogallery/order_sweep.py):
+"""Query Order jobs lost with the broker are queued again by the sweep (instances/sweep.py):
 an accepted newInstance or upgrade is never left without its order details for want of a
 message. The lost job is a call whose after-commit work never ran; the sweep's jobs run eagerly
 against the fake KooGallery on loopback.
@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from koogallery import tasks
-from koogallery.instances import Instance, InstanceOrder, OrderEvent
-from koogallery.order_sweep import SWEPT, sweep_order_fetches
+from instances import tasks
+from instances.models import Instance, InstanceOrder, OrderEvent
+from instances.sweep import SWEPT, sweep_order_fetches
 from tests.fakes.koogallery_server import MOCK_PRODUCT_ID
 from tests.kgclient import envelope, fixture_json
 

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from koogallery.resultcodes import KooGalleryError
+from koogallery.protocol.resultcodes import KooGalleryError
 from orgsync import services
 from orgsync.models import Department
 from tenants.models import SyncFlag, Tenant, TenantUser

@@ -13,7 +13,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from koogallery.resultcodes import KooGalleryError
+from koogallery.protocol.resultcodes import KooGalleryError
 from orgsync import selectors, services
 from tenants.models import SyncFlag, Tenant, TenantUser
 from tests.org_kit import dangling_parents, tree, user_links

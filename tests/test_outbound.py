@@ -1,4 +1,5 @@
-"""koogallery.outbound against the fake KooGallery host on loopback (§2.9, §3.7, §5.1, §5.2, §5.4).
+"""koogallery.outbound.client against the fake KooGallery host on loopback (§2.9, §3.7, §5.1, §5.2,
+§5.4).
 
 Nothing is patched: every call goes through `requests` to a real server in this process, which
 verifies the APIG signature independently (tests/fakes/koogallery_server.py).
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.db import transaction
 
-from koogallery.outbound import (
+from koogallery.outbound.attempts import AttemptOutcome, OutboundAttempt, OutboundPurpose
+from koogallery.outbound.client import (
     BusinessOutboundError,
     TransientOutboundError,
     call_api,
@@ -27,7 +29,6 @@ from koogallery.outbound import (
     query_order,
     upload_license,
 )
-from koogallery.outbound_models import AttemptOutcome, OutboundAttempt, OutboundPurpose
 from tests.fakes import CLOSE, TIMEOUT, FakeKooGallery, Reply
 from tests.fakes.koogallery_server import usage_signature
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from koogallery import signing
-from koogallery.journal import InboundCall, Verification
+from koogallery.inbound.journal import InboundCall, Verification
+from koogallery.protocol import signing
 from tenants.models import Tenant
 from tests.kgclient import envelope, fixture_json, now_ms
 from tests.test_instance_concurrency import _server, server  # noqa: F401 (fixtures)

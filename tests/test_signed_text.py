@@ -19,11 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from koogallery import activities, signed_text, signing
-from koogallery.inbound import KitEndpoint
-from koogallery.journal import Family
-from koogallery.jsonbody import BodyError, parse_json
-from koogallery.production import v1_pairs, v1_params
+from koogallery.inbound import activities
+from koogallery.inbound.endpoint import KitEndpoint
+from koogallery.inbound.journal import Family
+from koogallery.inbound.production import v1_pairs, v1_params
+from koogallery.protocol import signed_text, signing
+from koogallery.protocol.jsonbody import BodyError, parse_json
 from tests.kgclient import FIXTURES
 
 KEY = "TEST_KIT_ACCESS_KEY_0123456789"

@@ -2,7 +2,7 @@
 
 import json
 
-from koogallery import signing
+from koogallery.protocol import signing
 
 KIT_KEY = "TEST_KIT_ACCESS_KEY_0123456789"
 NONCE = "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA"

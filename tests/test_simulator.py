@@ -7,10 +7,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from koogallery import signing, simulator
-from koogallery.instances import Instance, InstanceState
-from koogallery.journal import InboundCall
-from koogallery.simulator import Journey, Keys, SimulatorError, Target
+from instances.models import Instance, InstanceState
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol import signing
+from koogallery.simulator import player as simulator
+from koogallery.simulator.player import Journey, Keys, SimulatorError, Target
 from licensing import tokens
 from licensing.models import LicenseRequest
 from orgsync.models import Department
@@ -112,7 +113,7 @@ def test_a_single_call_prints_request_response_and_verdict_with_secrets_masked(s
         output
     )
     # The service decrypted what the simulator encrypted with the public half of its key.
-    from koogallery.secret_store import decrypt_client_secret
+    from koogallery.protocol.secret_store import decrypt_client_secret
 
     assert decrypt_client_secret(Application.objects.get()) == "s3cret-Plain-77"
 
@@ -317,7 +318,7 @@ def test_body_sign_verdicts():
 
 
 def test_client_secret_is_encrypted_for_the_given_public_key(rsa_keys):  # noqa: F811
-    from koogallery.crypto import load_rsa_private_key, rsa_oaep_decrypt
+    from koogallery.protocol.crypto import load_rsa_private_key, rsa_oaep_decrypt
 
     public = simulator.load_public_key(rsa_keys[1])  # the one-line console form
     body = simulator.prepare_body(

@@ -21,8 +21,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from koogallery import signing
-from koogallery.journal import InboundCall
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol import signing
 from tenants.models import Tenant
 from tests.kgclient import fixture_json, now_ms
 from tests.procs import Service, database_url, service_env

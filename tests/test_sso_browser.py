@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from koogallery.instances import InstanceState
+from instances.models import InstanceState
 from sso.models import AuditOutcome, LoginAudit, Reason, SignIn
 from tenants.models import AuthorizationState, Role
 from tests.sso_support import APP_ID, TENANT_CODE, TENANT_ID, build_world

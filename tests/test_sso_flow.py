@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 
-from koogallery.instances import InstanceState
+from instances.models import InstanceState
 from sso import views
 from sso.models import (
     AuditEvent,
@@ -273,8 +273,8 @@ def test_with_several_applications_the_one_with_an_active_instance_is_used(
     client, world, fake_oauth
 ):
     world.set_instance_state(InstanceState.FROZEN)
-    from koogallery.instances import Instance
-    from koogallery.secret_store import encrypt_secret
+    from instances.models import Instance
+    from koogallery.protocol.secret_store import encrypt_secret
     from tenants.models import Application
 
     Instance.objects.create(instance_id="inst-2", order_id="o-2", state=InstanceState.ACTIVE)

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.utils import timezone
 
-from koogallery.instances import InstanceState
+from instances.models import InstanceState
 from sso.models import AuditEvent, AuditOutcome, LoginAudit, Reason, SignIn, SignInEnd
 from tenants.models import AuthorizationState
 from tests.sso_support import CALLBACK, TENANT_ID, build_world, platform_login

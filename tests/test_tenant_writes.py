@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from koogallery.journal import InboundCall
-from koogallery.times import KIT_ZONE
+from koogallery.inbound.journal import InboundCall
+from koogallery.protocol.times import KIT_ZONE
 from orgsync.models import Department
 from tenants import services
 from tenants.models import (

@@ -1,4 +1,5 @@
-"""KooGallery's compact times are read by one parser (koogallery/times.py), which answers what
+"""KooGallery's compact times are read by one parser (koogallery/protocol/times.py), which answers
+what
 `strptime` answered everywhere it was used, milliseconds included."""
 
 from datetime import UTC, datetime
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from koogallery.times import compact_time
+from koogallery.protocol.times import compact_time
 
 
 def by_strptime(text: str, millis: bool) -> datetime | None:

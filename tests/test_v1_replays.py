@@ -15,11 +15,11 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from koogallery import signing
-from koogallery.instances import Instance, InstanceState
-from koogallery.journal import InboundCall, Verification
-from koogallery.journal_retention import purge_journal
-from koogallery.v1_answers import V1Answer
+from instances.models import Instance, InstanceState
+from koogallery.inbound.journal import InboundCall, Verification
+from koogallery.inbound.retention import purge_journal
+from koogallery.inbound.v1_answers import V1Answer
+from koogallery.protocol import signing
 from tenants.models import Authorization, AuthorizationState, Tenant
 from tests.kgclient import envelope, fixture_json, v1_time_stamp
 from tests.tenant_kit import domain_state

@@ -11,10 +11,10 @@ import uuid
 import pytest
 from django.conf import settings
 
-from koogallery import signing
-from koogallery.envelope import envelope_bytes
 from koogallery.models import InboundCall, Verification
-from koogallery.resultcodes import ResultCode
+from koogallery.protocol import signing
+from koogallery.protocol.envelope import envelope_bytes
+from koogallery.protocol.resultcodes import ResultCode
 from tenants.models import Tenant
 from tests.kgclient import envelope, now_ms
 

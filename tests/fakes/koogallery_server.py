@@ -6,7 +6,7 @@ it verifies the APIG ``SDK-HMAC-SHA256`` signature of every request (§3.7) with
 captured from settings when the fixture starts, so changing ``settings.KOOGALLERY_SK`` afterwards
 simulates a merchant with a wrong key — and answers ``401 {"error_code":"APIG.0301",…}`` on a
 mismatch (``APIG.0303`` when ``X-Sdk-Date`` is more than 15 minutes off). The signature is
-recomputed here independently of ``koogallery.apig`` so that a bug there shows up.
+recomputed here independently of ``koogallery.protocol.apig`` so that a bug there shows up.
 
 Fixture (registered for the whole suite by ``pytest_plugins`` in tests/conftest.py)::
 
@@ -301,7 +301,7 @@ def _rfc3986(value: str) -> str:
 def apig_canonical_request(
     method: str, path: str, raw_query: str, headers: dict[str, str], names: list[str], body: bytes
 ) -> str:
-    """§3.7 step 2, written from the spec (independently of koogallery.apig)."""
+    """§3.7 step 2, written from the spec (independently of koogallery.protocol.apig)."""
     # Decoded first, then split, as Huawei's signers do (an encoded "/" becomes a separator).
     uri = "/".join(_rfc3986(segment) for segment in unquote(path).split("/"))
     if not uri.endswith("/"):

@@ -1,5 +1,5 @@
 """Play KooGallery against a deployment: sign a call with the configured keys, send it, check the
-answer (`koogallery/simulator.py`). Exit code 0 when every call passed (answered an expected
+answer (`koogallery/simulator/player.py`). Exit code 0 when every call passed (answered an expected
 code), 1 otherwise; a refused call says what the deployment answered and whether KooGallery would
 expect that (a correct refusal of an invalid call is what it expects).
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from koogallery import simulator
-from koogallery.simulator import Journey, Keys, SimulatorError, Target
+from koogallery.simulator import player as simulator
+from koogallery.simulator.player import Journey, Keys, SimulatorError, Target
 
 
 class Command(BaseCommand):

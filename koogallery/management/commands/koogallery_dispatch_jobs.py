@@ -1,5 +1,5 @@
 """Publish the jobs waiting in the outbox now (beat does it every
-KOOGALLERY_JOB_DISPATCH_INTERVAL_S): koogallery/jobs.py.
+KOOGALLERY_JOB_DISPATCH_INTERVAL_S): koogallery/outbound/jobs.py.
 
 manage.py koogallery_dispatch_jobs          # publish what waits, print how many
 manage.py koogallery_dispatch_jobs --list   # only show what waits, by task
@@ -8,7 +8,7 @@ manage.py koogallery_dispatch_jobs --list   # only show what waits, by task
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count, Min
 
-from koogallery.jobs import QueuedJob, dispatch_queued_jobs
+from koogallery.outbound.jobs import QueuedJob, dispatch_queued_jobs
 
 
 class Command(BaseCommand):

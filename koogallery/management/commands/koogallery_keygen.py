@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from koogallery.crypto import MIN_RSA_BITS, CryptoError, generate_rsa_keypair
+from koogallery.protocol.crypto import MIN_RSA_BITS, CryptoError, generate_rsa_keypair
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Apply the journal retention now (beat runs it daily): koogallery/journal_retention.py.
+"""Apply the journal retention now (beat runs it daily): koogallery/inbound/retention.py.
 
 manage.py koogallery_purge_journal            # clear old bodies, delete expired rows
 manage.py koogallery_purge_journal --dry-run  # only count them
@@ -6,7 +6,7 @@ manage.py koogallery_purge_journal --dry-run  # only count them
 
 from django.core.management.base import BaseCommand
 
-from koogallery.journal_retention import purge_journal
+from koogallery.inbound.retention import purge_journal
 
 
 class Command(BaseCommand):

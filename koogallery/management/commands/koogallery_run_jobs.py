@@ -5,7 +5,8 @@ manage.py koogallery_run_jobs                 # run until stopped (SIGINT/SIGTER
 manage.py koogallery_run_jobs --once          # run what is due now, then exit
 
 Every KOOGALLERY_JOB_DISPATCH_INTERVAL_S it runs the jobs calls committed to the outbox
-(koogallery/jobs.py `run_queued_jobs`: Query Order, licence delivery; a retry goes back to the
+(koogallery/outbound/jobs.py `run_queued_jobs`: Query Order, licence delivery; a retry goes back to
+the
 outbox with the Celery task's backoff), and it runs beat's periodic tasks when due
 (CELERY_BEAT_SCHEDULE: order and licence sweeps, usage close-and-push, journal retention,
 licence-code queries), first one interval after start, as beat does. A KooGallery call only
@@ -24,7 +25,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from koogallery.jobs import _task, run_queued_jobs
+from koogallery.outbound.jobs import _task, run_queued_jobs
 from ops.context import new_request_id, request_id_var
 
 logger = logging.getLogger("koogallery.jobs")
