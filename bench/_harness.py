@@ -605,6 +605,17 @@ def in_processes(target: Callable[[int, int], Any], clients: int, procs: int) ->
     return returned, time.perf_counter() - started
 
 
+def merged(results: Sequence[Sequence]) -> list:
+    """What several clients returned, field by field: lists concatenated, numbers added."""
+    fields = []
+    for values in zip(*results, strict=True):
+        if isinstance(values[0], list):
+            fields.append([item for value in values for item in value])
+        else:
+            fields.append(sum(values))
+    return fields
+
+
 # --- figures --------------------------------------------------------------------------------------
 def percentile(sorted_ms: list[float], q: float) -> float:
     """The value at rank q·(n−1), rounded, of a sorted list."""
