@@ -1,11 +1,21 @@
-"""What the scripts under bench/ share: scratch PostgreSQL databases, the environment the service
-runs in (as a child process or in the bench's own), starting it under gunicorn and waiting for it,
-a client that signs basic V2 calls as KooGallery does (§3.2), and percentiles. What each bench
-measures, and how, stays in the bench.
+"""What the scripts under bench/ share, so that each says only what it measures and how:
+
+- scratch PostgreSQL databases (scratch_database: created empty, migrated, dropped at the end
+  unless --keep) and Django set up in the bench's own process (setup_django);
+- the environment the service runs in, as a child process or in the bench's own;
+- the service itself as production runs it (service: gunicorn -c python:ops.gunicorn on a free
+  port, its log in a file, up before the bench starts, stopped after it);
+- calls signed as KooGallery signs them (kit_request §3.1, basic_request §3.2), sent over one
+  keep-alive connection (Connection), through Django's whole stack in-process (InProcess) or
+  from a pool of threads (BasicClient, post_all, basic_phase);
+- client loops: a client's timed calls back to back (timed_loop), clients as threads
+  (in_threads) shared among forked processes (in_processes), their figures merged (merged);
+- figures: timed, repeat_ms, percentile, latency_summary, spread (best/median/worst) and the
+  machine's load average before and after (load_averages);
+- the world calls act on (add_on_demand_instances).
 
 Each script puts the project's root first on sys.path (before bench/, so that `import licensing`
-finds the app, not bench/licensing.py), then `from bench import _harness as harness`.
-"""
+finds the app, not bench/licensing.py), then `from bench import _harness as harness`."""
 
 import http.client
 import json
@@ -212,6 +222,18 @@ def start_gunicorn(
     return subprocess.Popen(command, cwd=ROOT, **popen)
 
 
+def add_client_arguments(
+    parser, *, clients: int, procs: int, seconds: float, rounds: int, warmup: float
+) -> None:
+    """--clients (threads) in --procs client processes (in_processes), --seconds a round (of a
+    phase), --rounds, --warmup seconds not counted; the defaults are the bench's."""
+    parser.add_argument("--clients", type=int, default=clients, help="concurrent clients")
+    parser.add_argument("--procs", type=int, default=procs, help="client processes")
+    parser.add_argument("--seconds", type=float, default=seconds, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--warmup", type=float, default=warmup, help="seconds, not counted")
+
+
 def add_service_arguments(parser, *, workers: int = 4) -> None:
     """--workers (default `workers`), --worker-class, --threads: the production server
     (ops/gunicorn.py, threaded workers) unless told otherwise."""
@@ -375,7 +397,21 @@ def basic_request(body) -> Request:
     return f"/koogallery?{query}", {"Content-Type": JSON_TYPE}, raw
 
 
-class Connection:
+class Sender:
+    """What sends a Request: exchange() gives (HTTP status, the answer's bytes)."""
+
+    def exchange(self, request: Request) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    def send(self, request: Request) -> dict:
+        """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
+        status, data = self.exchange(request)
+        if status != 200:
+            return {"resultCode": f"HTTP {status}"}
+        return json.loads(data)
+
+
+class Connection(Sender):
     """One keep-alive HTTP/1.1 connection to the service on loopback."""
 
     def __init__(self, host: str, port: int, timeout: float = 30):
@@ -407,13 +443,6 @@ class Connection:
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         self.conn.connect()
 
-    def send(self, request: Request) -> dict:
-        """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
-        status, data = self.exchange(request)
-        if status != 200:
-            return {"resultCode": f"HTTP {status}"}
-        return json.loads(data)
-
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -421,7 +450,7 @@ class Connection:
 
 
 # --- the same calls in this process (Django's test client: the whole stack, no socket) --------
-class InProcess:
+class InProcess(Sender):
     """Sends requests through Django's whole stack in this process, as Connection does over
     loopback (Django must be set up)."""
 
@@ -437,13 +466,6 @@ class InProcess:
             "POST", path, raw, content_type=headers.pop("Content-Type"), headers=headers
         )
         return response.status_code, response.content
-
-    def send(self, request: Request) -> dict:
-        """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
-        status, data = self.exchange(request)
-        if status != 200:
-            return {"resultCode": f"HTTP {status}"}
-        return json.loads(data)
 
 
 # --- a KooGallery client for the basic interface (requests, a session per thread) ----------------

@@ -322,12 +322,9 @@ def set_up_world(port: int, run_id: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--procs", type=int, default=4, help="client processes")
+    # --seconds and --warmup are per phase.
+    harness.add_client_arguments(parser, clients=16, procs=4, seconds=8, rounds=3, warmup=2)
     harness.add_service_arguments(parser)
-    parser.add_argument("--seconds", type=float, default=8, help="seconds per phase per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=2, help="seconds per phase, not counted")
     parser.add_argument("--only", nargs="*", help="phases to run (substring match)")
     harness.add_scratch_arguments(parser, db="bench_load", redis_db=12)
     args = parser.parse_args()

@@ -196,14 +196,10 @@ def run_round(args, port, tag, start, seconds, replays=None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
-    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    harness.add_client_arguments(parser, clients=4, procs=2, seconds=10, rounds=3, warmup=3)
     harness.add_service_arguments(parser)
     parser.add_argument("--per-request", type=int, default=1000, help="events per request")
     parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=3, help="seconds, not counted")
     parser.add_argument("--duplicates", action="store_true", help="also post every batch again")
     parser.add_argument(
         "--floor",
