@@ -1,25 +1,41 @@
-"""What the scripts under bench/ share: scratch PostgreSQL databases, the environment the service
-runs in (as a child process or in the bench's own), starting it under gunicorn and waiting for it,
-a client that signs basic V2 calls as KooGallery does (§3.2), and percentiles. What each bench
-measures, and how, stays in the bench.
+"""What the scripts under bench/ share, so that each says only what it measures and how:
+
+- scratch PostgreSQL databases (scratch_database: created empty, migrated, dropped at the end
+  unless --keep) and Django set up in the bench's own process (setup_django);
+- the environment the service runs in, as a child process or in the bench's own;
+- the service itself as production runs it (service: gunicorn -c python:ops.gunicorn on a free
+  port, its log in a file, up before the bench starts, stopped after it);
+- calls signed as KooGallery signs them (kit_request §3.1, basic_request §3.2), sent over one
+  keep-alive connection (Connection), through Django's whole stack in-process (InProcess) or
+  from a pool of threads (BasicClient, post_all, basic_phase);
+- client loops: a client's timed calls back to back (timed_loop), clients as threads
+  (in_threads) shared among forked processes (in_processes), their figures merged (merged);
+- figures: timed, repeat_ms, percentile, latency_summary, spread (best/median/worst) and the
+  machine's load average before and after (load_averages);
+- the world calls act on (add_on_demand_instances).
 
 Each script puts the project's root first on sys.path (before bench/, so that `import licensing`
-finds the app, not bench/licensing.py), then `from bench import _harness as harness`.
-"""
+finds the app, not bench/licensing.py), then `from bench import _harness as harness`."""
 
 import http.client
 import json
+import multiprocessing
 import os
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -74,6 +90,55 @@ def drop_database(database_url: str) -> None:
     server, name = _server(database_url)
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_database(
+    database_url: str,
+    *,
+    keep: bool = False,
+    env: Mapping[str, str] | None = None,
+    empty_at_end: bool = False,
+) -> Iterator[str]:
+    """The database `database_url` names, dropped and created empty, migrated in a child process
+    with `env` if given (else the bench migrates it: setup_django); at the end this process's
+    Django connections are closed and the database is dropped (`empty_at_end`: created empty
+    again) unless `keep`."""
+    recreate_database(database_url)
+    if env is not None:
+        migrate(env)
+    try:
+        yield database_url
+    finally:
+        close_django_connections()
+        if empty_at_end and not keep:
+            recreate_database(database_url)
+        elif not keep:
+            drop_database(database_url)
+
+
+def setup_django(*, migrate: bool = True) -> None:
+    """django.setup() in this process (its environment set: configure_environment), then, with
+    `migrate`, `manage.py migrate` of the database it names, here."""
+    import django
+
+    django.setup()
+    if migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+
+
+def close_django_connections() -> None:
+    """Closes this process's Django connections, if Django was set up here."""
+    if "django.apps" not in sys.modules:
+        return
+    from django.apps import apps
+
+    if apps.ready:
+        from django.db import connections
+
+        connections.close_all()
 
 
 # --- the service's environment --------------------------------------------------------------------
@@ -157,11 +222,26 @@ def start_gunicorn(
     return subprocess.Popen(command, cwd=ROOT, **popen)
 
 
-def add_service_arguments(parser) -> None:
-    """--workers, --worker-class, --threads: the production server (ops/gunicorn.py, threaded
-    workers) unless told otherwise."""
+def add_client_arguments(
+    parser, *, clients: int, procs: int, seconds: float, rounds: int, warmup: float
+) -> None:
+    """--clients (threads) in --procs client processes (in_processes), --seconds a round (of a
+    phase), --rounds, --warmup seconds not counted; the defaults are the bench's."""
+    parser.add_argument("--clients", type=int, default=clients, help="concurrent clients")
+    parser.add_argument("--procs", type=int, default=procs, help="client processes")
+    parser.add_argument("--seconds", type=float, default=seconds, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--warmup", type=float, default=warmup, help="seconds, not counted")
+
+
+def add_service_arguments(parser, *, workers: int = 4) -> None:
+    """--workers (default `workers`), --worker-class, --threads: the production server
+    (ops/gunicorn.py, threaded workers) unless told otherwise."""
     parser.add_argument(
-        "--workers", type=int, default=4, help="gunicorn workers (production: WEB_CONCURRENCY, 4)"
+        "--workers",
+        type=int,
+        default=workers,
+        help="gunicorn workers (production: WEB_CONCURRENCY, 4)",
     )
     parser.add_argument(
         "--worker-class", help="gunicorn worker class (default: ops/gunicorn.py's, threaded)"
@@ -171,20 +251,67 @@ def add_service_arguments(parser) -> None:
     )
 
 
-def start_service(args, port: int, env: Mapping[str, str], log) -> subprocess.Popen:
+def start_service(
+    args, port: int, env: Mapping[str, str], log, *options: str
+) -> subprocess.Popen:
     """The service as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`)
-    on `port`, with add_service_arguments' options, its output to `log`."""
+    on `port`, with add_service_arguments' options and then gunicorn's `options`, its output to
+    `log`."""
     return start_gunicorn(
         "config.wsgi:application",
         port,
         args.workers,
         *(["--worker-class", args.worker_class] if args.worker_class else []),
         *(["--threads", str(args.threads)] if args.threads else []),
+        *options,
         config="python:ops.gunicorn",
         env=env,
         stdout=log,
         stderr=log,
     )
+
+
+@dataclass
+class Service:
+    """A service started by `service()`: its gunicorn master, port and log file."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@contextmanager
+def service(args, env: Mapping[str, str], name: str, *options: str) -> Iterator[Service]:
+    """The service as in production (start_service, with gunicorn's `options` added) on a free
+    port, its output to bench-`name`-<pid>.log in the temporary directory, up (GET /healthz)
+    before the block runs; stopped (killed after 30 s) and its log closed after it."""
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"bench-{name}-{os.getpid()}.log"
+    with log_path.open("w") as log:
+        process = start_service(args, port, env, log, *options)
+        try:
+            wait_until_up(port)
+            yield Service(process, port, log_path)
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminates the process and waits for it; kills it if it has not ended in `timeout` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def describe_service(args) -> str:
@@ -255,7 +382,36 @@ def kit_request(name: str, body, path: str = "") -> Request:
     return path or f"/koogallery/produceAPI/v2/{name}", headers, raw
 
 
-class Connection:
+def basic_request(body) -> Request:
+    """A basic V2 call (§3.2): fresh nonce, current Unix-ms timestamp, the signature over the raw
+    body in the query."""
+    raw = body if isinstance(body, bytes) else raw_json(body)
+    nonce, stamp = uuid.uuid4().hex.upper(), str(time.time_ns() // 1_000_000)
+    query = urlencode(
+        {
+            "signature": basic_sign(BASIC_KEY, nonce, stamp, raw).upper(),
+            "timestamp": stamp,
+            "nonce": nonce,
+        }
+    )
+    return f"/koogallery?{query}", {"Content-Type": JSON_TYPE}, raw
+
+
+class Sender:
+    """What sends a Request: exchange() gives (HTTP status, the answer's bytes)."""
+
+    def exchange(self, request: Request) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    def send(self, request: Request) -> dict:
+        """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
+        status, data = self.exchange(request)
+        if status != 200:
+            return {"resultCode": f"HTTP {status}"}
+        return json.loads(data)
+
+
+class Connection(Sender):
     """One keep-alive HTTP/1.1 connection to the service on loopback."""
 
     def __init__(self, host: str, port: int, timeout: float = 30):
@@ -287,17 +443,29 @@ class Connection:
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         self.conn.connect()
 
-    def send(self, request: Request) -> dict:
-        """The parsed answer of a call answered 200; {"resultCode": "HTTP <status>"} else."""
-        status, data = self.exchange(request)
-        if status != 200:
-            return {"resultCode": f"HTTP {status}"}
-        return json.loads(data)
-
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+# --- the same calls in this process (Django's test client: the whole stack, no socket) --------
+class InProcess(Sender):
+    """Sends requests through Django's whole stack in this process, as Connection does over
+    loopback (Django must be set up)."""
+
+    def __init__(self):
+        from django.test import Client
+
+        self.client = Client()
+
+    def exchange(self, request: Request) -> tuple[int, bytes]:
+        path, headers, raw = request
+        headers = dict(headers)
+        response = self.client.generic(
+            "POST", path, raw, content_type=headers.pop("Content-Type"), headers=headers
+        )
+        return response.status_code, response.content
 
 
 # --- a KooGallery client for the basic interface (requests, a session per thread) ----------------
@@ -318,22 +486,9 @@ class BasicClient:
         session = getattr(self.local, "session", None)
         if session is None:
             session = self.local.session = self.new_session()
-        raw = json.dumps(body, separators=(",", ":")).encode()
-        nonce, timestamp = uuid.uuid4().hex.upper(), str(int(time.time() * 1000))
-        query = urlencode(
-            {
-                "signature": basic_sign(BASIC_KEY, nonce, timestamp, raw).upper(),
-                "timestamp": timestamp,
-                "nonce": nonce,
-            }
-        )
+        path, headers, raw = basic_request(body)
         started = time.perf_counter()
-        response = session.post(
-            f"{self.url}/koogallery?{query}",
-            data=raw,
-            headers={"Content-Type": "application/json;charset=utf8"},
-            timeout=30,
-        )
+        response = session.post(f"{self.url}{path}", data=raw, headers=headers, timeout=30)
         return time.perf_counter() - started, response.json()
 
 
@@ -358,6 +513,207 @@ def post_all(
     return latencies, answers, time.perf_counter() - started
 
 
+def basic_phase(
+    name: str,
+    client: BasicClient,
+    bodies: list[dict],
+    clients: int,
+    expect: str | Callable[[dict], bool],
+) -> list[dict]:
+    """post_all, then a line: calls, p50/p90/p99/max latency, calls/s, and the answers that
+    were not expected (`expect`: a result code, or a test of the answer). The answers."""
+    latencies, answers, wall = post_all(client, bodies, clients)
+    unexpected: dict[str, int] = {}
+    for answer in answers:
+        code = answer.get("resultCode", "?")
+        if not (expect(answer) if callable(expect) else code == expect):
+            unexpected[code] = unexpected.get(code, 0) + 1
+    print(
+        f"{name:<40} {latency_summary(latencies, wall)}"
+        + (f"  unexpected={unexpected}" if unexpected else ""),
+        flush=True,
+    )
+    return answers
+
+
+# --- timing ---------------------------------------------------------------------------------------
+def timed(call: Callable[..., Any], *args, **kwargs) -> tuple[float, Any]:
+    """(seconds `call(*args, **kwargs)` took, what it returned)"""
+    started = time.perf_counter()
+    result = call(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def timed_exchange(sender, request: Request) -> tuple[float, int, bytes]:
+    """(seconds from the first byte sent to the answer read, status, answer) of a Connection's
+    or an InProcess' exchange."""
+    seconds, (status, data) = timed(sender.exchange, request)
+    return seconds, status, data
+
+
+def repeat_ms(call: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    """`call()` `repeat` times: (milliseconds of each, what the last returned)."""
+    timings, result = [], None
+    for _ in range(repeat):
+        seconds, result = timed(call)
+        timings.append(seconds * 1000)
+    return timings, result
+
+
+def timed_loop(
+    prepare: Callable[[int], Any],
+    send: Callable[[Any], Any],
+    check: Callable[[Any, Any], str | None],
+    *,
+    seconds: float | None = None,
+    count: int | None = None,
+) -> tuple[list[float], list[str]]:
+    """One client's calls back to back, for `seconds` or `count` calls: call n's request is
+    `prepare(n)` (not timed), its answer `send(request)` (timed), `check(request, answer)` says
+    what was wrong with it (None: nothing). (each call's seconds, what was wrong)"""
+    latencies: list[float] = []
+    failures: list[str] = []
+    deadline = time.perf_counter() + (seconds or 0)
+    n = 0
+    while n < count if count is not None else time.perf_counter() < deadline:
+        request = prepare(n)
+        n += 1
+        started = time.perf_counter()
+        answer = send(request)
+        latencies.append(time.perf_counter() - started)
+        failure = check(request, answer)
+        if failure is not None:
+            failures.append(failure)
+    return latencies, failures
+
+
+def in_threads(target: Callable[[int], Any], count: int) -> list:
+    """target(0) … target(count - 1), each in its own thread, all at once: what each returned,
+    in that order (an exception in a thread leaves None)."""
+    results: list = [None] * count
+
+    def run(index: int) -> None:
+        results[index] = target(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def in_processes(target: Callable[[int, int], Any], clients: int, procs: int) -> tuple[list, float]:
+    """`clients` client threads shared among up to `procs` forked processes: process i runs
+    target(i, its share of the threads) and what it returns comes back (picklable). (what each
+    process returned, in the order they ended; wall seconds from the first start to the last
+    end)"""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    shares = [clients // procs + (i < clients % procs) for i in range(procs)]
+
+    def run(index: int, share: int) -> None:
+        results.put(target(index, share))
+
+    started = time.perf_counter()
+    processes = [
+        context.Process(target=run, args=(i, share)) for i, share in enumerate(shares) if share
+    ]
+    for process in processes:
+        process.start()
+    returned = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return returned, time.perf_counter() - started
+
+
+def merged(results: Sequence[Sequence]) -> list:
+    """What several clients returned, field by field: lists concatenated, numbers added."""
+    fields = []
+    for values in zip(*results, strict=True):
+        if isinstance(values[0], list):
+            fields.append([item for value in values for item in value])
+        else:
+            fields.append(sum(values))
+    return fields
+
+
+# --- figures --------------------------------------------------------------------------------------
 def percentile(sorted_ms: list[float], q: float) -> float:
     """The value at rank q·(n−1), rounded, of a sorted list."""
     return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
+
+
+def latency_summary(latencies: Sequence[float], wall: float | None = None) -> str:
+    """`n=… p50=… p90=… p99=… max=…` in ms of latencies in seconds, and calls/s over `wall`."""
+    ms = sorted(x * 1000 for x in latencies)
+    if not ms:
+        return "n=    0"
+    text = (
+        f"n={len(ms):>5}  p50={statistics.median(ms):7.1f} ms  p90={percentile(ms, 0.90):7.1f} ms"
+        f"  p99={percentile(ms, 0.99):7.1f} ms  max={ms[-1]:7.1f} ms"
+    )
+    return text + (f"  {len(ms) / wall:7.1f} calls/s" if wall else "")
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(best, median, worst): the least, the median and the greatest of the values."""
+    return min(values), statistics.median(values), max(values)
+
+
+def spread_text(values: Sequence[float], form: str = "7.1f", sep: str = " ") -> str:
+    """spread's three values, each formatted as `form`, joined by `sep`."""
+    return sep.join(f"{value:{form}}" for value in spread(values))
+
+
+def load_averages(before: Sequence[float], after: Sequence[float] | None = None) -> str:
+    """The machine's load average (1/5/15 min) before and after a run (os.getloadavg()): on a
+    shared machine, a figure taken under load says less."""
+    text = "load average (1/5/15 min) before: " + " ".join(f"{x:.2f}" for x in before)
+    if after is not None:
+        text += "   after: " + " ".join(f"{x:.2f}" for x in after)
+    return text
+
+
+@contextmanager
+def stderr_to(path: Path, *, append: bool = False) -> Iterator[None]:
+    """This process's file descriptor 2 (the service's log lines, when it runs here) into
+    `path` for as long as the block runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    target = os.open(path, flags)
+    os.dup2(target, 2)
+    os.close(target)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# --- the world the calls act on -------------------------------------------------------------------
+def add_on_demand_instances(
+    count: int, *, prefix: str = "bench", started: datetime | None = None
+) -> list[str]:
+    """`count` active on-demand instances `<prefix>-00000`…, created `started` (a day ago by
+    default), through the ORM of this process (Django must be set up): their ids."""
+    from instances.models import ChargingMode, Instance, InstanceState
+
+    ids = [f"{prefix}-{n:05d}" for n in range(count)]
+    Instance.objects.bulk_create(
+        Instance(
+            instance_id=instance_id,
+            order_id=f"CS{instance_id}",
+            order_line_id=f"CS{instance_id}-000001",
+            charging_mode=ChargingMode.ON_DEMAND,
+            state=InstanceState.ACTIVE,
+            product_id=f"P-{prefix}",
+        )
+        for instance_id in ids
+    )
+    Instance.objects.filter(instance_id__in=ids).update(
+        created_at=started or datetime.now(UTC) - timedelta(days=1)
+    )
+    return ids

@@ -13,13 +13,12 @@ For each round a fresh tenant gets: the first load of 500 users (flag 1), an ide
 all of them. Finally one call carries 5,000 users (Huawei's 500 cap is not enforced, §2.6).
 
 Options: --rounds N (default 5), --users N (default 500), --big N (default 5000, 0 to skip).
+A quick smoke run: `.venv/bin/python bench/auth_sync.py --rounds 2 --users 50 --big 200`.
 """
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +72,11 @@ def timed(kg, body: dict) -> tuple[float, int]:
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as queries:
-        started = time.perf_counter()
-        response = kg.kit("authSync", body)
-        elapsed = (time.perf_counter() - started) * 1000
+        seconds, response = harness.timed(kg.kit, "authSync", body)
     answer = response.json()
     if answer["resultCode"] != "000000":
         raise SystemExit(f"authSync failed: {answer}")
-    return elapsed, len(queries)
+    return seconds * 1000, len(queries)
 
 
 def run(rounds: int, count: int, big: int) -> None:
@@ -98,6 +95,7 @@ def run(rounds: int, count: int, big: int) -> None:
         "delete all (flag 0)": lambda t: auth_sync(t, users(count), 0),
     }
     figures: dict[str, list[tuple[float, int]]] = {name: [] for name in operations}
+    load_before = os.getloadavg()
     kg.kit("authSync", auth_sync("warm-up", users(10), 1))  # imports, first connection
     for number in range(rounds):
         tenant_id = f"bench-tenant-{number:03d}"
@@ -110,13 +108,14 @@ def run(rounds: int, count: int, big: int) -> None:
     print(f"{rounds} rounds, a fresh tenant each; Django test client (no network)\n")
     print(row("operation", "median ms", "min", "max", "queries"))
     for name, samples in figures.items():
-        times = [ms for ms, _ in samples]
-        print(row(name, statistics.median(times), min(times), max(times), samples[0][1]))
+        low, median, high = harness.spread([ms for ms, _ in samples])
+        print(row(name, median, low, high, samples[0][1]))
     if big:
         ms, queries = timed(kg, auth_sync("bench-big", users(big), 1))
         print(row(f"one call of {big} users (flag 1)", ms, "", "", queries))
         ms, queries = timed(kg, auth_sync("bench-big", users(big), 2))
         print(row("  its identical re-sync (flag 2)", ms, "", "", queries))
+    print(harness.load_averages(load_before, os.getloadavg()))
 
 
 def row(name, median, low, high, queries) -> str:

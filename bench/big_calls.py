@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,24 +120,7 @@ def usage_requests(
 
 def add_instances(count: int, prefix: str = "bench-od") -> list[str]:
     """`count` active on-demand instances, started a day ago (Django must be set up)."""
-    from instances.models import ChargingMode, Instance, InstanceState
-
-    ids = [f"{prefix}-{n:05d}" for n in range(count)]
-    Instance.objects.bulk_create(
-        Instance(
-            instance_id=instance_id,
-            order_id=f"CS{instance_id}",
-            order_line_id=f"CS{instance_id}-000001",
-            charging_mode=ChargingMode.ON_DEMAND,
-            state=InstanceState.ACTIVE,
-            product_id="P-bench",
-        )
-        for instance_id in ids
-    )
-    Instance.objects.filter(instance_id__in=ids).update(
-        created_at=datetime.now(UTC) - timedelta(days=1)
-    )
-    return ids
+    return harness.add_on_demand_instances(count, prefix=prefix)
 
 
 def accepted_kit(status: int, data: bytes, *, endpoint: str, tenant_id: str) -> float:
@@ -207,28 +190,8 @@ def floor_seconds(conn: psycopg.Connection, items: list[dict], tenant: int = 1) 
     return time.perf_counter() - started
 
 
-class InProcess:
-    """Sends requests through Django's whole stack in this process (test client; no socket)."""
-
-    def __init__(self):
-        from django.test import Client
-
-        self.client = Client()
-
-    def exchange(self, request: harness.Request) -> tuple[int, bytes]:
-        path, headers, raw = request
-        headers = dict(headers)
-        response = self.client.generic(
-            "POST", path, raw, content_type=headers.pop("Content-Type"), headers=headers
-        )
-        return response.status_code, response.content
-
-
-def timed(sender, request: harness.Request) -> tuple[float, int, bytes]:
-    """(seconds from the first byte sent to the answer read, status, answer)"""
-    started = time.perf_counter()
-    status, data = sender.exchange(request)
-    return time.perf_counter() - started, status, data
+InProcess = harness.InProcess  # Django's whole stack in this process (test client; no socket)
+timed = harness.timed_exchange  # (seconds, status, answer)
 
 
 def post_usage(port: int, requests: list[harness.Request], clients: int) -> float:
@@ -252,13 +215,7 @@ def post_usage(port: int, requests: list[harness.Request], clients: int) -> floa
                 problems.append(str(exc))
         connection.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall, _ = harness.timed(harness.in_threads, lambda _: client(), clients)
     if problems:
         raise Void(f"{len(problems)} request(s) refused; first: {problems[0]}")
     return wall
@@ -434,16 +391,11 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
         f"{args.per_request} events per request):",
         flush=True,
     )
-    stderr = os.dup(2)
-    sys.stderr.flush()
-    os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
-    try:
+    with harness.stderr_to(log_path, append=True):
         # This process's first calls import and connect: warm up with small ones.
         warm_up(sender, items, instance_ids)
         for name, make in calls.items():
             print(profile_one(args, sender, name, make), flush=True)
-    finally:
-        os.dup2(stderr, 2)
 
 
 def warm_up(sender, items: list[dict], instance_ids: list[str]) -> None:
@@ -550,17 +502,10 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
     floor_conn = psycopg.connect(args.database_url)
     # Every worker's first calls import and allocate: warm them all up, from 8 connections.
     warm_ids = instance_ids or add_instances(1, prefix="warm-od")
-    warmers = [
-        threading.Thread(
-            target=warm_up,
-            args=(harness.Connection("127.0.0.1", port, timeout=120), items, warm_ids),
-        )
-        for _ in range(2 * args.workers)
-    ]
-    for warmer in warmers:
-        warmer.start()
-    for warmer in warmers:
-        warmer.join()
+    harness.in_threads(
+        lambda _: warm_up(harness.Connection("127.0.0.1", port, timeout=120), items, warm_ids),
+        2 * args.workers,
+    )
 
     def kit_row(row: str, tenant: str, endpoint: str, request, floor, verify=None) -> None:
         harness_wait_quiet(args)
@@ -665,10 +610,8 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
 
 def report(args, figures: Figures, load_before, load_after) -> None:
     print(
-        f"\nbest / median / worst of {args.runs} run(s); load average (1/5/15 min) before: "
-        + " ".join(f"{x:.2f}" for x in load_before)
-        + "  after: "
-        + " ".join(f"{x:.2f}" for x in load_after)
+        f"\nbest / median / worst of {args.runs} run(s); "
+        + harness.load_averages(load_before, load_after)
     )
     print(
         f"{'row':<15} {'best':>9} {'median':>9} {'worst':>9}  {'x floor (best/median)':>21}  "
@@ -741,7 +684,6 @@ def main() -> None:
     wanted = {row for row in ROWS if not args.only or any(o in row for o in args.only)}
     args.database_url = f"{args.pg_url}/{args.db}"
 
-    log_path = Path(tempfile.gettempdir()) / f"bench-big-calls-{os.getpid()}.log"
     settings = {
         "log_level": "INFO",
         "encryption_keys": Fernet.generate_key().decode(),
@@ -756,8 +698,6 @@ def main() -> None:
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-big-metrics-"),
         **settings,
     )
-    harness.recreate_database(args.database_url)
-    harness.migrate(env)
     harness.configure_environment(
         args.database_url,
         unset=(*harness.SERVICE_PREFIXES, "LOG_", "METERING_", "SECURE_", "PROMETHEUS_"),
@@ -765,17 +705,14 @@ def main() -> None:
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="bench-big-metrics-"),
         **settings,
     )
-    import django
-
-    django.setup()
-    from django.db import connections
-
-    port = harness.free_port()
-    log = log_path.open("w")
-    gunicorn = harness.start_service(args, port, env, log)
-    figures = Figures()
-    try:
-        harness.wait_until_up(port)
+    harness.setup_django(migrate=False)
+    with (
+        harness.scratch_database(args.database_url, keep=args.keep, env=env),
+        harness.service(args, env, "big-calls") as service,
+        ExitStack() as cleanup,
+    ):
+        cleanup.callback(lambda: [conn.close() for conn in _quiet_conn])
+        port, log_path, figures = service.port, service.log_path, Figures()
         with psycopg.connect(args.database_url) as conn:
             version = conn.info.server_version
         print(
@@ -792,15 +729,6 @@ def main() -> None:
                 instance_ids = add_instances(args.instances, prefix="profile-od")
             profile_calls(args, items, instance_ids, log_path)
             print(f"load average after the profiles: {os.getloadavg()[0]:.2f}")
-    finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        log.close()
-        for conn in _quiet_conn:
-            conn.close()
-        connections.close_all()
-        if not args.keep:
-            harness.drop_database(args.database_url)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ Celery worker issues and uploads per second. Prints figures; asserts nothing abo
 
     .venv/bin/python bench/licensing.py
     .venv/bin/python bench/licensing.py --clients 16 --calls 2000 --workers 4 --concurrency 1
+    .venv/bin/python bench/licensing.py --clients 4 --calls 100 --workers 2   # a quick smoke run
 
 Set-up: a scratch PostgreSQL database (PG_URL, default postgres://postgres@127.0.0.1:5432;
 dropped at the end unless --keep), Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14: use a
 db no other worker listens to; its `celery` queue is emptied before and after), the service under
-gunicorn, and the fake KooGallery open-API host of the tests on loopback (APIG-verifying, as
+gunicorn as in production (bench/_harness.py: --workers, --worker-class, --threads; its log in
+a file), and the fake KooGallery open-API host of the tests on loopback (APIG-verifying, as
 Huawei's gateway does).
 
 Phase 1: N new getLicenseAsync calls (one device each) from --clients threads, signed as
@@ -23,12 +25,13 @@ Phase 4: the same N calls once delivered (answered 000000 from the stored state)
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -43,35 +46,16 @@ from tests.fakes import FakeKooGallery  # noqa: E402
 AK, SK = "BENCHAKBENCHAKBENCH1", "BENCHSKbenchSKbenchSKbenchSKbenchSK00001"
 
 
-def run_phase(
-    name: str, client: harness.BasicClient, bodies: list[dict], clients: int, expect: str
-) -> None:
-    latencies, answers, wall = harness.post_all(client, bodies, clients)
-    unexpected: dict[str, int] = {}
-    for answer in answers:
-        code = answer.get("resultCode", "?")
-        if code != expect:
-            unexpected[code] = unexpected.get(code, 0) + 1
-    ms = sorted(x * 1000 for x in latencies)
-    print(
-        f"{name:<40} n={len(ms):>5}  p50={statistics.median(ms):6.1f} ms  "
-        f"p90={harness.percentile(ms, 0.90):6.1f} ms  p99={harness.percentile(ms, 0.99):6.1f} ms  "
-        f"max={ms[-1]:6.1f} ms  {len(ms) / wall:6.1f} calls/s"
-        + (f"  unexpected={unexpected}" if unexpected else "")
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--calls", type=int, default=2000, help="getLicenseAsync calls per phase")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    harness.add_service_arguments(parser)
     parser.add_argument("--concurrency", type=int, default=1, help="Celery worker processes")
     harness.add_scratch_arguments(parser, db="bench_licensing", redis_db=14)
     args = parser.parse_args()
 
     database_url = f"{args.pg_url}/{args.db}"
-    harness.recreate_database(database_url)
     queue = redis.Redis.from_url(args.redis_url)
     queue.delete("celery")
     fake = FakeKooGallery(ak=AK, sk=SK, hang_s=1).start()
@@ -87,17 +71,23 @@ def main() -> None:
         LICENSE_SIGNING_KEY=tokens.private_key_pem(tokens.generate_private_key()),
     )
     os.environ.update(env)
+    try:
+        with harness.scratch_database(database_url, keep=args.keep):
+            harness.setup_django()
+            run(args, env, fake)
+    finally:
+        fake.fallback.stop()
+        fake.stop()
+        queue.delete("celery")
 
-    import django
 
-    django.setup()
-    from django.core.management import call_command
+def run(args, env: dict[str, str], fake: FakeKooGallery) -> None:
     from django.utils import timezone
 
     from instances.models import ChargingMode, Instance, InstanceState
+    from koogallery.outbound.jobs import dispatch_queued_jobs
     from licensing.models import LicenseRequest, RequestState
 
-    call_command("migrate", verbosity=0)
     now = timezone.now()
     run_id = uuid.uuid4().hex[:8]
     instances = [
@@ -129,87 +119,78 @@ def main() -> None:
             "deviceFingerprint": f"04:7C:16:5E:{n % 256:02X}:{n // 256 % 256:02X}|DISK{n}|B|CPU",
         }
 
-    port = harness.free_port()
-    gunicorn = harness.start_gunicorn(
-        "config.wsgi", port, args.workers, "--log-level", "warning", env=env
-    )
-    worker = None
-    try:
-        harness.wait_until_up(port)
-        client = harness.BasicClient(f"http://127.0.0.1:{port}")
+    with harness.service(args, env, "licensing") as service:
+        client = harness.BasicClient(service.url)
+        load_before = os.getloadavg()
         print(
-            f"gunicorn {args.workers} workers, {args.clients} concurrent clients, PostgreSQL "
+            f"{harness.describe_service(args)}; {args.clients} concurrent clients, PostgreSQL "
             f"{args.db}, Redis {args.redis_url}, fake KooGallery {fake.url}"
         )
+        phase = partial(harness.basic_phase, client=client, clients=args.clients)
         warm = [body(n, "W") for n in range(50)]
-        run_phase("warm-up (not counted)", client, warm, args.clients, "000004")
+        phase("warm-up (not counted)", bodies=warm, expect="000004")
         bodies = [body(n, "E") for n in range(args.calls)]
-        run_phase("getLicenseAsync (new, answered 000004)", client, bodies, args.clients, "000004")
-        run_phase("getLicenseAsync (repeat, pending)", client, bodies, args.clients, "000004")
+        phase("getLicenseAsync (new, answered 000004)", bodies=bodies, expect="000004")
+        phase("getLicenseAsync (repeat, pending)", bodies=bodies, expect="000004")
 
         pending = LicenseRequest.objects.exclude(state=RequestState.DELIVERED).count()
-        from koogallery.outbound.jobs import dispatch_queued_jobs
-
-        published = time.perf_counter()
-        count = dispatch_queued_jobs()
-        published = time.perf_counter() - published
+        published, count = harness.timed(dispatch_queued_jobs)
         print(f"outbox published: {count} jobs in {published:.2f} s ({count / published:.0f}/s)")
-        pool = ["--pool=solo"] if args.concurrency == 1 else ["--pool=prefork"]
         started = time.perf_counter()
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                *pool,
-                f"--concurrency={args.concurrency}",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=WARNING",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        delivered = 0
-        while delivered < pending:
-            time.sleep(0.2)
-            delivered = LicenseRequest.objects.filter(state=RequestState.DELIVERED).count()
-            if time.perf_counter() - started > 600:
-                print(f"gave up waiting: {delivered}/{pending} delivered")
-                break
-        wall = time.perf_counter() - started
-        stamps = LicenseRequest.objects.filter(state=RequestState.DELIVERED).values_list(
-            "delivered_at", flat=True
-        )
-        first, last = min(stamps), max(stamps)
-        span = (last - first).total_seconds()
-        rate = (len(stamps) - 1) / span if span > 0 else float("nan")
-        failed = LicenseRequest.objects.filter(state=RequestState.FAILED).count()
-        print(
-            f"{'one worker (' + str(args.concurrency) + ' process): issue + upload':<40} "
-            f"n={len(stamps):>5}  {rate:6.1f} licences/s (first → last delivery, {span:.1f} s; "
-            f"{wall:.1f} s with worker start-up)  uploads received={len(fake.upload_history)}  "
-            f"failed={failed}"
-        )
-        run_phase("getLicenseAsync (repeat, delivered)", client, bodies, args.clients, "000000")
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        fake.fallback.stop()
-        fake.stop()
-        queue.delete("celery")
-        from django.db import connections
+        with celery_worker(env, args.concurrency):
+            delivered = 0
+            while delivered < pending:
+                time.sleep(0.2)
+                delivered = LicenseRequest.objects.filter(state=RequestState.DELIVERED).count()
+                if time.perf_counter() - started > 600:
+                    print(f"gave up waiting: {delivered}/{pending} delivered")
+                    break
+            wall = time.perf_counter() - started
+            stamps = LicenseRequest.objects.filter(state=RequestState.DELIVERED).values_list(
+                "delivered_at", flat=True
+            )
+            first, last = min(stamps), max(stamps)
+            span = (last - first).total_seconds()
+            rate = (len(stamps) - 1) / span if span > 0 else float("nan")
+            failed = LicenseRequest.objects.filter(state=RequestState.FAILED).count()
+            print(
+                f"{'one worker (' + str(args.concurrency) + ' process): issue + upload':<40} "
+                f"n={len(stamps):>5}  {rate:6.1f} licences/s (first → last delivery, {span:.1f} s; "
+                f"{wall:.1f} s with worker start-up)  uploads received={len(fake.upload_history)}  "
+                f"failed={failed}"
+            )
+            phase("getLicenseAsync (repeat, delivered)", bodies=bodies, expect="000000")
+        print(harness.load_averages(load_before, os.getloadavg()))
+        print(f"service log: {service.log_path}")
 
-        connections.close_all()
-        if not args.keep:
-            harness.drop_database(database_url)
+
+@contextmanager
+def celery_worker(env: dict[str, str], concurrency: int):
+    """One Celery worker (solo pool, or prefork with `concurrency` > 1) for as long as the
+    block runs."""
+    pool = ["--pool=solo"] if concurrency == 1 else ["--pool=prefork"]
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            *pool,
+            f"--concurrency={concurrency}",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        yield worker
+    finally:
+        harness.stop(worker)
 
 
 if __name__ == "__main__":

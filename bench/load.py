@@ -3,14 +3,16 @@ Django view that writes one row (issue 6). Prints figures; asserts nothing about
 
     .venv/bin/python bench/load.py                     # 16 clients, 4 gunicorn workers
     .venv/bin/python bench/load.py --clients 16 --workers 4 --seconds 10 --rounds 3
+    .venv/bin/python bench/load.py --clients 4 --procs 2 --workers 2 --seconds 1 --rounds 1 \\
+        --warmup 0.5                                   # a quick smoke run
 
 The service runs as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`:
 its threaded workers unless --worker-class/--threads say otherwise, JSON logs at INFO,
 Prometheus multiprocess metrics) on a scratch PostgreSQL
 database (PG_URL, default postgres://postgres@127.0.0.1:5432; dropped at the end unless --keep)
 and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12: the cache). The jobs newInstance
-and getLicenseAsync ask for are rows of the outbox (koogallery/outbound/jobs.py), as in production;
-no beat
+and getLicenseAsync ask for are rows of the outbox (koogallery/outbound/jobs.py), as in
+production; no beat
 or worker runs, so they stay there and go with the scratch database.
 Settings are bench/bench_settings.py: production's plus two routes (bench/bench_urls.py), the
 references, which no goal applies to. `POST /bench/bare` parses the JSON body and inserts one row
@@ -35,18 +37,15 @@ shared machine, rerun when it is quiet.
 
 import argparse
 import http.client
-import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,10 +54,8 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from bench import _harness as harness  # noqa: E402
-from bench._harness import BASIC_KEY  # noqa: E402
-from koogallery.protocol.signing import basic_sign  # noqa: E402
 
-JSON_TYPE = "application/json;charset=utf8"
+JSON_TYPE = harness.JSON_TYPE
 POOL = 64  # tenants and instances the calls are spread over
 USERS_PER_AUTH_SYNC = 50
 GOAL_RATIO = 0.5
@@ -73,28 +70,12 @@ CREATE_BARE_TABLE = (
 Request = harness.Request
 
 
-_raw = harness.raw_json
 kit = harness.kit_request
-
-
-def _fresh() -> tuple[str, str]:
-    return uuid.uuid4().hex.upper(), str(time.time_ns() // 1_000_000)
-
-
-def basic(body: dict) -> Request:
-    raw, (nonce, stamp) = _raw(body), _fresh()
-    query = urlencode(
-        {
-            "signature": basic_sign(BASIC_KEY, nonce, stamp, raw).upper(),
-            "timestamp": stamp,
-            "nonce": nonce,
-        }
-    )
-    return f"/koogallery?{query}", {"Content-Type": JSON_TYPE}, raw
+basic = harness.basic_request
 
 
 def bare(body: dict) -> Request:
-    return "/bench/bare", {"Content-Type": JSON_TYPE}, _raw(body)
+    return "/bench/bare", {"Content-Type": JSON_TYPE}, harness.raw_json(body)
 
 
 STAMP = "20240601120000000"
@@ -210,70 +191,43 @@ PHASES: dict[str, tuple[Callable[[dict, str, int], Request], str]] = {
 Connection = harness.Connection
 
 
-def client_process(port, phase, world, tag, threads, seconds, results) -> None:
-    """One client process: `threads` clients calling `phase` back to back for `seconds`."""
+def client_process(port, phase, world, tag, threads, seconds) -> tuple[list, list, float]:
+    """One client process: `threads` clients calling `phase` back to back for `seconds`, each on
+    its own connection: (latencies, failures, the process's CPU seconds)."""
     build, expected = PHASES[phase]
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
 
-    def run(thread: int) -> None:
-        connection, mine, bad, n = Connection("127.0.0.1", port), [], [], 0
-        while time.perf_counter() < deadline:
-            request = build(world, f"{tag}t{thread}n{n}", n + thread * 7)
-            n += 1
-            started = time.perf_counter()
+    def run(thread: int) -> tuple[list[float], list[str]]:
+        connection = Connection("127.0.0.1", port)
+
+        def send(request: Request) -> str:
             try:
-                code = connection.send(request).get("resultCode")
+                return str(connection.send(request).get("resultCode"))
             except (OSError, http.client.HTTPException, ValueError) as exc:
-                code = type(exc).__name__
-            mine.append(time.perf_counter() - started)
-            if code != expected:
-                bad.append(str(code))
-        with lock:
-            latencies.extend(mine)
-            failures.extend(bad)
+                return type(exc).__name__
+
+        return harness.timed_loop(
+            lambda n: build(world, f"{tag}t{thread}n{n}", n + thread * 7),
+            send,
+            lambda request, code: None if code == expected else code,
+            seconds=seconds,
+        )
 
     cpu_started = time.process_time()
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    results.put((latencies, failures, time.process_time() - cpu_started))
+    latencies, failures = harness.merged(harness.in_threads(run, threads))
+    return latencies, failures, time.process_time() - cpu_started
 
 
 def run_phase(args, port: int, phase: str, world: dict, tag: str, seconds: float, cpu=None):
     """All clients on one phase for `seconds`: (latencies, failures, wall seconds, CPU seconds
     by process group)."""
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    shares = [
-        args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
-    ]
     if cpu:
         cpu.sample()  # what happened before this phase is not the phase's
-    started = time.perf_counter()
-    processes = [
-        context.Process(
-            target=client_process,
-            args=(port, phase, world, f"{tag}p{i}", share, seconds, results),
-        )
-        for i, share in enumerate(shares)
-        if share
-    ]
-    for process in processes:
-        process.start()
-    latencies, failures, client_cpu = [], [], 0.0
-    for _ in processes:
-        mine, bad, used = results.get()
-        latencies += mine
-        failures += bad
-        client_cpu += used
-    for process in processes:
-        process.join()
-    wall = time.perf_counter() - started
+    returned, wall = harness.in_processes(
+        lambda i, share: client_process(port, phase, world, f"{tag}p{i}", share, seconds),
+        args.clients,
+        args.procs,
+    )
+    latencies, failures, client_cpu = harness.merged(returned)
     used = {}
     if cpu:
         used = cpu.sample()
@@ -369,12 +323,9 @@ def set_up_world(port: int, run_id: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--procs", type=int, default=4, help="client processes")
+    # --seconds and --warmup are per phase.
+    harness.add_client_arguments(parser, clients=16, procs=4, seconds=8, rounds=3, warmup=2)
     harness.add_service_arguments(parser)
-    parser.add_argument("--seconds", type=float, default=8, help="seconds per phase per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=2, help="seconds per phase, not counted")
     parser.add_argument("--only", nargs="*", help="phases to run (substring match)")
     harness.add_scratch_arguments(parser, db="bench_load", redis_db=12)
     args = parser.parse_args()
@@ -383,57 +334,54 @@ def main() -> None:
     database_url = f"{args.pg_url}/{args.db}"
     metrics_dir = tempfile.mkdtemp(prefix="bench-load-metrics-")
     env = service_env(database_url, args.redis_url, metrics_dir)
-    harness.recreate_database(database_url)
-    harness.migrate(env)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(CREATE_BARE_TABLE)
-    port = harness.free_port()
-    log_path = Path(tempfile.gettempdir()) / f"bench-load-{os.getpid()}.log"
-    log = log_path.open("w")
-    gunicorn = harness.start_service(args, port, env, log)
     try:
-        harness.wait_until_up(port)
-        run_id = uuid.uuid4().hex[:6]
-        world = set_up_world(port, run_id)
-        load_before = os.getloadavg()
-        for phase in phases:
-            run_phase(args, port, phase, world, f"{run_id}w{phase[:3]}", args.warmup)
-        cpu = CpuAccount(gunicorn.pid, database_url, args.db)
-        figures: dict[str, dict] = {
-            phase: {"latencies": [], "failures": [], "wall": 0.0, "cpu": {}} for phase in phases
-        }
-        for round_ in range(args.rounds):
-            for index, phase in enumerate(phases):
-                latencies, failures, wall, used = run_phase(
-                    args, port, phase, world, f"{run_id}r{round_}x{index}", args.seconds, cpu
-                )
-                figure = figures[phase]
-                figure["latencies"] += latencies
-                figure["failures"] += failures
-                figure["wall"] += wall
-                for group, seconds in used.items():
-                    figure["cpu"][group] = figure["cpu"].get(group, 0.0) + seconds
-        load_after = os.getloadavg()
+        with (
+            harness.scratch_database(database_url, keep=args.keep, env=env),
+            harness.service(args, env, "load") as service,
+        ):
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(CREATE_BARE_TABLE)
+            load_before = os.getloadavg()
+            figures = measure(args, phases, service, database_url)
+            load_after = os.getloadavg()
     finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        log.close()
         # Anything queued on the broker (with KOOGALLERY_JOB_DISPATCH=on_commit; no worker ran).
         redis.Redis.from_url(args.redis_url).delete("celery")
-        if not args.keep:
-            harness.drop_database(database_url)
+    report(args, phases, figures, service.log_path, load_before, load_after)
 
+
+def measure(args, phases: list[str], service: harness.Service, database_url: str) -> dict:
+    """The world set up, every phase warmed up, then --rounds rounds of every phase in turn:
+    phase -> latencies, failures, wall seconds and CPU seconds by process group."""
+    run_id = uuid.uuid4().hex[:6]
+    world = set_up_world(service.port, run_id)
+    for phase in phases:
+        run_phase(args, service.port, phase, world, f"{run_id}w{phase[:3]}", args.warmup)
+    cpu = CpuAccount(service.pid, database_url, args.db)
+    figures: dict[str, dict] = {
+        phase: {"latencies": [], "failures": [], "wall": 0.0, "cpu": {}} for phase in phases
+    }
+    for round_ in range(args.rounds):
+        for index, phase in enumerate(phases):
+            latencies, failures, wall, used = run_phase(
+                args, service.port, phase, world, f"{run_id}r{round_}x{index}", args.seconds, cpu
+            )
+            figure = figures[phase]
+            figure["latencies"] += latencies
+            figure["failures"] += failures
+            figure["wall"] += wall
+            for group, seconds in used.items():
+                figure["cpu"][group] = figure["cpu"].get(group, 0.0) + seconds
+    return figures
+
+
+def report(args, phases, figures, log_path, load_before, load_after) -> None:
     print(
         f"{harness.describe_service(args)}; {args.clients} concurrent "
         f"clients in {args.procs} processes; PostgreSQL {args.db}, Redis {args.redis_url}; "
         f"{args.rounds} rounds x {args.seconds:g} s per phase; {os.cpu_count()} CPUs"
     )
-    print(
-        "load average (1/5/15 min) before: "
-        + " ".join(f"{x:.2f}" for x in load_before)
-        + "   after: "
-        + " ".join(f"{x:.2f}" for x in load_after)
-    )
+    print(harness.load_averages(load_before, load_after))
     print(f"service log: {log_path}")
     bare_rate = None
     header = f"{'endpoint':<22} {'calls':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "

@@ -4,6 +4,7 @@ asserts nothing about them.
 
     .venv/bin/python bench/metering.py
     .venv/bin/python bench/metering.py --events 200000 --instances 200 --hours 48 --repeat 3
+    .venv/bin/python bench/metering.py --events 20000 --instances 50 --repeat 2   # a smoke run
 
 Set-up: a scratch PostgreSQL database (PG_URL, default postgres://postgres@127.0.0.1:5432;
 dropped at the end unless --keep), migrated; the fake KooGallery open-API host of the tests on
@@ -20,8 +21,8 @@ the answer per batch). Then a second run of the job, which finds nothing to do.
 
 import argparse
 import logging
+import os
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -47,37 +48,26 @@ def main() -> None:
     args = parser.parse_args()
 
     database_url = f"{harness.pg_url()}/{args.db}"
-    harness.recreate_database(database_url)
     harness.configure_environment(
         database_url,
         unset=("KOOGALLERY_", "METERING_", "REDIS_"),
         SECURE_SSL_REDIRECT="false",
         LOG_FORMAT="plain",
     )
-    import django
-
-    django.setup()
-    try:
+    with harness.scratch_database(database_url, keep=args.keep):
+        harness.setup_django()
         run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            harness.drop_database(database_url)
 
 
 def run(args) -> None:
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
 
-    from instances.models import ChargingMode, Instance, InstanceState
+    from instances.models import Instance
     from metering import aggregation, push, services
     from metering.models import MeteringCursor, PushBatch, UsageEvent, UsageRecord
     from tests.fakes import FakeKooGallery
 
-    call_command("migrate", verbosity=0)
     # The hours pushed here are hours old: the "first sent after minute 10" warning is expected.
     logging.getLogger("metering.push").setLevel(logging.ERROR)
     print(
@@ -89,6 +79,7 @@ def run(args) -> None:
     settings.KOOGALLERY_API_FALLBACK = ""
     rng = random.Random(8)
     figures: dict[str, list[float]] = {}
+    load_before = os.getloadavg()
 
     def note(name: str, value: float) -> None:
         figures.setdefault(name, []).append(value)
@@ -106,22 +97,12 @@ def run(args) -> None:
             now = datetime.now(UTC)
             last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
             first_hour = last_hour - timedelta(hours=args.hours - 1)
-            Instance.objects.bulk_create(
-                Instance(
-                    instance_id=f"bench-{n:05d}",
-                    order_id=f"CSBENCH{n:05d}",
-                    order_line_id=f"CSBENCH{n:05d}-000001",
-                    charging_mode=ChargingMode.ON_DEMAND,
-                    state=InstanceState.ACTIVE,
-                    product_id=f"P-{n}",
-                )
-                for n in range(args.instances)
+            ids = harness.add_on_demand_instances(
+                args.instances, started=first_hour - timedelta(hours=1)
             )
-            Instance.objects.update(created_at=first_hour - timedelta(hours=1))
             with connection.cursor() as cursor:
                 # Bulk-created just now; in production autovacuum has long analysed this table.
                 cursor.execute("ANALYZE instances_instance")
-            ids = [f"bench-{n:05d}" for n in range(args.instances)]
             span = args.hours * 3600
 
             # Phase 1: record.
@@ -139,25 +120,19 @@ def run(args) -> None:
                     )
                     for _ in range(size)
                 ]
-                call_started = time.perf_counter()
-                services.record_usage(events=batch, now=now)
-                calls.append(time.perf_counter() - call_started)
+                calls.append(harness.timed(services.record_usage, events=batch, now=now)[0])
                 sent += size
             record_s = time.perf_counter() - started
             note("record_s", record_s)
-            calls.sort()
             print(
                 f"[{round_ + 1}] record: {sent:,} events in {record_s:.1f} s = "
                 f"{sent / record_s:,.0f} events/s; per call of {args.per_call}: "
-                f"p50 {statistics.median(calls) * 1000:.1f} ms, "
-                f"p99 {calls[int(len(calls) * 0.99) - 1] * 1000:.1f} ms"
+                + harness.latency_summary(calls)
             )
 
             # Phase 2: aggregate (close every hour, as the job does at minute 1).
             close_at = last_hour + timedelta(hours=1, minutes=1)
-            started = time.perf_counter()
-            closed = aggregation.close_hours(now=close_at)
-            aggregate_s = time.perf_counter() - started
+            aggregate_s, closed = harness.timed(aggregation.close_hours, now=close_at)
             note("aggregate_s", aggregate_s)
             print(
                 f"[{round_ + 1}] aggregate: {closed.records:,} hourly records from {sent:,} "
@@ -165,9 +140,7 @@ def run(args) -> None:
             )
 
             # Phase 3: push.
-            started = time.perf_counter()
-            pushed = push.push_due_records(now=close_at)
-            push_s = time.perf_counter() - started
+            push_s, pushed = harness.timed(push.push_due_records, now=close_at)
             note("push_s", push_s)
             print(
                 f"[{round_ + 1}] push: {pushed.accepted:,} records in {pushed.batches} batches "
@@ -176,9 +149,9 @@ def run(args) -> None:
                 f"fake host stored {len(fake.usage_records):,}"
             )
 
-            started = time.perf_counter()
-            again = services.run_metering(now=close_at + timedelta(minutes=1))
-            idle_s = time.perf_counter() - started
+            idle_s, again = harness.timed(
+                services.run_metering, now=close_at + timedelta(minutes=1)
+            )
             note("idle_s", idle_s)
             print(
                 f"[{round_ + 1}] next run: {again.closed.records} closed, "
@@ -188,11 +161,10 @@ def run(args) -> None:
         fake.stop()
 
     if args.repeat > 1:
+        print("best / median / worst:")
         for name, values in figures.items():
-            print(
-                f"{name}: median {statistics.median(values):.2f}, "
-                f"min {min(values):.2f}, max {max(values):.2f}"
-            )
+            print(f"  {name:<12} {harness.spread_text(values, '.2f', ' / ')}")
+    print(harness.load_averages(load_before, os.getloadavg()))
 
 
 if __name__ == "__main__":

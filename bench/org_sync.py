@@ -2,8 +2,9 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_org .venv/bin/python bench/org_sync.py
 
-Drops and recreates the scratch database named in DATABASE_URL, migrates it, starts gunicorn on
-loopback against it and sends signed kit calls over real HTTP, as KooGallery would:
+Drops and recreates the scratch database named in DATABASE_URL, migrates it, starts the service
+on loopback against it as in production (bench/_harness.py; its log in a file) and sends signed
+kit calls over real HTTP, as KooGallery would:
 
 - 20 tenants of 5,000 departments (neighbours in the same tables), then one tenant of 100,000
   departments (depth up to 8) whose 20,000 users arrived first (authSync before allOrgSync);
@@ -11,15 +12,18 @@ loopback against it and sends signed kit calls over real HTTP, as KooGallery wou
 - whole-tree and 5,000-node branch reads (selectors, in this process);
 - singleOrgSync add, and a move of a 5,000-node subtree.
 
-Options: --departments N (default 100000), --tenants N (neighbours, default 20), --workers N,
---repeat N (first load and re-sync of N big tenants, min/median/max), --keep (leave the db).
+Options: --departments N (default 100000), --tenants N (neighbours, default 20), --workers N
+(default 2), --worker-class, --threads, --repeat N (first load and re-sync of N big tenants,
+min/median/max), --keep (leave the db). A quick smoke run:
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_org .venv/bin/python bench/org_sync.py \\
+        --departments 20000 --tenants 2 --repeat 2
 """
 
 import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,17 +38,6 @@ DIVISION = 5_000  # departments per top-level division (the subtree that is move
 MAX_DEPTH = 8
 
 
-def start_server(workers: int) -> tuple[subprocess.Popen, str]:
-    port = harness.free_port()
-    server = harness.start_gunicorn(
-        "config.wsgi", port, workers, "--timeout", "300", "--log-level", "warning"
-    )
-    if not harness.wait_until_listening(port):
-        server.kill()
-        raise SystemExit("gunicorn did not start")
-    return server, f"http://127.0.0.1:{port}"
-
-
 class Kit:
     """Signs and posts kit V2 calls as KooGallery does (§3.1), each with a newer timeStamp."""
 
@@ -56,9 +49,9 @@ class Kit:
 
     def call(self, name: str, body: dict) -> tuple[float, dict]:
         path, headers, raw = harness.kit_request(name, body)
-        started = time.perf_counter()
-        response = self.session.post(f"{self.base}{path}", data=raw, headers=headers, timeout=60)
-        elapsed = time.perf_counter() - started
+        elapsed, response = harness.timed(
+            self.session.post, f"{self.base}{path}", data=raw, headers=headers, timeout=60
+        )
         answer = response.json()
         if answer.get("resultCode") != "000000":
             raise SystemExit(f"{name} answered {answer}")
@@ -163,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--departments", type=int, default=100_000)
     parser.add_argument("--tenants", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
+    harness.add_service_arguments(parser, workers=2)
     parser.add_argument("--keep", action="store_true", help="leave the scratch database")
     parser.add_argument(
         "--repeat", type=int, default=1, help="first load and re-sync of N tenants in all"
@@ -176,145 +169,118 @@ def main() -> None:
     harness.configure_environment(
         database_url, encryption_keys=os.environ.get("FIELD_ENCRYPTION_KEYS")
     )
-    harness.recreate_database(database_url)
-    harness.migrate(os.environ)
+    env = dict(os.environ)
+    with (
+        harness.scratch_database(database_url, keep=args.keep, env=env),
+        harness.service(args, env, "org-sync", "--timeout", "300") as service,
+    ):
+        harness.setup_django(migrate=False)
+        run(args, Kit(service.url))
+        print(f"service log: {service.log_path}")
 
-    import django
 
-    django.setup()
+def run(args, kit: Kit) -> None:
     from django.db import connection
 
     from orgsync import selectors
     from orgsync.models import Department
     from tenants.models import Tenant, TenantUser
 
-    server, base = start_server(args.workers)
-    kit = Kit(base)
     rng = random.Random(5)
-    try:
-        print(
-            f"PostgreSQL {connection.cursor().connection.info.server_version}, gunicorn "
-            f"{args.workers} workers, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-        )
-        started = time.perf_counter()
-        for t in range(args.tenants):
-            kit.all_org_sync(f"neighbour-{t:02d}", build_tree(f"N{t:02d}-", DIVISION, rng))
-        figure(
-            f"setup: {args.tenants} neighbour tenants x {DIVISION} departments",
-            time.perf_counter() - started,
-        )
-        # Steady state before measuring: otherwise autovacuum's pass over the rows just
-        # inserted competes with the first measured call for this machine's two cores.
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE orgsync_department")
-            cursor.execute("VACUUM ANALYZE tenants_tenantuser")
+    load_before = os.getloadavg()
+    print(
+        f"PostgreSQL {connection.cursor().connection.info.server_version}, "
+        f"{harness.describe_service(args)}, {os.cpu_count()} CPUs"
+    )
+    started = time.perf_counter()
+    for t in range(args.tenants):
+        kit.all_org_sync(f"neighbour-{t:02d}", build_tree(f"N{t:02d}-", DIVISION, rng))
+    figure(
+        f"setup: {args.tenants} neighbour tenants x {DIVISION} departments",
+        time.perf_counter() - started,
+    )
+    # Steady state before measuring: otherwise autovacuum's pass over the rows just
+    # inserted competes with the first measured call for this machine's two cores.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE orgsync_department")
+        cursor.execute("VACUUM ANALYZE tenants_tenantuser")
 
-        big = "bench-tenant-100k"
-        items = build_tree("D", args.departments, rng)
-        tenant = add_waiting_users(big, items)
-        size = len(json.dumps(items, ensure_ascii=False).encode()) / 1e6
-        print(
-            f"allOrgSync of {len(items)} departments ({size:.1f} MB of JSON), "
-            f"{TenantUser.objects.filter(tenant=tenant).count()} users waiting:"
-        )
+    big = "bench-tenant-100k"
+    items = build_tree("D", args.departments, rng)
+    tenant = add_waiting_users(big, items)
+    size = len(json.dumps(items, ensure_ascii=False).encode()) / 1e6
+    print(
+        f"allOrgSync of {len(items)} departments ({size:.1f} MB of JSON), "
+        f"{TenantUser.objects.filter(tenant=tenant).count()} users waiting:"
+    )
 
-        elapsed = kit.all_org_sync(big, items)
-        figure("first allOrgSync (HTTP, end to end)", elapsed, server_ms())
-        linked = TenantUser.objects.filter(tenant=tenant, department__isnull=False).count()
-        print(f"  {'':<58} {linked} users linked")
-        ids = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
+    elapsed = kit.all_org_sync(big, items)
+    figure("first allOrgSync (HTTP, end to end)", elapsed, server_ms())
+    linked = TenantUser.objects.filter(tenant=tenant, department__isnull=False).count()
+    print(f"  {'':<58} {linked} users linked")
+    ids = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
 
+    def resync(label: str, items: list[dict]) -> None:
+        """An allOrgSync of the big tenant, with the rows it wrote."""
         mark = time.time()
         time.sleep(0.01)
         elapsed = kit.all_org_sync(big, items)
-        figure(
-            "identical re-sync",
-            elapsed,
-            f"{server_ms()} rows written: {_touched_since(tenant, mark)}",
-        )
+        written = _touched_since(tenant, mark)
+        figure(label, elapsed, f"{server_ms()} rows written: {written}")
 
-        items, _, _ = renamed_and_moved(items, rng)
-        divisions = [i for i, item in enumerate(items) if not item["parentCode"]]
-        mark = time.time()
-        time.sleep(0.01)
-        elapsed = kit.all_org_sync(big, items)
-        figure(
-            "re-sync: 1,000 renames + a 5,000-node subtree moved",
-            elapsed,
-            f"{server_ms()} rows written: {_touched_since(tenant, mark)}",
-        )
-        same = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
-        print(f"  {'':<58} primary keys stable: {same == ids}")
+    resync("identical re-sync", items)
+    items, _, _ = renamed_and_moved(items, rng)
+    divisions = [i for i, item in enumerate(items) if not item["parentCode"]]
+    resync("re-sync: 1,000 renames + a 5,000-node subtree moved", items)
+    same = dict(Department.objects.filter(tenant=tenant).values_list("org_code", "id"))
+    print(f"  {'':<58} primary keys stable: {same == ids}")
 
-        owner = Tenant.objects.create(tenant_id=f"{big}-text")
-        elapsed = kit.all_org_sync(owner.tenant_id, huawei_text(items))
-        figure("first allOrgSync, list as Huawei's bare-key string", elapsed, server_ms())
-        elapsed = kit.all_org_sync(owner.tenant_id, huawei_text(items))
-        figure("identical re-sync, bare-key string", elapsed, server_ms())
+    owner = Tenant.objects.create(tenant_id=f"{big}-text")
+    elapsed = kit.all_org_sync(owner.tenant_id, huawei_text(items))
+    figure("first allOrgSync, list as Huawei's bare-key string", elapsed, server_ms())
+    elapsed = kit.all_org_sync(owner.tenant_id, huawei_text(items))
+    figure("identical re-sync, bare-key string", elapsed, server_ms())
 
-        if args.repeat > 1:
-            # This machine may be shared: more tenants of the same size give a spread.
-            firsts, resyncs = [], []
-            for n in range(args.repeat - 1):
-                other = f"{big}-again-{n}"
-                add_waiting_users(other, items, prefix="u")
-                firsts.append(kit.all_org_sync(other, items))
-                resyncs.append(kit.all_org_sync(other, items))
-            print(f"  {args.repeat - 1} more tenants of the same size (min / median / max ms):")
-            for label, values in (("first allOrgSync", firsts), ("identical re-sync", resyncs)):
-                values.sort()
-                print(
-                    f"  {label:<58} {values[0] * 1000:9.0f} / "
-                    f"{values[len(values) // 2] * 1000:.0f} / {values[-1] * 1000:.0f}"
-                )
+    if args.repeat > 1:
+        # This machine may be shared: more tenants of the same size give a spread.
+        firsts, resyncs = [], []
+        for n in range(args.repeat - 1):
+            other = f"{big}-again-{n}"
+            add_waiting_users(other, items, prefix="u")
+            firsts.append(kit.all_org_sync(other, items) * 1000)
+            resyncs.append(kit.all_org_sync(other, items) * 1000)
+        print(f"  {args.repeat - 1} more tenants of the same size (min / median / max ms):")
+        for label, values in (("first allOrgSync", firsts), ("identical re-sync", resyncs)):
+            print(f"  {label:<58} {harness.spread_text(values, '9.0f', ' / ')}")
 
-        started = time.perf_counter()
-        forest = selectors.department_forest(tenant=tenant)
-        nodes = sum(1 for root in forest for _ in root.walk())
-        figure(
-            "whole-tree read (department_forest)",
-            time.perf_counter() - started,
-            f"{nodes} nodes, {len(forest)} roots, {sum(r.total_users for r in forest)} users",
-        )
-        # With fewer than four divisions (--departments below 20,000) read and move the last one.
-        division = items[divisions[min(2, len(divisions) - 1)]]["orgCode"]
-        new_parent = items[divisions[3]]["orgCode"] if len(divisions) > 3 else ""
-        started = time.perf_counter()
-        node = selectors.branch(tenant=tenant, org_code=division)
-        figure(
-            "branch read (5,000-node division)",
-            time.perf_counter() - started,
-            f"{sum(1 for _ in node.walk())} nodes",
-        )
-        started = time.perf_counter()
-        selectors.user_counts(tenant=tenant)
-        figure("user_counts", time.perf_counter() - started)
+    seconds, forest = harness.timed(selectors.department_forest, tenant=tenant)
+    nodes = sum(1 for root in forest for _ in root.walk())
+    figure(
+        "whole-tree read (department_forest)",
+        seconds,
+        f"{nodes} nodes, {len(forest)} roots, {sum(r.total_users for r in forest)} users",
+    )
+    # With fewer than four divisions (--departments below 20,000) read and move the last one.
+    division = items[divisions[min(2, len(divisions) - 1)]]["orgCode"]
+    new_parent = items[divisions[3]]["orgCode"] if len(divisions) > 3 else ""
+    seconds, node = harness.timed(selectors.branch, tenant=tenant, org_code=division)
+    figure("branch read (5,000-node division)", seconds, f"{sum(1 for _ in node.walk())} nodes")
+    figure("user_counts", harness.timed(selectors.user_counts, tenant=tenant)[0])
 
-        leaf = items[-1]["orgCode"]
-        elapsed = kit.single_org_sync(
-            big, orgCode="NEW-1", orgName="新部门", parentCode=leaf, flag=1
-        )
-        figure("singleOrgSync add", elapsed, server_ms())
-        elapsed = kit.single_org_sync(
-            big,
-            orgCode=division,
-            orgName="事业部 moved",
-            parentCode=new_parent,
-            flag=2,
-        )
-        figure("singleOrgSync move of a 5,000-node subtree", elapsed, server_ms())
-        elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", flag=0)
-        figure("singleOrgSync delete", elapsed, server_ms())
-        print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the CPUs)")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        connection.close()
-        if not args.keep:
-            harness.drop_database(database_url)
+    leaf = items[-1]["orgCode"]
+    elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", parentCode=leaf, flag=1)
+    figure("singleOrgSync add", elapsed, server_ms())
+    elapsed = kit.single_org_sync(
+        big,
+        orgCode=division,
+        orgName="事业部 moved",
+        parentCode=new_parent,
+        flag=2,
+    )
+    figure("singleOrgSync move of a 5,000-node subtree", elapsed, server_ms())
+    elapsed = kit.single_org_sync(big, orgCode="NEW-1", orgName="新部门", flag=0)
+    figure("singleOrgSync delete", elapsed, server_ms())
+    print(harness.load_averages(load_before, os.getloadavg()), "(other processes share the CPUs)")
 
 
 def _touched_since(tenant, mark: float) -> int:

@@ -15,6 +15,10 @@ users, and a neighbour tenant with the same orgCodes. Then:
   to search a user and to reveal a department seven levels down.
 
 Options: --departments N (default 100000), --users N (20000), --repeat N (5), --browser, --keep.
+A quick smoke run (with --shapes too: `--departments 2000 --repeat 2`):
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_org_tree \\
+        .venv/bin/python bench/org_tree.py --departments 20000 --users 2000 --repeat 2
 
 With --shapes (issue 14: budgets on every staff read), instead: two hostile tenants of N
 departments each, bulk-inserted, on PostgreSQL (a scratch database, as above) or SQLite
@@ -36,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,17 +175,12 @@ def measure_api(repeat: int, deep_code: str) -> None:
     ]
     print(f"\nAPI reads, in process, {repeat} runs each: min / median / max ms, answer size")
     for label, url in reads:
-        timings, size = [], 0
-        for _ in range(repeat):
-            started = time.perf_counter()
-            response = client.get(url)
-            timings.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200:
-                raise SystemExit(f"{url} answered {response.status_code}")
-            size = len(response.content)
+        timings, response = harness.repeat_ms(partial(client.get, url), repeat)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}")
         print(
-            f"  {label:<38} {min(timings):7.1f} {statistics.median(timings):7.1f} "
-            f"{max(timings):7.1f}   {size / 1024:7.1f} KiB"
+            f"  {label:<38} {harness.spread_text(timings)}   "
+            f"{len(response.content) / 1024:7.1f} KiB"
         )
 
 
@@ -299,8 +300,7 @@ def measure_browser(deep_code: str) -> None:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-        server.terminate()
-        server.wait(10)
+        harness.stop(server, timeout=10)
 
 
 # --- shapes (issue 14) ---------------------------------------------------------------------------
@@ -357,9 +357,8 @@ def floor_ms(tenant_pk: int, rows: int, repeat: int) -> float:
     from orgsync.models import Department
 
     table = Department._meta.db_table
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
+
+    def read() -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, org_code, org_name, parent_code, parent_id FROM {table} "
@@ -367,8 +366,8 @@ def floor_ms(tenant_pk: int, rows: int, repeat: int) -> float:
                 [tenant_pk, max(rows, 1)],
             )
             cursor.fetchall()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+
+    return statistics.median(harness.repeat_ms(read, repeat)[0])
 
 
 def answer_rows(body: bytes) -> int:
@@ -430,50 +429,32 @@ def measure_shapes(departments: int, repeat: int) -> None:
             ("the tenant's admin page (HTML)", f"/admin/tenants/tenant/{pks[tenant_id]}/change/"),
         ]
         for label, url in [(lbl, f"/api/tenants/{tenant_id}{u}") for lbl, u in urls] + pages:
-            timings, body, status = [], b"", 0
-            for _ in range(repeat):
-                begun = time.perf_counter()
-                response = client.get(url)
-                timings.append((time.perf_counter() - begun) * 1000)
-                body, status = response.content, response.status_code
+            timings, response = harness.repeat_ms(partial(client.get, url), repeat)
+            body, status = response.content, response.status_code
             rows = answer_rows(body)
             note = "" if status == 200 else f"  [{status}]"
             print(
-                f"    {label:<36} {min(timings):7.1f} {statistics.median(timings):7.1f} "
-                f"{max(timings):7.1f}  {len(body) / 1024:8.1f} KiB  {rows:5d}  "
-                f"{floor_ms(pks[tenant_id], rows, repeat):6.1f}{note}"
+                f"    {label:<36} {harness.spread_text(timings)}  {len(body) / 1024:8.1f} KiB  "
+                f"{rows:5d}  {floor_ms(pks[tenant_id], rows, repeat):6.1f}{note}"
             )
 
 
 def main_shapes(args) -> None:
     database_url = os.environ.get("DATABASE_URL", DEFAULT_URL)
-    if database_url.startswith("sqlite"):
-        scratch = Path(database_url.split(":///", 1)[1])
-        scratch.unlink(missing_ok=True)
-        harness.configure_environment(
-            database_url, unset=("REDIS_URL",), SECURE_SSL_REDIRECT="false"
-        )
-    elif database_url.startswith("postgres"):
-        harness.configure_environment(
-            database_url, unset=("REDIS_URL",), SECURE_SSL_REDIRECT="false"
-        )
-        harness.recreate_database(database_url)
-    else:
+    if not database_url.startswith(("sqlite", "postgres")):
         raise SystemExit("DATABASE_URL must name a scratch PostgreSQL database or SQLite file")
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", verbosity=0)
-    try:
-        measure_shapes(args.departments, args.repeat)
-    finally:
-        connection.close()
-        if not args.keep and database_url.startswith("postgres"):
-            harness.recreate_database(database_url)
+    harness.configure_environment(database_url, unset=("REDIS_URL",), SECURE_SSL_REDIRECT="false")
+    if database_url.startswith("sqlite"):
+        Path(database_url.split(":///", 1)[1]).unlink(missing_ok=True)
+        scratch = nullcontext()
+    else:
+        scratch = harness.scratch_database(database_url, keep=args.keep, empty_at_end=True)
+    with scratch:
+        harness.setup_django()
+        try:
+            measure_shapes(args.departments, args.repeat)
+        finally:
+            harness.close_django_connections()
 
 
 def main() -> None:
@@ -485,8 +466,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the scratch database")
     parser.add_argument("--shapes", action="store_true", help="chain and flat tree (issue 14)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     if args.shapes:
         main_shapes(args)
+        print(harness.load_averages(load_before, os.getloadavg()))
         return
 
     database_url = os.environ.get("DATABASE_URL", DEFAULT_URL)
@@ -498,29 +481,21 @@ def main() -> None:
         encryption_keys=os.environ.get("FIELD_ENCRYPTION_KEYS"),
         SECURE_SSL_REDIRECT="false",
     )
-    harness.recreate_database(database_url)
+    # Left empty at the end, not dropped.
+    with harness.scratch_database(database_url, keep=args.keep, empty_at_end=True):
+        harness.setup_django()
+        from django.db import connection
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", verbosity=0)
-    rng = random.Random(5)
-    loaded = load(args.departments, args.users, rng)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    deep_code, depth = deep_department(loaded["deep_candidates"])
-    print(f"deep department {deep_code}: {depth} levels from the top")
-    try:
+        rng = random.Random(5)
+        loaded = load(args.departments, args.users, rng)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        deep_code, depth = deep_department(loaded["deep_candidates"])
+        print(f"deep department {deep_code}: {depth} levels from the top")
         measure_api(args.repeat, deep_code)
         if args.browser:
             measure_browser(deep_code)
-    finally:
-        connection.close()
-        if not args.keep:
-            harness.recreate_database(database_url)  # leaves an empty database behind
+    print(harness.load_averages(load_before, os.getloadavg()))
 
 
 if __name__ == "__main__":

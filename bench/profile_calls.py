@@ -4,6 +4,7 @@ Redis, timed per call, with queries counted and, with --profile, a pyinstrument 
 
     .venv/bin/python bench/profile_calls.py                      # every phase, 300 calls each
     .venv/bin/python bench/profile_calls.py --only authSync --profile
+    .venv/bin/python bench/profile_calls.py --calls 30            # a quick smoke run
 
 Prints figures; asserts nothing about them. Needs PostgreSQL and Redis (PG_URL,
 BENCH_REDIS_URL as for bench/load.py); pyinstrument only with --profile.
@@ -75,114 +76,94 @@ def main() -> None:
     args = parser.parse_args()
 
     database_url = f"{args.pg_url}/{args.db}"
-    harness.recreate_database(database_url)
     os.environ.update(
         load.service_env(database_url, args.redis_url, tempfile.mkdtemp(prefix="bench-prof-"))
     )
     # A log line per call is part of the cost; it goes to a file, as under gunicorn.
     log_path = Path(tempfile.gettempdir()) / f"bench-profile-{os.getpid()}.log"
-    sys.stderr.flush()
-    stderr = os.dup(2)
-    os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    load_before = os.getloadavg()
+    with harness.scratch_database(database_url), harness.stderr_to(log_path):
+        harness.setup_django()
+        out = run(args)
+    print("\n".join(out))
+    print(harness.load_averages(load_before, os.getloadavg()))
+    print(f"service log: {log_path}")
 
-    import django
 
-    django.setup()
-    from django.core.management import call_command
+def run(args) -> list[str]:
+    """Every phase's figures (and profiles, queries, plans as asked), as lines to print."""
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute(load.CREATE_BARE_TABLE)
 
-    client = Client()
-
-    class InProcess:
-        def send(self, request):
-            path, headers, raw = request
-            response = client.generic(
-                "POST",
-                path,
-                raw,
-                content_type=headers.pop("Content-Type"),
-                headers=headers,
-            )
-            return response.json()
-
     # set_up_world speaks through a Connection: give it the in-process one.
-    load.Connection = lambda host, port: InProcess()
+    load.Connection = lambda host, port: harness.InProcess()
     run_id = uuid.uuid4().hex[:6]
     world = load.set_up_world(0, run_id)
-    sender = InProcess()
+    sender = harness.InProcess()
     out = []
-    try:
-        for phase, (build, expected) in load.PHASES.items():
-            if args.only and not any(o in phase for o in args.only):
-                continue
-            requests = [build(world, f"{run_id}{phase[:3]}n{n}", n) for n in range(args.calls)]
-            for request in requests[: args.calls // 10]:  # warm up
-                sender.send(request)
-            requests = [build(world, f"{run_id}{phase[:3]}m{n}", n) for n in range(args.calls)]
-            profiler = None
-            if args.profile:
-                from pyinstrument import Profiler
+    for phase, (build, expected) in load.PHASES.items():
+        if args.only and not any(o in phase for o in args.only):
+            continue
+        requests = [build(world, f"{run_id}{phase[:3]}n{n}", n) for n in range(args.calls)]
+        for request in requests[: args.calls // 10]:  # warm up
+            sender.send(request)
+        requests = [build(world, f"{run_id}{phase[:3]}m{n}", n) for n in range(args.calls)]
+        profiler = None
+        if args.profile:
+            from pyinstrument import Profiler
 
-                profiler = Profiler(interval=0.0002)
-                profiler.start()
-            cprofiler = None
-            if args.cprofile:
-                import cProfile
+            profiler = Profiler(interval=0.0002)
+            profiler.start()
+        cprofiler = None
+        if args.cprofile:
+            import cProfile
 
-                cprofiler = cProfile.Profile()
-                cprofiler.enable()
-            # The calls share one database connection (CONN_MAX_AGE): its backend's CPU is
-            # PostgreSQL's share of them.
-            connection.ensure_connection()
-            backend = connection.connection.info.backend_pid
-            with CaptureQueriesContext(connection) as queries:
-                pg_cpu = load._cpu_seconds(backend)
-                cpu, wall = time.process_time(), time.perf_counter()
-                for request in requests:
-                    code = sender.send(request).get("resultCode")
-                    assert code == expected, (phase, code)
-                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                pg_cpu = load._cpu_seconds(backend) - pg_cpu
-            if profiler:
-                profiler.stop()
-            if cprofiler:
-                import io
-                import pstats
+            cprofiler = cProfile.Profile()
+            cprofiler.enable()
+        # The calls share one database connection (CONN_MAX_AGE): its backend's CPU is
+        # PostgreSQL's share of them.
+        connection.ensure_connection()
+        backend = connection.connection.info.backend_pid
+        with CaptureQueriesContext(connection) as queries:
+            pg_cpu = load._cpu_seconds(backend)
+            cpu, wall = time.process_time(), time.perf_counter()
+            for request in requests:
+                code = sender.send(request).get("resultCode")
+                assert code == expected, (phase, code)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            pg_cpu = load._cpu_seconds(backend) - pg_cpu
+        if profiler:
+            profiler.stop()
+        if cprofiler:
+            import io
+            import pstats
 
-                cprofiler.disable()
-                text = io.StringIO()
-                pstats.Stats(cprofiler, stream=text).sort_stats(
-                    os.environ.get("CPROFILE_SORT", "tottime")
-                ).print_stats(os.environ.get("CPROFILE_FILTER", ""), 40)
-                out.append(text.getvalue())
-            line = (
-                f"{phase:<22} {wall / args.calls * 1000:8.2f} ms/call wall "
-                f"{cpu / args.calls * 1000:8.2f} ms/call CPU "
-                f"{pg_cpu / args.calls * 1000:8.2f} ms/call PostgreSQL CPU "
-                f"{len(queries) / args.calls:6.1f} queries/call"
-            )
-            out.append(line)
-            if args.sql or args.explain:
-                plans = explain(connection) if args.explain else []
-                with CaptureQueriesContext(connection) as last:
-                    sender.send(build(world, f"{run_id}{phase[:3]}last", 1))
-                if args.sql:
-                    out += [f"    {q['sql'][:300]}" for q in last.captured_queries]
-                out += plans
-            if profiler:
-                out.append(profiler.output_text(unicode=True, show_all=False))
-    finally:
-        connection.close()
-        os.dup2(stderr, 2)
-        harness.drop_database(database_url)
-    print("\n".join(out))
-    print(f"service log: {log_path}")
+            cprofiler.disable()
+            text = io.StringIO()
+            pstats.Stats(cprofiler, stream=text).sort_stats(
+                os.environ.get("CPROFILE_SORT", "tottime")
+            ).print_stats(os.environ.get("CPROFILE_FILTER", ""), 40)
+            out.append(text.getvalue())
+        line = (
+            f"{phase:<22} {wall / args.calls * 1000:8.2f} ms/call wall "
+            f"{cpu / args.calls * 1000:8.2f} ms/call CPU "
+            f"{pg_cpu / args.calls * 1000:8.2f} ms/call PostgreSQL CPU "
+            f"{len(queries) / args.calls:6.1f} queries/call"
+        )
+        out.append(line)
+        if args.sql or args.explain:
+            plans = explain(connection) if args.explain else []
+            with CaptureQueriesContext(connection) as last:
+                sender.send(build(world, f"{run_id}{phase[:3]}last", 1))
+            if args.sql:
+                out += [f"    {q['sql'][:300]}" for q in last.captured_queries]
+            out += plans
+        if profiler:
+            out.append(profiler.output_text(unicode=True, show_all=False))
+    return out
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/slow_clients.py                 # 6 body dribblers, 6 header dribblers
     .venv/bin/python bench/slow_clients.py --dribblers 12 --seconds 20
+    .venv/bin/python bench/slow_clients.py --dribblers 2 --seconds 3 --hold 10   # a quick smoke run
 
 The service runs as in production (`gunicorn -c python:ops.gunicorn config.wsgi:application`,
 its default workers) on a scratch PostgreSQL database. The bench first measures the reference:
@@ -15,37 +16,31 @@ body that does not arrive within a bounded time is cut.
 """
 
 import argparse
-import json
 import os
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _harness as harness
-from koogallery.protocol.signing import kit_sign
 
 GOAL_S = 1.0
 DECLARED = 100_000
-JSON_TYPE = "application/json;charset=utf8"
 
 
 def _kit_request(body: dict, *, content_length: int | None = None) -> bytes:
-    """The head (and body) of a signed kit V2 tenantSync, as KooGallery sends it (§3.1)."""
-    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    nonce, stamp = uuid.uuid4().hex.upper(), str(time.time_ns() // 1_000_000)
-    head = (
-        "POST /koogallery/produceAPI/v2/tenantSync HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: {JSON_TYPE}\r\nContent-Length: {content_length or len(raw)}\r\n"
-        f"x-sign: {kit_sign(harness.KIT_KEY, nonce, stamp, raw).upper()}\r\n"
-        f"x-timestamp: {stamp}\r\nx-nonce: {nonce}\r\nConnection: close\r\n\r\n"
-    ).encode()
+    """The head (and body) of a signed kit V2 tenantSync, as KooGallery sends it (§3.1), as
+    bytes for a raw socket; with `content_length`, the head alone, declaring that length."""
+    path, headers, raw = harness.kit_request("tenantSync", body)
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"Content-Type: {headers.pop('Content-Type')}"]
+    lines += [f"Content-Length: {content_length or len(raw)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    head = ("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode()
     return head if content_length else head + raw
 
 
@@ -167,14 +162,11 @@ def main() -> None:
 
     database_url = f"{args.pg_url}/{args.db}"
     env = harness.service_env(database_url, args.redis_url, LOG_LEVEL="WARNING")
-    harness.recreate_database(database_url)
-    harness.migrate(env)
-    port = harness.free_port()
-    log_path = Path(tempfile.gettempdir()) / f"bench-slow-clients-{os.getpid()}.log"
-    log = log_path.open("w")
-    gunicorn = harness.start_service(args, port, env, log)
-    try:
-        harness.wait_until_up(port)
+    with (
+        harness.scratch_database(database_url, keep=args.keep, env=env),
+        harness.service(args, env, "slow-clients") as service,
+    ):
+        port = service.port
         load_before = os.getloadavg()
         quiet = probe(port, args.seconds, 0)
         dribblers = [
@@ -189,22 +181,14 @@ def main() -> None:
         for dribbler in dribblers:
             dribbler.join(args.hold + 5)
         load_after = os.getloadavg()
-    finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        log.close()
-        if not args.keep:
-            harness.drop_database(database_url)
+    log_path = service.log_path
 
     print(
         f"{harness.describe_service(args)}; PostgreSQL {args.db}; "
         f"{args.dribblers} body + {args.dribblers} header dribblers at 1 byte/s; "
         f"{os.cpu_count()} CPUs; service log: {log_path}"
     )
-    print(
-        "load average (1/5/15 min) before: " + " ".join(f"{x:.2f}" for x in load_before)
-        + "   after: " + " ".join(f"{x:.2f}" for x in load_after)
-    )
+    print(harness.load_averages(load_before, load_after))
     columns = f"{'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
     print(f"{'phase':<28} {'call':<11} {columns}  goal")
     show("quiet (reference)", quiet)

@@ -4,6 +4,8 @@ about them.
 
     .venv/bin/python bench/usage_ingest.py
     .venv/bin/python bench/usage_ingest.py --clients 4 --procs 2 --workers 4 --seconds 10 --rounds 3
+    .venv/bin/python bench/usage_ingest.py --seconds 1 --rounds 1 --warmup 0.5 --instances 50 \\
+        --duplicates --floor                           # a quick smoke run
 
 The service runs as `gunicorn -c python:ops.gunicorn config.wsgi:application` (its threaded
 workers unless --worker-class/--threads say otherwise; --workers of them) on a scratch PostgreSQL
@@ -30,7 +32,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -52,28 +53,13 @@ def create_instances(database_url: str, count: int, started: datetime) -> None:
     """`count` active on-demand instances `bench-00000`…, started at `started` (through the ORM
     in this process; the clients, forked later, do not use Django)."""
     harness.configure_environment(database_url, unset=("KOOGALLERY_", "METERING_", "REDIS_"))
-    import django
+    harness.setup_django(migrate=False)
+    from django.db import connection
 
-    django.setup()
-    from django.db import connection, connections
-
-    from instances.models import ChargingMode, Instance, InstanceState
-
-    Instance.objects.bulk_create(
-        Instance(
-            instance_id=f"bench-{n:05d}",
-            order_id=f"CSBENCH{n:05d}",
-            order_line_id=f"CSBENCH{n:05d}-000001",
-            charging_mode=ChargingMode.ON_DEMAND,
-            state=InstanceState.ACTIVE,
-            product_id=f"P-{n}",
-        )
-        for n in range(count)
-    )
-    Instance.objects.update(created_at=started)
+    harness.add_on_demand_instances(count, started=started)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE instances_instance")
-    connections.close_all()
+    harness.close_django_connections()
 
 
 class Bodies:
@@ -106,44 +92,43 @@ class Bodies:
         ).encode()
 
 
-def client_process(port, tag, threads, seconds, args, start, results, bodies_in=None) -> None:
+def client_process(port, tag, threads, seconds, args, start, bodies_in=None) -> tuple:
     """`threads` clients posting new batches back to back for `seconds` (or, with `bodies_in`,
-    posting those bodies again)."""
-    latencies, failures, sent_bodies = [], [], []
-    lock = threading.Lock()
+    posting those bodies again): (latencies, failures, the bodies each thread sent)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    want = (200, "duplicates") if bodies_in is not None else (201, "recorded")
 
-    def run(thread: int) -> None:
+    def run(thread: int) -> tuple[list[float], list[str], list[list[bytes]]]:
         mark = f"{tag}t{thread}"
         bodies_of = Bodies(mark, args.per_request, args.instances, start, random.Random(mark))
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, bad, bodies, n = [], [], [], 0
         replay = bodies_in[thread] if bodies_in is not None else None
-        deadline = time.perf_counter() + seconds
-        while (replay is None and time.perf_counter() < deadline) or (replay and n < len(replay)):
-            raw = replay[n] if replay else bodies_of.body(n)
-            n += 1
-            started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        sent: list[bytes] = []
+
+        def prepare(n: int) -> bytes:
+            sent.append(replay[n] if replay is not None else bodies_of.body(n))
+            return sent[-1]
+
+        def send(raw: bytes) -> tuple[int, bytes]:
             conn.request("POST", "/api/usage", body=raw, headers=headers)
             response = conn.getresponse()
-            data = response.read()
-            mine.append(time.perf_counter() - started)
-            bodies.append(raw)
-            want = (200, "duplicates") if replay else (201, "recorded")
-            if response.status != want[0] or json.loads(data)[want[1]] != args.per_request:
-                bad.append(f"{response.status} {data[:200]!r}")
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            failures.extend(bad)
-            sent_bodies.append(bodies)
+            return response.status, response.read()
 
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    results.put((latencies, failures, sent_bodies if bodies_in is None else None))
+        def check(raw: bytes, answer: tuple[int, bytes]) -> str | None:
+            status, data = answer
+            if status != want[0] or json.loads(data)[want[1]] != args.per_request:
+                return f"{status} {data[:200]!r}"
+            return None
+
+        if replay is None:
+            latencies, failures = harness.timed_loop(prepare, send, check, seconds=seconds)
+        else:
+            latencies, failures = harness.timed_loop(prepare, send, check, count=len(replay))
+        conn.close()
+        return latencies, failures, [sent]
+
+    latencies, failures, sent_bodies = harness.merged(harness.in_threads(run, threads))
+    return latencies, failures, sent_bodies if bodies_in is None else None
 
 
 def floor_process(database_url, statement, tag, seconds, size, instance_pks, start, results, done):
@@ -196,44 +181,25 @@ def run_floor(args, database_url, statement, start, cpu) -> tuple[float, int, di
 
 
 def run_round(args, port, tag, start, seconds, replays=None):
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    shares = [
-        args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)
-    ]
-    started = time.perf_counter()
-    processes = [
-        context.Process(
-            target=client_process,
-            args=(port, f"{tag}p{i}", share, seconds, args, start, results,
-                  replays[i] if replays else None),
-        )
-        for i, share in enumerate(shares)
-        if share
-    ]
-    for process in processes:
-        process.start()
-    latencies, failures, bodies = [], [], []
-    for _ in processes:
-        mine, bad, sent = results.get()
-        latencies += mine
-        failures += bad
-        bodies.append(sent)
-    for process in processes:
-        process.join()
-    return latencies, failures, time.perf_counter() - started, bodies
+    """--clients clients in --procs processes: (latencies, failures, wall seconds, the bodies
+    each process's threads sent)."""
+    returned, wall = harness.in_processes(
+        lambda i, share: client_process(
+            port, f"{tag}p{i}", share, seconds, args, start, replays[i] if replays else None
+        ),
+        args.clients,
+        args.procs,
+    )
+    latencies, failures = harness.merged([(mine, bad) for mine, bad, _ in returned])
+    return latencies, failures, wall, [sent for _, _, sent in returned]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
-    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    harness.add_client_arguments(parser, clients=4, procs=2, seconds=10, rounds=3, warmup=3)
     harness.add_service_arguments(parser)
     parser.add_argument("--per-request", type=int, default=1000, help="events per request")
     parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=3, help="seconds, not counted")
     parser.add_argument("--duplicates", action="store_true", help="also post every batch again")
     parser.add_argument(
         "--floor",
@@ -256,81 +222,86 @@ def main() -> None:
         METERING_API_MAX_EVENTS=str(max(1000, args.per_request)),
         SECURE_SSL_REDIRECT="false",
     )
-    harness.recreate_database(database_url)
-    harness.migrate(env)
     now = datetime.now(UTC)
     start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
-    create_instances(database_url, args.instances, now - timedelta(days=2))
-    port = harness.free_port()
-    log_path = Path(tempfile.gettempdir()) / f"bench-usage-{os.getpid()}.log"
-    log = log_path.open("w")
-    gunicorn = harness.start_service(args, port, env, log)
+    with harness.scratch_database(database_url, keep=args.keep, env=env):
+        create_instances(database_url, args.instances, now - timedelta(days=2))
+        with harness.service(args, env, "usage") as service:
+            load_before = os.getloadavg()
+            figures = measure(args, service, database_url, start)
+            load_after = os.getloadavg()
+        with psycopg.connect(database_url) as conn:
+            stored = conn.execute("SELECT count(*) FROM metering_usageevent").fetchone()[0]
+    report(args, figures, stored, service.log_path, load_before, load_after)
+
+
+def measure(args, service: harness.Service, database_url: str, start: datetime) -> dict:
+    """A warm-up, then --rounds rounds of new events (and, as asked, their duplicates; the
+    floor after them): rates, latencies, failures, CPU seconds by group, floors."""
+    port = service.port
     rates, dup_rates, all_latencies, failures = [], [], [], []
     cpu_used: dict[str, float] = {}
     recorded = 0
-    try:
-        harness.wait_until_up(port)
-        run_id = uuid.uuid4().hex[:6]
-        load_before = os.getloadavg()
-        run_round(args, port, f"{run_id}w", start, args.warmup)
-        cpu = CpuAccount(gunicorn.pid, database_url, args.db)
-        for round_ in range(args.rounds):
-            cpu.sample()
-            latencies, bad, wall, bodies = run_round(
-                args, port, f"{run_id}r{round_}", start, args.seconds
-            )
+    run_id = uuid.uuid4().hex[:6]
+    run_round(args, port, f"{run_id}w", start, args.warmup)
+    cpu = CpuAccount(service.pid, database_url, args.db)
+    for round_ in range(args.rounds):
+        cpu.sample()
+        latencies, bad, wall, bodies = run_round(
+            args, port, f"{run_id}r{round_}", start, args.seconds
+        )
+        events = len(latencies) * args.per_request
+        for group, seconds in cpu.sample().items():
+            cpu_used[group] = cpu_used.get(group, 0.0) + seconds
+        recorded += events
+        rates.append(events / wall)
+        all_latencies += latencies
+        failures += bad
+        print(
+            f"[{round_ + 1}] {events:,} new events in {wall:.1f} s = "
+            f"{events / wall:,.0f} events/s",
+            flush=True,
+        )
+        if args.duplicates:
+            latencies, bad, wall, _ = run_round(args, port, "", start, 0, replays=bodies)
             events = len(latencies) * args.per_request
-            for group, seconds in cpu.sample().items():
-                cpu_used[group] = cpu_used.get(group, 0.0) + seconds
-            recorded += events
-            rates.append(events / wall)
-            all_latencies += latencies
+            dup_rates.append(events / wall)
             failures += bad
             print(
-                f"[{round_ + 1}] {events:,} new events in {wall:.1f} s = "
+                f"[{round_ + 1}] {events:,} duplicates in {wall:.1f} s = "
                 f"{events / wall:,.0f} events/s",
                 flush=True,
             )
-            if args.duplicates:
-                latencies, bad, wall, _ = run_round(args, port, "", start, 0, replays=bodies)
-                events = len(latencies) * args.per_request
-                dup_rates.append(events / wall)
-                failures += bad
-                print(
-                    f"[{round_ + 1}] {events:,} duplicates in {wall:.1f} s = "
-                    f"{events / wall:,.0f} events/s",
-                    flush=True,
-                )
-        floors = []
-        if args.floor:
-            from metering.services import _INSERT_NEW
+    floors = []
+    if args.floor:
+        from metering.services import _INSERT_NEW
 
-            for _ in range(args.rounds):
-                rate, events, used = run_floor(args, database_url, _INSERT_NEW, start, cpu)
-                floors.append((rate, used.get("postgres", 0.0) / events * 1e6))
-                print(f"PostgreSQL floor: {rate:,.0f} events/s", flush=True)
-        load_after = os.getloadavg()
-        with psycopg.connect(database_url) as conn:
-            stored = conn.execute("SELECT count(*) FROM metering_usageevent").fetchone()[0]
-    finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        log.close()
-        if not args.keep:
-            harness.drop_database(database_url)
+        for _ in range(args.rounds):
+            rate, events, used = run_floor(args, database_url, _INSERT_NEW, start, cpu)
+            floors.append((rate, used.get("postgres", 0.0) / events * 1e6))
+            print(f"PostgreSQL floor: {rate:,.0f} events/s", flush=True)
+    return {
+        "rates": rates,
+        "dup_rates": dup_rates,
+        "latencies": all_latencies,
+        "failures": failures,
+        "cpu_used": cpu_used,
+        "recorded": recorded,
+        "floors": floors,
+    }
 
+
+def report(args, figures: dict, stored: int, log_path, load_before, load_after) -> None:
+    rates, dup_rates, floors = figures["rates"], figures["dup_rates"], figures["floors"]
+    failures, cpu_used, recorded = figures["failures"], figures["cpu_used"], figures["recorded"]
+    all_latencies = figures["latencies"]
     print(
         f"{harness.describe_service(args)}; {args.clients} "
         f"concurrent clients in {args.procs} processes; {args.per_request} events per request, "
         f"{args.instances} instances; PostgreSQL {args.db}; {args.rounds} rounds x "
         f"{args.seconds:g} s; {os.cpu_count()} CPUs; {stored:,} events stored"
     )
-    print(
-        "load average (1/5/15 min) before: "
-        + " ".join(f"{x:.2f}" for x in load_before)
-        + "   after: "
-        + " ".join(f"{x:.2f}" for x in load_after)
-    )
+    print(harness.load_averages(load_before, load_after))
     ms = sorted(x * 1000 for x in all_latencies)
     print(
         f"new events: median {statistics.median(rates):,.0f} events/s (min {min(rates):,.0f}, "
