@@ -19,12 +19,12 @@ A quick smoke run: `.venv/bin/python bench/auth_sync.py --rounds 2 --users 50 --
 import argparse
 import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness  # noqa: E402
+from bench import _harness as harness
 
 APP_ID = "BENCHAPP0001"
 
@@ -84,7 +84,7 @@ def run(rounds: int, count: int, big: int) -> None:
     from django.db import connection
     from django.test import Client
 
-    from tests.kgclient import KooGallery
+    from tests.support.kgclient import KooGallery
 
     kg = KooGallery(Client())
     operations = {

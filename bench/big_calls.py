@@ -52,15 +52,16 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
-from cryptography.fernet import Fernet  # noqa: E402
+import psycopg
+from cryptography.fernet import Fernet
 
-from bench import _harness as harness  # noqa: E402
-from bench import auth_sync as auth_bench  # noqa: E402
-from bench import org_sync as org_bench  # noqa: E402
+from bench import _harness as harness
+from bench import auth_sync as auth_bench
+from bench import org_sync as org_bench
 
 METERING_TOKEN = "bench-metering-token-0123456789abcdef"
 FLOOR_TABLE = "bench_floor_department"
@@ -81,7 +82,7 @@ class Void(Exception):
     """The call was not accepted as a whole: its figure means nothing."""
 
 
-# --- the building blocks (tests/test_bench_big_calls.py runs them at tiny sizes) -----------------
+# --- the building blocks (tests/bench/test_bench_big_calls.py runs them at tiny sizes) ------------
 def org_tree(departments: int, seed: int = 5) -> list[dict]:
     return org_bench.build_tree("D", departments, random.Random(seed))
 

@@ -47,13 +47,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
+import psycopg
+import redis
 
-from bench import _harness as harness  # noqa: E402
+from bench import _harness as harness
 
 JSON_TYPE = harness.JSON_TYPE
 POOL = 64  # tenants and instances the calls are spread over

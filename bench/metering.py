@@ -28,12 +28,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness  # noqa: E402
+from bench import _harness as harness
 
 
 def main() -> None:
@@ -66,7 +66,7 @@ def run(args) -> None:
     from instances.models import Instance
     from metering import aggregation, push, services
     from metering.models import MeteringCursor, PushBatch, UsageEvent, UsageRecord
-    from tests.fakes import FakeKooGallery
+    from tests.support.fakes import FakeKooGallery
 
     # The hours pushed here are hours old: the "first sent after minute 10" warning is expected.
     logging.getLogger("metering.push").setLevel(logging.ERROR)

@@ -44,10 +44,11 @@ from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness  # noqa: E402
+from bench import _harness as harness
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_org_tree"
 TENANT_ID = "bench-tree-tenant"

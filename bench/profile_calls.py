@@ -18,13 +18,14 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import load  # noqa: E402
+import load
 
-from bench import _harness as harness  # noqa: E402
+from bench import _harness as harness
 
 
 def explain(connection) -> list[str]:

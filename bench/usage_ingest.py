@@ -36,15 +36,15 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from bench import _harness as harness  # noqa: E402
-from bench.load import CpuAccount  # noqa: E402
+from bench import _harness as harness
+from bench.load import CpuAccount
 
 TOKEN = "bench-metering-token-0123456789abcdef"
 

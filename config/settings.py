@@ -157,7 +157,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # The largest KooGallery call is a 100k-department allOrgSync: 15.3 MB with 32-character codes
-# and 12-character names sent as a string of JSON (built by tests/test_hostile_input.py); the
+# and 12-character names sent as a string of JSON (built by
+# tests/koogallery/test_hostile_input.py); the
 # limit leaves 1.6x room. Larger bodies are answered 000002 unread
 # (koogallery/inbound/endpoint.py), also
 # when sent chunked, without a Content-Length (ops/wsgi.py).
@@ -228,7 +229,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 # socket_timeout: a Redis that accepts connections but does not answer (frozen, overloaded) must
-# not hold a KooGallery call past its 5 s (tests/test_faults.py); workers' BRPOP waits 1 s.
+# not hold a KooGallery call past its 5 s (tests/system/test_faults.py); workers' BRPOP waits 1 s.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
     "socket_timeout": 2,

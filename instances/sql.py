@@ -4,7 +4,7 @@
 (data-modifying CTEs), elsewhere the ORM does the same writes in several. The SQL is built from
 the models' metadata and values are prepared by the fields as Django's own INSERT/UPDATE
 prepares them (`pre_save`, `get_db_prep_save`), so a column added to a model needs no change
-here. `tests/test_lifecycle_writers.py` runs both ways against each other.
+here. `tests/instances/test_lifecycle_writers.py` runs both ways against each other.
 
 Idempotency is `INSERT … ON CONFLICT DO NOTHING` on the natural keys (STYLE.md §3): a
 concurrent twin's INSERT waits for the first transaction and then inserts nothing, so the

@@ -56,7 +56,7 @@ BUDGETS = (
     f"Users: at most {USER_PAGE} per page, {AUTHORIZATIONS_PER_USER} authorisations each. "
     "Whatever the tree's shape (a 100,000-deep chain, 100,000 children of one department) "
     "an answer stays under 2 MB, proven with max-length names in "
-    "tests/test_org_tree_budgets.py, and its queries are indexed ranges bounded by these "
+    "tests/orgsync/test_org_tree_budgets.py, and its queries are indexed ranges bounded by these "
     "numbers. depth or limit above its maximum: 400 naming the field; the node and walk "
     "budgets cut the answer silently and say where (children null, totalUsersExact, path)."
 )

@@ -3,7 +3,7 @@
 Every read has a budget that holds whatever the tree's shape (issue 14): a tenant of 100,000
 departments may be one chain 100,000 deep or one department with 99,999 children, and no
 answer may cost work or bytes in proportion to that. The budgets below are the only knobs;
-the API states them in its schema and `tests/test_org_tree_budgets.py` proves the byte bound
+the API states them in its schema and `tests/orgsync/test_org_tree_budgets.py` proves the byte bound
 that follows from them with max-length names.
 
 - A tree answer places at most `MAX_NODES` departments, `MAX_DEPTH` levels below its top, each

@@ -1,7 +1,7 @@
 """How an allOrgSync plan is written: set-based SQL on PostgreSQL, the ORM elsewhere (issue 5).
 
 Both writers read the tenant's rows the same way and apply the same `snapshot.Plan`, so the
-semantics cannot drift; `tests/test_org_tree_properties.py` runs both against one model.
+semantics cannot drift; `tests/orgsync/test_org_tree_properties.py` runs both against one model.
 
 The PostgreSQL writer issues a constant number of statements whatever the size of the tree:
 ids for new rows come from the table's sequence, so parents are resolved in Python and new

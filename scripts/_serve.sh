@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/run after its install (tests/test_answers_never_wait.py runs this part as it is):
+# scripts/run after its install (tests/system/test_answers_never_wait.py runs this part as it is):
 # migrate, then the server and, without a broker, the job runner next to it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

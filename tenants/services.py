@@ -9,7 +9,7 @@ called inside a kit call's transaction, a savepoint would cost two round trips, 
 that fails rolls the caller's transaction back anyway (the pipeline answers a refusal and
 rolls back). On PostgreSQL an add/modify of each interface is one statement (upserts chained
 by data-modifying CTEs, authSync's users sent as one JSON parameter, no models built); the
-portable ORM path serves SQLite, and tests/test_tenant_writes.py proves both leave the same
+portable ORM path serves SQLite, and tests/tenants/test_tenant_writes.py proves both leave the same
 rows.
 
 Late and replayed calls (spec §2.3): every write carries the KooGallery time of its call

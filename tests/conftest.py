@@ -1,10 +1,10 @@
 import pytest
 from django.db import connection
 
-from tests.kgclient import KooGallery, envelope, fixture_json
+from tests.support.kgclient import KooGallery, envelope, fixture_json
 
-# The `fake_koogallery` fixture: a fake KooGallery open-API host on loopback (tests/fakes/).
-pytest_plugins = ["tests.fakes.koogallery_server"]
+# The `fake_koogallery` fixture: a fake KooGallery open-API host on loopback (tests/support/fakes/).
+pytest_plugins = ["tests.support.fakes.koogallery_server"]
 
 
 @pytest.fixture
