@@ -158,7 +158,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # The largest KooGallery call is a 100k-department allOrgSync: 15.3 MB with 32-character codes
 # and 12-character names sent as a string of JSON (built by
-# tests/koogallery/test_hostile_input.py); the
+# tests/koogallery/inbound/test_hostile_input.py); the
 # limit leaves 1.6x room. Larger bodies are answered 000002 unread
 # (koogallery/inbound/endpoint.py), also
 # when sent chunked, without a Content-Length (ops/wsgi.py).

@@ -17,9 +17,8 @@ error message. Nothing here decides what is valid on its own authority:
   `to_internal_value`, `run_validation`, serializer-level validators, dotted sources) is not
   compiled.
 
-tests/koogallery/test_fast_validation.py proves, over every serializer the pipeline validates with,
-that
-the result equals DRF's or is None, and is None whenever DRF refuses.
+tests/koogallery/inbound/test_fast_validation.py proves, over every serializer the pipeline
+validates with, that the result equals DRF's or is None, and is None whenever DRF refuses.
 """
 
 import re

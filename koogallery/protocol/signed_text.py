@@ -12,9 +12,8 @@ before any key is tried:
   holds `&name=`, so the join reads back one way only. Null and blank values are not in the join
   either: the service reads them as it reads an absent one (`v1_reading`).
 
-tests/koogallery/test_signed_text.py holds it as a property: accepted requests with equal signed
-text are
-equal requests.
+tests/koogallery/protocol/test_signed_text.py holds it as a property: accepted requests with
+equal signed text are equal requests.
 """
 
 import re

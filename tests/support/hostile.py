@@ -1,4 +1,4 @@
-"""Building blocks of the hostile-input tests (tests/koogallery/test_hostile_input.py).
+"""Building blocks of the hostile-input tests (tests/koogallery/inbound/test_hostile_input.py).
 
 - `domain_state()`: every domain row, so a test can prove a refused call wrote nothing. Domain
   = every model of this project's apps except the records of calls themselves (the inbound

@@ -29,7 +29,7 @@ from orgsync import serializers as org_serializers
 from tenants import serializers as tenant_serializers
 from tests.support.kgclient import fixture, fixture_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 import load  # bench/load.py: the bodies the load benchmark sends
 
 EXAMPLES = int(os.environ.get("FAST_VALIDATION_EXAMPLES", "120"))
@@ -401,7 +401,7 @@ KIT_SERIALIZERS = {
     "authSync": tenant_serializers.AuthSyncSerializer,
 }
 FIXTURES = sorted(
-    path.stem for path in (Path(__file__).resolve().parents[1] / "fixtures/koogallery").iterdir()
+    path.stem for path in (Path(__file__).resolve().parents[2] / "fixtures/koogallery").iterdir()
 )
 
 

@@ -6,7 +6,8 @@ writes no domain row (only its journal row, STYLE.md §1).
 hypothesis drives the inputs; HOSTILE_EXAMPLES (default 40) sets examples per property. The
 examples are the same on every run (CI stays reproducible); HOSTILE_RANDOM=1 explores new ones:
 
-    HOSTILE_RANDOM=1 HOSTILE_EXAMPLES=300 .venv/bin/pytest tests/koogallery/test_hostile_input.py
+    HOSTILE_RANDOM=1 HOSTILE_EXAMPLES=300 .venv/bin/pytest \
+        tests/koogallery/inbound/test_hostile_input.py
 """
 
 import json

@@ -1,6 +1,7 @@
 """ops/wsgi.py: a body streamed without a Content-Length (Transfer-Encoding: chunked) reaches
 Django whole, or is refused as too big, on a server that terminates its input (gunicorn). The
-same over HTTP through gunicorn: tests/koogallery/test_hostile_input.py (PostgreSQL pass)."""
+same over HTTP through gunicorn: tests/koogallery/inbound/test_hostile_input.py (PostgreSQL
+pass)."""
 
 import io
 

@@ -1,6 +1,6 @@
 """What the journal keeps of a body (STYLE.md §1, spec §2.4): the text as received when the
 allow-list masks nothing in it, else the same text with those values masked — however a
-secret-named key is spelt. More: tests/koogallery/test_journal_redaction.py."""
+secret-named key is spelt. More: tests/koogallery/inbound/test_journal_redaction.py."""
 
 import json
 
