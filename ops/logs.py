@@ -21,7 +21,7 @@ from .context import current_request_id
 REDACTED = "***"
 
 # Field names whose values never reach a log line. A superset of
-# koogallery.inbound.journal.SECRET_KEYS
+# koogallery.protocol.redaction.SECRET_KEYS
 # (a test keeps the two in step), compared lower-case.
 SECRET_FIELD_NAMES = frozenset(
     {

@@ -185,25 +185,6 @@ def _insert_statement(connection, *, with_id: bool) -> tuple[str, list]:
     return cached
 
 
-# Keys whose values never reach a log line or a stored URL (ops/logs.py keeps a superset). Bodies
-# and query strings in the journal go further: an allow-list (koogallery/protocol/redaction.py).
-SECRET_KEYS = frozenset(
-    k.lower()
-    for k in (
-        "clientSecret",
-        "client_secret",
-        "password",
-        "authToken",
-        "signature",
-        "access_token",
-        "refresh_token",
-        "token",
-        "characters",
-    )
-)
-REDACTED = "***"
-
-
 def redact(value: Any) -> Any:
     """A parsed body as the journal keeps it: the spec's allow-list
     (koogallery/protocol/redaction.py)."""

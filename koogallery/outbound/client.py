@@ -36,10 +36,9 @@ from django.db import transaction
 from django.utils import timezone
 from urllib3.filepost import encode_multipart_formdata
 
-from koogallery.inbound.journal import REDACTED, SECRET_KEYS
 from koogallery.outbound.attempts import AttemptOutcome, OutboundAttempt, OutboundPurpose
 from koogallery.protocol.apig import sign_request
-from koogallery.protocol.redaction import mask_text
+from koogallery.protocol.redaction import REDACTED, SECRET_KEYS, mask_text
 from koogallery.protocol.times import compact_time
 
 logger = logging.getLogger("koogallery.outbound")

@@ -21,6 +21,23 @@ from typing import Any
 
 REDACTED = "***"
 
+# Keys whose values never reach a log line or a stored URL (ops/logs.py keeps a superset). Bodies
+# and query strings in the journal go further: an allow-list (below).
+SECRET_KEYS = frozenset(
+    k.lower()
+    for k in (
+        "clientSecret",
+        "client_secret",
+        "password",
+        "authToken",
+        "signature",
+        "access_token",
+        "refresh_token",
+        "token",
+        "characters",
+    )
+)
+
 # Every field name in the spec's field tables and parameter lists, §4 and §5, as spelt there.
 NAMED_FIELDS = frozenset(
     {

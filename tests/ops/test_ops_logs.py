@@ -11,8 +11,9 @@ from celery.signals import before_task_publish
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from koogallery.inbound.journal import SECRET_KEYS, InboundCall
+from koogallery.inbound.journal import InboundCall
 from koogallery.outbound.client import query_order
+from koogallery.protocol.redaction import SECRET_KEYS
 from ops.context import request_id_var
 from ops.logs import (
     SECRET_FIELD_NAMES,
