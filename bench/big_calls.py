@@ -257,7 +257,7 @@ KIT_FRAME = [
 KIT_TAIL = [
     (0, "journal row (INSERT)", ["koogallery/inbound/journal.py:write"]),
     (0, "commit", ["django/db/backends/base/base.py:commit"]),
-    (0, "answer, log line, metrics", ["inbound.py:respond", "ops/calls.py:call_finished"]),
+    (0, "answer, log line, metrics", ["inbound/endpoint.py:respond", "ops/calls.py:call_finished"]),
 ]
 PROFILES = {
     "allOrgSync": [

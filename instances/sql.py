@@ -1,6 +1,6 @@
 """The lifecycle's writes as single PostgreSQL statements (issue 6: few round trips per call).
 
-`lifecycle.py` decides what a call changes; on PostgreSQL each write below is one statement
+`services.py` decides what a call changes; on PostgreSQL each write below is one statement
 (data-modifying CTEs), elsewhere the ORM does the same writes in several. The SQL is built from
 the models' metadata and values are prepared by the fields as Django's own INSERT/UPDATE
 prepares them (`pre_save`, `get_db_prep_save`), so a column added to a model needs no change

@@ -46,7 +46,7 @@ def stored_request_or_locked_instance(
 
     The lock makes new requests of one instance take turns, so the quota count sees every
     licence committed before it (two devices racing for the last seat, §2.8 000900); a repeat
-    takes none. The instance is the one the call names (`instance_selectors.named_instance`):
+    takes none. The instance is the one the call names (`instances.selectors.named_instance`):
     a debug call sees debug instances only (§2.5), a call without testFlag any (§2.7), and the
     data set of the key is the named instance's (else the call's flag).
     """

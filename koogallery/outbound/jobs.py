@@ -16,8 +16,8 @@ Two ways to hand it over, chosen by KOOGALLERY_JOB_DISPATCH:
   `manage.py koogallery_run_jobs`, which scripts/run starts next to the server — claims each
   due row and runs its task in its own process, a retry putting the row back with its backoff.
 - ``on_commit`` (only with a broker): the task is published once the call's transaction
-  commits; a publish that fails is logged, and the sweeps (licensing, order_sweep) find the row
-  later.
+  commits; a publish that fails is logged, and the sweeps (licensing, instances/sweep.py) find
+  the row later.
 
 Either way a lost broker message is recovered by the sweeps, which look at the rows themselves.
 """
