@@ -701,7 +701,8 @@ def journaled_call(pk: int) -> tuple[Target, dict[str, Any]]:
     The journal keeps bodies redacted (STYLE.md §1): a body whose secrets were masked, or that
     was truncated, cannot be replayed from it.
     """
-    from koogallery.inbound.journal import REDACTED, Family, InboundCall
+    from koogallery.inbound.journal import Family, InboundCall
+    from koogallery.protocol.redaction import REDACTED
 
     try:
         call = InboundCall.objects.get(pk=pk)

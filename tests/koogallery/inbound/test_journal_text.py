@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from koogallery.inbound.journal import REDACTED, redacted_text, response_text
+from koogallery.inbound.journal import redacted_text, response_text
 from koogallery.protocol.jsonbody import parse_json
+from koogallery.protocol.redaction import REDACTED
 
 
 def stored(raw: bytes) -> str:
