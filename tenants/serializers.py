@@ -518,10 +518,13 @@ class UserColumns:
         for wire_name, (column, _) in EXTENSION_FALLBACKS.items():
             top = values[wire_name]
             inside = list(map(dict.get, extensions, repeat(wire_name), repeat(_ABSENT)))
-            taken = [
-                (value is not _ABSENT and (given is None or given == ""))
-                for value, given in zip(inside, top, strict=True)
-            ]
+            if _ABSENT not in inside and set(top) <= {None, ""}:
+                taken = [True] * len(top)  # (the usual case, without a loop)
+            else:
+                taken = [
+                    (value is not _ABSENT and (given is None or given == ""))
+                    for value, given in zip(inside, top, strict=True)
+                ]
             if True not in taken:
                 continue
             found = list(compress(inside, taken))
@@ -531,6 +534,9 @@ class UserColumns:
                 found = self.employee_type(found)
             else:
                 texts += self.fallback_texts[column].strings(found)
+            if False not in taken:  # Huawei's shape: the field only in every extension
+                values[wire_name] = found
+                continue
             checked = iter(found)
             values[wire_name] = [
                 next(checked) if take else given for take, given in zip(taken, top, strict=True)
