@@ -28,11 +28,11 @@ the machine's load hits them alike); best, median and worst are printed:
   --clients concurrent clients (default 4) over --instances on-demand instances; events/s.
 - oversubscribed: `first` while two busy-loop processes run beside the service.
 
---profile runs allOrgSync first and its identical re-sync, authSync and one usage request again
-in this process (Django's test client through the whole middleware stack; no socket) under
-cProfile and prints where the time goes, grouped by phase, and the functions with most own time.
-The journal's `duration_ms` ("server" below) ends before the commit; over HTTP, the body is read
-(ops/wsgi.py) before it starts.
+--profile runs allOrgSync first, its identical re-sync and the change, authSync and one usage
+request again in this process (Django's test client through the whole middleware stack; no
+socket) under cProfile and prints where the time goes, grouped by phase, and the functions
+with most own time. The journal's `duration_ms` ("server" below) ends before the commit; over
+HTTP, the body is read (ops/wsgi.py) before it starts.
 """
 
 import argparse
@@ -413,6 +413,14 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
             s, d, endpoint="allOrgSync", tenant_id=tenant
         )
 
+    changed = org_bench.renamed_and_moved(items, random.Random(18))[0]
+
+    def change_call(n: int):  # the same tenants, re-synced with renames and a move
+        tenant = f"profile-org-{n}"
+        return all_org_sync(tenant, changed), lambda s, d: accepted_kit(
+            s, d, endpoint="allOrgSync", tenant_id=tenant
+        )
+
     def auth_call(n: int):
         tenant = f"profile-auth-{n}"
         return auth_sync(tenant, args.users), lambda s, d: accepted_kit(
@@ -426,6 +434,7 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
     calls = {
         "allOrgSync": org_call,
         "allOrgSync identical re-sync": resync_call,
+        "allOrgSync change": change_call,
         "authSync": auth_call,
         "usage": usage_call,
     }
