@@ -10,7 +10,7 @@ as they are, parents created or dropped under waiting children all happen often.
 """
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koogallery.resultcodes import InvalidParam
@@ -23,17 +23,6 @@ NAMES = ["甲", "乙"]
 item = st.tuples(st.sampled_from(CODES), st.sampled_from(NAMES), st.sampled_from(PARENTS))
 
 
-def has_cycle(departments: dict[str, str]) -> bool:
-    for start in departments:
-        seen, code = set(), start
-        while code in departments and code not in seen:
-            seen.add(code)
-            code = departments[code]
-        if code in seen:
-            return True
-    return False
-
-
 def stored_rows(held: dict[str, tuple]) -> list[snapshot.Stored]:
     """The rows a writer leaves for these departments: ids, and parents linked by code."""
     ids = {code: 100 + n for n, code in enumerate(held)}
@@ -44,8 +33,13 @@ def stored_rows(held: dict[str, tuple]) -> list[snapshot.Stored]:
 
 @st.composite
 def stored_and_snapshot(draw):
-    held = {code: (name, parent) for code, name, parent in draw(st.lists(item, max_size=7))}
-    assume(held and not has_cycle({code: parent for code, (_, parent) in held.items()}))
+    # Stored: each department under the top level, a code that is not stored (an orphan
+    # waiting for it), or one stored before it; any forest can be listed that way.
+    order = draw(st.permutations(CODES))[: draw(st.integers(1, len(CODES)))]
+    held = {}
+    for n, code in enumerate(order):
+        parents = ["", "Z", *order[:n], *(c for c in CODES if c not in order)]
+        held[code] = (draw(st.sampled_from(NAMES)), draw(st.sampled_from(parents)))
     # What KooGallery sends after edits in its console: most rows as they are, some dropped,
     # renamed, moved or added (a later repeat of a code wins), or a snapshot of its own.
     kept = [
@@ -54,7 +48,7 @@ def stored_and_snapshot(draw):
         if draw(st.booleans()) or draw(st.booleans())
     ]
     listed = draw(st.one_of(st.just(kept), st.permutations(kept)))
-    listed = [*listed, *draw(st.lists(item, max_size=4))]
+    listed = [*listed, *draw(st.lists(item, max_size=3))]
     if draw(st.integers(0, 9)) == 0:
         listed = draw(st.lists(item, max_size=8))
     return held, snapshot.last_wins(listed)
@@ -90,7 +84,7 @@ def comparable(outcome: snapshot.Plan | str):
     return outcome.create, sorted(outcome.update), sorted(outcome.delete), outcome.unchanged
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(stored_and_snapshot())
 def test_the_changed_rows_give_the_refusals_and_writes_of_the_whole_tree(case):
     held, items = case
