@@ -455,8 +455,10 @@ def all_org_sync(
     A snapshot older than the tenant's last department change (§2.3) writes nothing; every
     department it lists counts as stale. A snapshot identical to the last one applied, with no
     department change since (the tenant's `org_snapshot_digest`), is neither read nor diffed:
-    only its time is recorded, as the full diff would (issue 17). `writer` chooses how rows are
-    written ("postgresql" or "portable"; default by database).
+    only its time is recorded, as the full diff would (issue 17); any other snapshot of a tenant
+    that has departments is diffed and checked for cycles from the items it adds or edits
+    (`_resync_plan`). `writer` chooses how rows are written ("postgresql" or "portable"; default
+    by database).
     """
     items = snapshot.last_wins(departments)
     digest = snapshot.digest(items)
@@ -516,5 +518,5 @@ def _resync_plan(
         gone = [row[0] for row in held if row[0] not in items]
     relinked = snapshot.relinked(items, created.union(gone), codes)
     if relinked or gone:
-        rows += writers.load_codes(tenant, {item[0] for item in relinked}.union(gone))
+        rows += writers.load_codes(tenant, {item[0] for item in relinked}.union(gone) - known)
     return snapshot.plan_changes(items, [*changed, *relinked], gone, rows), rows
