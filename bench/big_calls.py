@@ -28,11 +28,11 @@ the machine's load hits them alike); best, median and worst are printed:
   --clients concurrent clients (default 4) over --instances on-demand instances; events/s.
 - oversubscribed: `first` while two busy-loop processes run beside the service.
 
---profile runs allOrgSync first and its identical re-sync, authSync and one usage request again
-in this process (Django's test client through the whole middleware stack; no socket) under
-cProfile and prints where the time goes, grouped by phase, and the functions with most own time.
-The journal's `duration_ms` ("server" below) ends before the commit; over HTTP, the body is read
-(ops/wsgi.py) before it starts.
+--profile runs allOrgSync first, its identical re-sync and the change, authSync and one usage
+request again in this process (Django's test client through the whole middleware stack; no
+socket) under cProfile and prints where the time goes, grouped by phase, and the functions
+with most own time. The journal's `duration_ms` ("server" below) ends before the commit; over
+HTTP, the body is read (ops/wsgi.py) before it starts.
 """
 
 import argparse
@@ -268,7 +268,13 @@ PROFILES = {
         (1, "cycle check (find_cycle)", ["orgsync/snapshot.py:find_cycle"]),
         (1, "tenant row lock (ensure_tenant)", ["tenants/services.py:ensure_tenant"]),
         (1, "read stored departments", ["orgsync/writers.py:load"]),
+        (1, "read stored departments as items", ["orgsync/writers.py:load_items"]),
         (1, "diff (snapshot.plan)", ["orgsync/snapshot.py:plan"]),
+        (1, "re-sync diff + cycle check (_resync_plan)", ["orgsync/services.py:_resync_plan"]),
+        (2, "new or edited items (snapshot.fresh)", ["orgsync/snapshot.py:fresh"]),
+        (2, "cycle check from them", ["orgsync/snapshot.py:has_cycle_through"]),
+        (2, "their rows and parents' (load_codes)", ["orgsync/writers.py:load_codes"]),
+        (2, "relinked children, plan", ["snapshot.py:relinked", "snapshot.py:plan_changes"]),
         (1, "writes (writers.apply)", ["orgsync/writers.py:apply"]),
         (2, "ids from the sequence", ["orgsync/writers.py:_allocate_ids"]),
         (2, "COPY of the new rows", ["orgsync/writers.py:_copy_new_rows"]),
@@ -371,6 +377,14 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
             s, d, endpoint="allOrgSync", tenant_id=tenant
         )
 
+    changed = org_bench.renamed_and_moved(items, random.Random(18))[0]
+
+    def change_call(n: int):  # the same tenants, re-synced with renames and a move
+        tenant = f"profile-org-{n}"
+        return all_org_sync(tenant, changed), lambda s, d: accepted_kit(
+            s, d, endpoint="allOrgSync", tenant_id=tenant
+        )
+
     def auth_call(n: int):
         tenant = f"profile-auth-{n}"
         return auth_sync(tenant, args.users), lambda s, d: accepted_kit(
@@ -384,6 +398,7 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
     calls = {
         "allOrgSync": org_call,
         "allOrgSync identical re-sync": resync_call,
+        "allOrgSync change": change_call,
         "authSync": auth_call,
         "usage": usage_call,
     }

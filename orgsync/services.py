@@ -455,8 +455,10 @@ def all_org_sync(
     A snapshot older than the tenant's last department change (§2.3) writes nothing; every
     department it lists counts as stale. A snapshot identical to the last one applied, with no
     department change since (the tenant's `org_snapshot_digest`), is neither read nor diffed:
-    only its time is recorded, as the full diff would (issue 17). `writer` chooses how rows are
-    written ("postgresql" or "portable"; default by database).
+    only its time is recorded, as the full diff would (issue 17); any other snapshot of a tenant
+    that has departments is diffed and checked for cycles from the items it adds or edits
+    (`_resync_plan`). `writer` chooses how rows are written ("postgresql" or "portable"; default
+    by database).
     """
     items = snapshot.last_wins(departments)
     digest = snapshot.digest(items)
@@ -465,10 +467,15 @@ def all_org_sync(
     # it was checked for cycles and diffed when applied, and would be diffed to no writes now.
     repeated = digest is not None and digest == tenant.org_snapshot_digest
     if not repeated:
-        parent_of = snapshot.links(items)
-        cycle = snapshot.find_cycle(parent_of)
-        if cycle:
-            raise InvalidParam(str(snapshot.CycleError(cycle)))
+        # A tenant with departments is re-synced from the rows that change (issue 17).
+        held = writers.load_items(tenant)
+        if held:
+            plan, stored = _resync_plan(tenant, items, held)
+        else:
+            parent_of = snapshot.links(items)
+            cycle = snapshot.find_cycle(parent_of)
+            if cycle:
+                raise InvalidParam(str(snapshot.CycleError(cycle)))
     last_change = tenant.org_call_time
     if call_time is not None and last_change is not None and call_time < last_change:
         return SnapshotResult(tenant, 0, 0, 0, 0, stale=len(items))
@@ -476,8 +483,9 @@ def all_org_sync(
     if repeated:
         _mark_synced(tenant, now, call_time, digest)  # the call's time counts as before
         return SnapshotResult(tenant, 0, 0, 0, unchanged=len(items))
-    stored = writers.load(tenant)
-    plan = snapshot.plan(stored, items, parent_of)
+    if not held:
+        stored = writers.load(tenant)
+        plan = snapshot.plan(stored, items, parent_of)
     writers.apply(tenant, plan, stored, now, writer or writers.default_writer(), call_time)
     _mark_synced(tenant, now, call_time, digest)
     return SnapshotResult(
@@ -487,3 +495,28 @@ def all_org_sync(
         deleted=len(plan.delete),
         unchanged=plan.unchanged,
     )
+
+
+def _resync_plan(
+    tenant: Tenant, items: dict[str, OrgItem], held: list[OrgItem]
+) -> tuple[snapshot.Plan, list[snapshot.Stored]]:
+    """The plan of a snapshot for a tenant that has departments (`held`, as items), and the
+    stored rows the writers need the ids of; refuses a cycle as `find_cycle` does, before any
+    write. Only the items that are new or edited are looked at, and the stored rows of those
+    and of their parents read again, with their ids (see snapshot.py): a re-sync that renames
+    a thousand and moves one root of 100,000 handles a few thousand rows, not 100,000."""
+    changed = snapshot.fresh(held, items)
+    codes = {item[0] for item in changed}
+    if snapshot.has_cycle_through(items, codes):
+        # Described by the walk over the whole snapshot: the same message as ever.
+        raise InvalidParam(str(snapshot.CycleError(snapshot.find_cycle(snapshot.links(items)))))
+    rows = writers.load_codes(tenant, codes | {item[2] for item in changed if item[2]})
+    known = {row[1] for row in rows}
+    created = {code for code in codes if code not in known}
+    gone = []
+    if len(items) - len(created) < len(held):  # some stored codes are not listed
+        gone = [row[0] for row in held if row[0] not in items]
+    relinked = snapshot.relinked(items, created.union(gone), codes)
+    if relinked or gone:
+        rows += writers.load_codes(tenant, {item[0] for item in relinked}.union(gone) - known)
+    return snapshot.plan_changes(items, [*changed, *relinked], gone, rows), rows

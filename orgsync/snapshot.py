@@ -7,7 +7,7 @@ semantics: the writers only decide *how* rows are written, never *which*.
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, filterfalse
 
 from .serializers import OrgItem
 
@@ -101,4 +101,66 @@ def plan(stored: list[Stored], snapshot: dict[str, OrgItem], parent_of: dict[str
             update.append((row[0], name, parent_code, link))
     result.unchanged = len(snapshot) - len(create) - len(update)
     result.delete = [row[0] for row in stored if row[1] not in snapshot]
+    return result
+
+
+# --- a re-sync: diff and cycle check from the changed rows only (issue 17) -------------------
+# The stored departments obey the model's rule: a row is linked to the department its
+# `parent_code` names when that exists in the tenant, and is unlinked (an orphan, or top level)
+# otherwise; and their parent links have no cycle (every writer refuses one before writing).
+# So a row whose (code, name, parent code) is stored as it is listed keeps its link unless its
+# parent code is created or dropped by this snapshot, and a cycle of the snapshot must pass
+# through a department that is new or edited: only those need looking at.
+
+
+def fresh(stored: list[OrgItem], snapshot: dict[str, OrgItem]) -> list[OrgItem]:
+    """The items of `snapshot` that are new or edited (name or parent code), in its order;
+    `stored` holds the tenant's rows as (code, name, parent code) tuples."""
+    return list(filterfalse(set(stored).__contains__, snapshot.values()))
+
+
+def relinked(snapshot: dict[str, OrgItem], moved: set[str], skip: set[str]) -> list[OrgItem]:
+    """The items (not in `skip`) whose parent code is in `moved`: codes this snapshot creates
+    or drops, so that a row kept as it is gains or loses its parent link."""
+    if not moved:
+        return []
+    return [item for item in snapshot.values() if item[2] in moved and item[0] not in skip]
+
+
+def has_cycle_through(snapshot: dict[str, OrgItem], starts: Iterable[str]) -> bool:
+    """Whether the snapshot's parent links have a cycle reachable from `starts`: `find_cycle`'s
+    walk, begun only there (each code visited once)."""
+    walk_of: dict[str, int] = {}
+    for walk, start in enumerate(starts):
+        node: str | None = start
+        while node is not None and node not in walk_of:
+            walk_of[node] = walk
+            parent = snapshot[node][2]
+            node = parent if parent in snapshot else None
+        if node is not None and walk_of[node] == walk:
+            return True
+    return False
+
+
+def plan_changes(
+    snapshot: dict[str, OrgItem],
+    changed: list[OrgItem],
+    gone: list[str],
+    rows: list[Stored],
+) -> Plan:
+    """`plan` for a re-sync, from the items that are new, edited or relinked (`changed`), the
+    codes dropped (`gone`) and the stored rows of those codes (`rows`, for their ids): the same
+    rows to write as `plan` from the whole tree (tests/test_org_snapshot_diff.py)."""
+    id_of = {row[1]: row[0] for row in rows}
+    result = Plan()
+    create, update = result.create, result.update
+    for code, name, parent_code in changed:
+        link = parent_code if parent_code in snapshot else None
+        pk = id_of.get(code)
+        if pk is None:
+            create.append((code, name, parent_code, link))
+        else:
+            update.append((pk, name, parent_code, link))
+    result.unchanged = len(snapshot) - len(create) - len(update)
+    result.delete = [id_of[code] for code in gone]
     return result

@@ -304,6 +304,25 @@ def test_a_cycle_is_refused_and_nothing_is_written(kg, version, cycle):
     assert InboundCall.objects.filter(result_code="000002").count() == 1
 
 
+@pytest.mark.parametrize(
+    ("moves", "message"),
+    [
+        ([("100", "总部", "111")], "parentCode cycle: 100 → 111 → 110 → 100"),
+        ([("110", "研发部", "300"), ("300", "新部门", "112")], "110 → 300 → 112 → 110"),
+    ],
+    ids=["under-its-grandchild", "through-a-new-department"],
+)
+def test_a_re_sync_moving_a_department_under_its_descendant_is_refused(kg, moves, message):
+    # The re-sync is checked from the rows it changes (issue 17); the cycle runs through rows
+    # it keeps as they are, and is named as the walk over the whole snapshot names it.
+    full(kg, TREE)
+    before = rows()
+
+    answer = full(kg, [*TREE, *moves])
+
+    assert_rejected(before, answer, message)
+
+
 def test_the_cycle_in_huawei_style_fixture_is_named(kg):
     answer = send(kg, "v2", "allOrgSync", fixture("allOrgSync__cycle"))
 
