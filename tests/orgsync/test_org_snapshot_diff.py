@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koogallery.resultcodes import InvalidParam
+from koogallery.protocol.resultcodes import InvalidParam
 from orgsync import services, snapshot, writers
 
 CODES = ["A", "B", "C", "D", "E", "F", "G"]
