@@ -508,10 +508,11 @@ def _contains(field: str, text: str) -> Q:
     On a 100,000-department tenant the search scans the tenant's rows and that UPPER (wide
     characters, the locale's tables) was two thirds of the scan; a trigram index would put its
     cost on every allOrgSync (issue 17). So on PostgreSQL the rows are first tested with the
-    ASCII-only UPPER of the "C" collation against the longest run of such characters (`_plain_run`) of
-    `text` ("部门 54322", "D0054322", "Team"), a byte loop, and with the locale's UPPER only
-    when they pass: the same matches (the test is implied by the match, see `_CASELESS`), a
-    third of the work. SQLite's LIKE (icontains there) is case-insensitive for ASCII by itself."""
+    ASCII-only UPPER of the "C" collation against the longest run of `text` (`_plain_run`:
+    "部门 54322", "D0054322", "Team") that only itself uppercases to, a byte loop, and with the
+    locale's UPPER only when they pass: the same matches (the test is implied by the match,
+    see `_CASELESS`), a third of the work. SQLite's LIKE (icontains there) is
+    case-insensitive for ASCII by itself."""
     condition = Q(**{f"{field}__icontains": text})
     if connection.vendor != "postgresql":
         return condition

@@ -105,6 +105,26 @@ def test_a_branch_with_root_and_depth(world, staff):
     assert sorted(codes) == ["100", "110", "111", "1111", "112", "120"]
 
 
+def test_tree_nodes_are_rendered_as_their_declared_fields_render_them(world):
+    from rest_framework import serializers
+
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(tenant_id=TENANT_ID, is_test=False)
+    page = staff_selectors.department_tree(tenant=tenant, depth=32, limit=500)
+    generic = serializers.Serializer.to_representation  # field by field
+
+    def declared(node):
+        data = generic(api.DepartmentNodeOut(), node)
+        data["children"] = None if node.children is None else [declared(c) for c in node.children]
+        return data
+
+    assert [api.DepartmentNodeOut(n).data for n in page.nodes] == [
+        declared(n) for n in page.nodes
+    ]
+    assert any(n.children for n in page.nodes)
+
+
 def test_an_orphan_is_a_branch_of_its_own(world, staff):
     answer = get(staff, f"{BASE}/org-tree", root="300")
     assert answer["nodes"][0]["orphan"] is True
