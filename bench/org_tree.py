@@ -685,12 +685,14 @@ def look_in_chromium(directory: Path, items: list[dict]) -> None:
         def node(code: str) -> str:
             return f"document.querySelector('li.org-node[data-org-code=\"{code}\"]')"
 
-        def step(label: str, script: str | None, done: str, shot: str) -> None:
+        def step(label: str, script: str | None, done: str, shot: str, show: str = "") -> None:
             started = time.perf_counter()
             if script:
                 driver.execute_script(script)
             until(done)
             elapsed = (time.perf_counter() - started) * 1e3
+            if show:
+                driver.execute_script(f"document.querySelector('{show}').scrollIntoView()")
             driver.save_screenshot(str(directory / shot))
             nodes = driver.execute_script("return document.querySelectorAll('li.org-node').length")
             print(f"  {label:<46} {elapsed:7.0f} ms  {nodes:6d} nodes in the DOM  {shot}")
@@ -710,7 +712,7 @@ def look_in_chromium(directory: Path, items: list[dict]) -> None:
         step(f"search the name {name!r}",
              f"document.getElementById('org-search-input').value = {name!r};"
              "document.getElementById('org-search-button').click();",
-             f"return document.querySelector('{hit}') !== null", "4-search.png")
+             f"return document.querySelector('{hit}') !== null", "4-search.png", "#org-search")
         step(f"reveal {deep} ({len(_path_of(items, deep))} levels down)",
              f"document.querySelector('{hit}').click()",
              f"const n = {node(deep)}; return n !== null && n.classList.contains('org-found')",
@@ -718,8 +720,9 @@ def look_in_chromium(directory: Path, items: list[dict]) -> None:
         step("search matching every department", (
              f"document.getElementById('org-search-input').value = {name[:2]!r};"
              "document.getElementById('org-search-button').click();"),
-             "return document.querySelectorAll('#org-search-departments li').length >= 50",
-             "6-many.png")
+             "const first = document.querySelector('#org-search-departments li');"
+             f"return first !== null && first.dataset.orgCode !== {deep!r}",
+             "6-many.png", "#org-search")
 
 
 def _path_of(items: list[dict], code: str) -> list[str]:
