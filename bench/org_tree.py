@@ -25,6 +25,21 @@ read, search, ancestor expansion, the tree page, the tenant's admin page) it pri
 answer's size and time next to a floor: as many rows read in one indexed range.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/h3 .venv/bin/python bench/org_tree.py --shapes
+
+With --http (issue 17), instead: the service under gunicorn as in production (`-c
+python:ops.gunicorn`, threaded workers; --workers, --threads) on a scratch database (--pg-url,
+--db, dropped at the end) and Redis (--redis-url); --neighbours tenants of 5,000 departments
+(default 20) and the 100k 8-way tenant of bench/org_sync.py's tree (5,000-department divisions,
+depth up to 8; as bench/big_calls.py's `first`, its 20,000 users waiting) loaded by signed
+allOrgSync calls over HTTP. Then every staff read of it (top level, a division's children
+page and a depth read of it, searches, the page shell, the tenant's admin page), as a
+signed-in superuser over one keep-alive connection, --repeat runs interleaved (default 20),
+best / median / worst next to GET /healthz in the same run, with the load average. With
+--screenshots DIR, the page in headless Chromium (runserver --insecure on the same database
+for the static files): it opens, a division and a department are expanded, a name searched,
+a hit eight levels down shown in the tree; a screenshot after each step.
+
+    .venv/bin/python bench/org_tree.py --http --screenshots /tmp/org-tree-shots
 """
 
 import argparse
