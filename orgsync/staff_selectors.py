@@ -33,7 +33,6 @@ from django.db import connection, transaction
 from django.db.models import (
     Case,
     Count,
-    F,
     IntegerField,
     OuterRef,
     Prefetch,
@@ -43,8 +42,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Collate, Upper
-from django.db.models.lookups import Contains
+from django.db.models.functions import Coalesce
 
 from tenants.models import Authorization, Tenant, TenantUser
 
@@ -463,64 +461,44 @@ def ancestors(
 
 
 # --- search ------------------------------------------------------------------------------------
-# Characters that only themselves uppercase to: digits, letters without case (CJK, kana,
-# Hangul, …), spaces, punctuation, and (one character to one, as the C library does) the ASCII
-# letters but I and S (dotless ı and long ſ uppercase to those). Uppercasing maps every other
-# character to a cased letter (Lu, Lt) that is none of these, so where UPPER(value) holds such
-# a character, value holds it or its ASCII lower case.
+# Characters without case that no case mapping produces from another one: digits, letters
+# without case (CJK, kana, Hangul, …), spaces, punctuation. Uppercasing (one character to one
+# with the C library, to several with ICU: ß → SS, ŉ → ʼN) yields from every other character
+# only cased letters (Lu, Lt), modifier letters and combining marks, none of these; so where
+# UPPER(value) holds a run of such characters, value holds the same run.
 _CASELESS = frozenset({"Nd", "Lo", "Zs", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po"})
-_ASCII_LETTERS = frozenset("ABCDEFGHJKLMNOPQRTUVWXYZabcdefghjklmnopqrtuvwxyz")
 
 
-_libc_databases: dict[str, bool] = {}
-
-
-def _libc_case_rules() -> bool:
-    """Whether this PostgreSQL database uppercases with the C library, one character to one.
-    ICU's full case mapping turns some characters into several (ŉ → ʼN, ﬁ → FI): there only
-    the caseless characters keep the rule above."""
-    name = connection.settings_dict["NAME"]
-    if name not in _libc_databases:
-        (provider,) = _fetch(
-            "SELECT datlocprovider FROM pg_database WHERE datname = current_database()", []
-        )[0]
-        _libc_databases[name] = provider == "c"
-    return _libc_databases[name]
-
-
-def _plain_run(text: str, *, ascii_letters: bool) -> str:
-    """The longest run of `text` made of caseless characters and, with `ascii_letters`, of
-    ASCII letters but I and S ('' if none)."""
+def _caseless_run(text: str) -> str:
+    """The longest run of `text` made of caseless characters ('' if none)."""
     best = run = ""
     for char in text:
-        plain = (ascii_letters and char in _ASCII_LETTERS) or (
+        caseless = (
             unicodedata.category(char) in _CASELESS and char.upper() == char == char.lower()
         )
-        run = run + char if plain else ""
+        run = run + char if caseless else ""
         best = max(best, run, key=len)
     return best
 
 
 def _contains(field: str, text: str) -> Q:
     """`field` contains `text`, case-insensitively: Django's icontains, on PostgreSQL
-    UPPER(field) LIKE UPPER('%text%') with the locale's case rules.
+    UPPER(field) LIKE UPPER('%text%') with the database's case rules.
 
-    On a 100,000-department tenant the search scans the tenant's rows and that UPPER (wide
-    characters, the locale's tables) was two thirds of the scan; a trigram index would put its
-    cost on every allOrgSync (issue 17). So on PostgreSQL the rows are first tested with the
-    ASCII-only UPPER of the "C" collation against the longest run of `text` (`_plain_run`:
-    "部门 54322", "D0054322", "Team") that only itself uppercases to, a byte loop, and with the
-    locale's UPPER only when they pass: the same matches (the test is implied by the match,
-    see `_CASELESS`), a third of the work. SQLite's LIKE (icontains there) is
-    case-insensitive for ASCII by itself."""
+    On a 100,000-department tenant the search scans the tenant's rows, and PostgreSQL's UPPER
+    (a copy of every value) was half of that scan; a trigram index would put its cost on every
+    allOrgSync (issue 17). So on PostgreSQL the rows are first tested with a plain LIKE on the
+    longest caseless run of `text` ("部门 54322", the digits of "D0054322"), and with UPPER only
+    when they pass: the same matches (the test is implied by the match, see `_CASELESS`). A
+    text made only of such characters needs no UPPER at all: the test is the match. SQLite's
+    LIKE (icontains there) is case-insensitive for ASCII by itself."""
     condition = Q(**{f"{field}__icontains": text})
     if connection.vendor != "postgresql":
         return condition
-    run = _plain_run(text, ascii_letters=_libc_case_rules())
+    run = _caseless_run(text)
     if not run:
         return condition
-    test = Q(Contains(Upper(Collate(F(field), "C")), run.upper()))
-    # A text made only of such characters: the test is the match itself (both ways).
+    test = Q(**{f"{field}__contains": run})
     return test if run == text else test & condition
 
 
