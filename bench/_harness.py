@@ -42,7 +42,8 @@ import psycopg
 from cryptography.fernet import Fernet
 
 from koogallery.protocol.signing import basic_sign, kit_sign
-from tests.support import ROOT
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432"
 # The service's secrets in every bench; the benches' clients sign with the same keys.

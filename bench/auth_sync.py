@@ -19,12 +19,12 @@ A quick smoke run: `.venv/bin/python bench/auth_sync.py --rounds 2 --users 50 --
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness
+from bench import _harness as harness  # noqa: E402
 
 APP_ID = "BENCHAPP0001"
 

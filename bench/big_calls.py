@@ -52,16 +52,15 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg
-from cryptography.fernet import Fernet
+import psycopg  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
 
-from bench import _harness as harness
-from bench import auth_sync as auth_bench
-from bench import org_sync as org_bench
+from bench import _harness as harness  # noqa: E402
+from bench import auth_sync as auth_bench  # noqa: E402
+from bench import org_sync as org_bench  # noqa: E402
 
 METERING_TOKEN = "bench-metering-token-0123456789abcdef"
 FLOOR_TABLE = "bench_floor_department"

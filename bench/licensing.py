@@ -32,16 +32,16 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import redis
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness
-from licensing import tokens
-from tests.support.fakes import FakeKooGallery
+from bench import _harness as harness  # noqa: E402
+from licensing import tokens  # noqa: E402
+from tests.support.fakes import FakeKooGallery  # noqa: E402
 
 AK, SK = "BENCHAKBENCHAKBENCH1", "BENCHSKbenchSKbenchSKbenchSKbenchSK00001"
 

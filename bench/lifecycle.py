@@ -20,14 +20,14 @@ import os
 import sys
 import uuid
 from functools import partial
+from pathlib import Path
 
 import redis
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness
+from bench import _harness as harness  # noqa: E402
 
 
 def main() -> None:

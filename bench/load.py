@@ -47,14 +47,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg
-import redis
+import psycopg  # noqa: E402
+import redis  # noqa: E402
 
-from bench import _harness as harness
+from bench import _harness as harness  # noqa: E402
 
 JSON_TYPE = harness.JSON_TYPE
 POOL = 64  # tenants and instances the calls are spread over

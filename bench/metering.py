@@ -28,12 +28,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness
+from bench import _harness as harness  # noqa: E402
 
 
 def main() -> None:

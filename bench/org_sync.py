@@ -26,12 +26,12 @@ import os
 import random
 import sys
 import time
+from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import _harness as harness
+from bench import _harness as harness  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_org"
 DIVISION = 5_000  # departments per top-level division (the subtree that is moved)

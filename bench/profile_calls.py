@@ -18,14 +18,13 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import load
+import load  # noqa: E402
 
-from bench import _harness as harness
+from bench import _harness as harness  # noqa: E402
 
 
 def explain(connection) -> list[str]:

@@ -36,15 +36,15 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from tests.support import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg
+import psycopg  # noqa: E402
 
-from bench import _harness as harness
-from bench.load import CpuAccount
+from bench import _harness as harness  # noqa: E402
+from bench.load import CpuAccount  # noqa: E402
 
 TOKEN = "bench-metering-token-0123456789abcdef"
 

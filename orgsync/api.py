@@ -211,6 +211,26 @@ class DepartmentNodeOut(serializers.Serializer):
     )
     childCount = serializers.IntegerField(source="child_count")
 
+    def to_representation(self, node) -> dict:
+        # An answer holds up to MAX_NODES of these: built directly, as the fields above would
+        # build them (tests/orgsync/test_org_tree_api.py compares), without DRF's per-field calls,
+        # which took a third of a 501-node answer's time (issue 17).
+        return node_out(node)
+
+
+def node_out(node) -> dict:
+    return {
+        "orgCode": str(node.org_code),
+        "orgName": str(node.org_name),
+        "parentCode": str(node.parent_code),
+        "orphan": bool(node.is_orphan),
+        "directUsers": int(node.direct_users),
+        "totalUsers": int(node.total_users),
+        "totalUsersExact": bool(node.total_exact),
+        "childCount": int(node.child_count),
+        "children": None if node.children is None else [node_out(c) for c in node.children],
+    }
+
 
 # Recursive: a node's children are nodes. None = not loaded (below `depth` or past the node
 # budget); a list shorter than childCount = the first page (load more with root=this orgCode).

@@ -105,6 +105,26 @@ def test_a_branch_with_root_and_depth(world, staff):
     assert sorted(codes) == ["100", "110", "111", "1111", "112", "120"]
 
 
+def test_tree_nodes_are_rendered_as_their_declared_fields_render_them(world):
+    from rest_framework import serializers
+
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(tenant_id=TENANT_ID, is_test=False)
+    page = staff_selectors.department_tree(tenant=tenant, depth=32, limit=500)
+    generic = serializers.Serializer.to_representation  # field by field
+
+    def declared(node):
+        data = generic(api.DepartmentNodeOut(), node)
+        data["children"] = None if node.children is None else [declared(c) for c in node.children]
+        return data
+
+    assert [api.DepartmentNodeOut(n).data for n in page.nodes] == [
+        declared(n) for n in page.nodes
+    ]
+    assert any(n.children for n in page.nodes)
+
+
 def test_an_orphan_is_a_branch_of_its_own(world, staff):
     answer = get(staff, f"{BASE}/org-tree", root="300")
     assert answer["nodes"][0]["orphan"] is True
@@ -339,6 +359,57 @@ def test_search_results_are_limited(staff):
     assert answer["departmentsTruncated"] is True
     answer = get(staff, f"{BASE}/org-tree/search", q="Member 2.3", limit=5)
     assert (len(answer["users"]), answer["usersTruncated"]) == (2, False)
+
+
+# Names where case rules are tricky: characters that uppercase to ASCII letters (ı, ſ, the
+# Kelvin sign), to several letters (ß, ŉ, ﬁ), titlecase digraphs, Greek sigmas, LIKE's own
+# wildcards, letters without case.
+TRICKY_NAMES = [
+    "Straße", "STRASSE", "ıi", "İI", "ſs", "Ss", "ŉ", "ʼN", "ﬁle", "FILE", "Kelvin K",
+    "kelvin k", "Team 10%", "Team_1", "Team 1", "部门 54322", "部门 5432", "Émile", "émile",
+    "ÉMILE", "Ǆ dž", "ǅ", "Σσς", "ⅰⅱ", "Ⅰ", "ⓐb", "Ⓐ", "d0054322", "D0054322",
+]
+TRICKY_QUERIES = [
+    *TRICKY_NAMES, "s", "S", "i", "I", "k", "K", "n", "N", "é", "É", "1", "门 5", "MILE",
+    "team 1", "%", "_", "0%", "m_1", "ss", "SS", "fi", "FI", "ſ", "ı", "σ", "Σ", "ς", "ǆ",
+    "dž", "Ⅱ", "ⓑ", "00543", "D00", "d00", "kelvin K", "x",
+]
+
+
+def test_search_matches_exactly_what_a_case_insensitive_contains_matches(staff):
+    """The search's own tests (issue 17) find what Django's icontains (UPPER … LIKE on
+    PostgreSQL) finds, whatever the characters."""
+    from django.db.models import Q
+
+    from orgsync.models import Department
+    from tenants.models import Tenant, TenantUser
+
+    tenant = Tenant.objects.create(tenant_id=TENANT_ID)
+    Department.objects.bulk_create(
+        Department(tenant=tenant, org_code=f"C{n:03d}-{name[:3]}", org_name=name)
+        for n, name in enumerate(TRICKY_NAMES)
+    )
+    TenantUser.objects.bulk_create(
+        TenantUser(tenant=tenant, user_name=f"u{n}{name}", name=name)
+        for n, name in enumerate(TRICKY_NAMES)
+    )
+    for text in TRICKY_QUERIES:
+        expected = set(
+            Department.objects.filter(tenant=tenant)
+            .filter(Q(org_code__icontains=text) | Q(org_name__icontains=text))
+            .values_list("org_code", flat=True)
+        )
+        found = staff_selectors.search_departments(tenant=tenant, text=text, limit=100)
+        assert {d.org_code for d in found} == expected, text
+        expected_users = set(
+            TenantUser.objects.filter(tenant=tenant)
+            .filter(Q(user_name__icontains=text) | Q(name__icontains=text))
+            .values_list("user_name", flat=True)
+        )
+        users = staff_selectors.search_users(tenant=tenant, text=text, limit=100)
+        assert {u.user_name for u in users} == expected_users, text
+    answer = get(staff, f"{BASE}/org-tree/search", q="d0054322")
+    assert [d["orgName"] for d in answer["departments"]] == ["d0054322", "D0054322"]
 
 
 # --- tenant isolation --------------------------------------------------------------------------

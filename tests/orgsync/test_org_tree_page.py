@@ -17,6 +17,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from orgsync import services as org_services
+from tenants.models import SyncFlag
 from tests.support.org_tree_world import TENANT_ID, big_world, bulk_tree
 
 # The session's headless Chromium (`browser`, cookies cleared per test) of the SSO tests.
@@ -202,6 +204,36 @@ def test_non_staff_are_refused_the_page_and_the_api(browser, live_server, tenant
         assert status[0] == 403, path
         assert "permission" in json.loads(status[1])["detail"], path
         assert not re.search(r"user-\d", status[1])
+
+
+def test_show_in_tree_opens_every_level_of_an_eight_deep_tree(browser, live_server, tenant):
+    """Issue 17: a hit eight levels down (a search path elides four of them) is shown in its
+    real place, every level above it opened, not under a placeholder for the levels left out."""
+    deep = [(f"1-1-1-{'1-' * n}1", f"Deep {n}", f"1-1-1{'-1' * n}") for n in range(5)]
+    for code, name, parent in deep:
+        org_services.single_org_sync(
+            tenant_id=TENANT_ID, is_test=False, org_code=code, org_name=name,
+            parent_code=parent, flag=SyncFlag.ADD,
+        )
+    staff_user = get_user_model().objects.create_user("operator", is_staff=True)
+    use_session_of(browser, live_server, staff_user)
+    browser.get(f"{live_server.url}/staff/tenants/{TENANT_ID}/org-tree")
+    visible(browser, node("1-1"))
+
+    hit_code = deep[-1][0]
+    visible(browser, "#org-search-input").send_keys("Deep 4")
+    click(browser, "#org-search-button")
+    hit = visible(browser, f'#org-search-departments li[data-org-code="{hit_code}"]')
+    assert "… 4 more …" in hit.text
+    click(browser, f'#org-search-departments li[data-org-code="{hit_code}"] .org-reveal')
+    found = visible(browser, f"{node(hit_code)}.org-found")
+    assert "Deep 4" in found.text
+    assert css(browser, "li.org-gap") == []
+    # Under its real parent, each level under the one above it, from the top.
+    chain = ["1", "1-1", "1-1-1", *[code for code, _, _ in deep]]
+    selector = " > ul.org-children > ".join(node(code) for code in chain)
+    assert css(browser, f"#org-tree > {selector}.org-found")
+    assert css(browser, "#org-error")[0].is_displayed() is False
 
 
 CHAIN_ID = "chain-tenant-in-browser"

@@ -410,8 +410,21 @@
     return walkDown(gapList, path.tail);
   }
 
+  // A path with a few steps left out (an ordinary deep tree, not a chain): they are read in
+  // one request and the whole path opened, the hit in its real place; else the gap, or null.
+  const FILL_AT_ONCE = 50;
+  async function wholePath(path) {
+    if (!path.elided) return path.head;
+    if (!path.exact || path.elided > FILL_AT_ONCE) return null;
+    const first = encodeURIComponent(path.tail[0].orgCode);
+    const data = await getJSON(apiUrl(`/departments/${first}/ancestors`, { limit: path.elided }));
+    if (data.ancestors.length !== path.elided) return null; // the tree moved meanwhile
+    return path.head.concat(data.ancestors, path.tail);
+  }
+
   async function reveal(path) {
-    const item = path.elided ? await revealGap(path) : await walkDown(treeRoot, path.head);
+    const steps = await wholePath(path);
+    const item = steps ? await walkDown(treeRoot, steps) : await revealGap(path);
     for (const old of document.querySelectorAll(".org-found")) old.classList.remove("org-found");
     if (item) {
       item.classList.add("org-found");
