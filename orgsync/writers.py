@@ -134,7 +134,7 @@ def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time) -> No
         for start in range(0, len(rows), COPY_BLOCK):
             part = rows[start : start + COPY_BLOCK]
             text = block(part)
-            nulls = sum(1 for _, row in part if not row[3])  # parent_id \N
+            nulls = [row[3] for _, row in part].count(None)  # parent_id \N
             nulls += len(part) if call_time is None else 0  # call_time \N
             if (
                 text.count("\t") != 8 * len(part)
@@ -205,7 +205,7 @@ def _apply_postgresql(
             # of 100,000 inserts scattered over the index (COPY ~40% faster, issue 17).
             create = sorted(plan.create, key=itemgetter(0))
             new_ids = _allocate_ids(cursor, len(create))
-            id_of.update(zip((row[0] for row in create), new_ids, strict=True))
+            id_of.update(zip(map(itemgetter(0), create), new_ids, strict=True))
             _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time)
         if plan.update:
             ids, names, parent_codes, links = zip(*plan.update, strict=True)
