@@ -10,9 +10,9 @@ Every statement carries the tenant (STYLE.md §7). The caller holds the tenant's
 """
 
 import logging
-import re
 import threading
 from datetime import datetime
+from operator import itemgetter
 
 from django.db import connection, connections, transaction
 
@@ -118,49 +118,79 @@ def link_users(tenant: Tenant) -> int:
 # --- PostgreSQL ------------------------------------------------------------------------------
 # COPY text format: backslash, tab, newline and carriage return are escaped; NUL cannot occur
 # (the serializers refuse it, as PostgreSQL text cannot hold it).
-_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _allocate_ids(cursor, count: int) -> list[int]:
+def _allocate_ids(cursor, count: int) -> list[int] | range:
     """Primary keys for new rows from the table's own sequence, so that children can be written
     already linked to parents created in the same call (one pass, no UPDATE afterwards)."""
     cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [DEPARTMENTS])
     (sequence,) = cursor.fetchone()
     # The sequence is resolved once: calling pg_get_serial_sequence per row costs 10x more.
-    cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
-    return [row[0] for row in cursor.fetchall()]
+    # Unless another session drew from it meanwhile, the values are one run: its ends say which,
+    # instead of 100,000 values read back.
+    cursor.execute(
+        "WITH drawn AS (SELECT nextval(%s::regclass) AS n FROM generate_series(1, %s)) "
+        "SELECT min(n), max(n), CASE WHEN max(n) - min(n) + 1 = count(*) THEN NULL "
+        "ELSE array_agg(n) END FROM drawn",
+        [sequence, count],
+    )
+    low, high, scattered = cursor.fetchone()
+    return range(low, high + 1) if scattered is None else scattered
 
 
 def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time) -> None:
     """Stream new rows with COPY as text blocks (write_row costs ~7 µs a row in Python); the
-    server inserts one block while the next is being built."""
-    if _SPECIAL.search("".join(code + name + parent for code, name, parent, _ in create)):
-        create = [
-            (c.translate(_COPY_ESCAPES), n.translate(_COPY_ESCAPES), p.translate(_COPY_ESCAPES), k)
-            for c, n, p, k in create
-        ]
+    server inserts one block while the next is being built.
+
+    A block is built from the values as they are, then its tabs, newlines and backslashes are
+    counted: only a block whose values hold one of them (or a carriage return) is built again
+    with COPY's escapes (counting is ~20x cheaper than looking at every value)."""
     stamp, null = now.isoformat(), "\\N"
     called = null if call_time is None else call_time.isoformat()
     tail = f"\t{called}\t{stamp}\t{stamp}\n"
     prefix = f"\t{tenant.pk}\t"
     rows = list(zip(new_ids, create, strict=True))
+
+    def block(rows) -> str:
+        return "".join(
+            [
+                f"{new_id}{prefix}{code}\t{name}\t{parent_code}\t"
+                f"{id_of[link] if link else null}{tail}"
+                for new_id, (code, name, parent_code, link) in rows
+            ]
+        )
+
     with cursor.copy(
         f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, parent_id, "
         "call_time, created_at, updated_at) FROM STDIN"
     ) as copy:
         for start in range(0, len(rows), COPY_BLOCK):
-            copy.write(
-                "".join(
+            part = rows[start : start + COPY_BLOCK]
+            text = block(part)
+            nulls = [row[3] for _, row in part].count(None)  # parent_id \N
+            nulls += len(part) if call_time is None else 0  # call_time \N
+            if (
+                text.count("\t") != 8 * len(part)
+                or text.count("\n") != len(part)
+                or text.count("\\") != nulls
+                or "\r" in text
+            ):
+                text = block(
                     [
-                        f"{new_id}{prefix}{code}\t{name}\t{parent_code}\t"
-                        f"{id_of[link] if link else null}{tail}"
-                        for new_id, (code, name, parent_code, link) in rows[
-                            start : start + COPY_BLOCK
-                        ]
+                        (
+                            new_id,
+                            (
+                                c.translate(_COPY_ESCAPES),
+                                n.translate(_COPY_ESCAPES),
+                                p.translate(_COPY_ESCAPES),
+                                k,
+                            ),
+                        )
+                        for new_id, (c, n, p, k) in part
                     ]
                 )
-            )
+            copy.write(text)
 
 
 def _link_waiting_users(cursor, tenant: Tenant, id_of: dict[str, int]) -> int:
@@ -204,9 +234,13 @@ def _apply_postgresql(
                 [plan.delete, tenant.pk],
             )
         if plan.create:
-            new_ids = _allocate_ids(cursor, len(plan.create))
-            id_of.update(zip((row[0] for row in plan.create), new_ids, strict=True))
-            _copy_new_rows(cursor, tenant, plan.create, new_ids, id_of, now, call_time)
+            # In code order, ids drawn in the same order: each index leading with
+            # (tenant, org_code) and the primary key take the rows in their own order, in place
+            # of 100,000 inserts scattered over the index (COPY ~40% faster, issue 17).
+            create = sorted(plan.create, key=itemgetter(0))
+            new_ids = _allocate_ids(cursor, len(create))
+            id_of.update(zip(map(itemgetter(0), create), new_ids, strict=True))
+            _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time)
         if plan.update:
             ids, names, parent_codes, links = zip(*plan.update, strict=True)
             cursor.execute(

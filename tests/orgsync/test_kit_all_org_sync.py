@@ -665,3 +665,28 @@ def test_parallel_full_and_incremental_syncs_end_in_a_serial_outcome(postgres_on
     # Either the snapshot came last (9999 removed) or the add did (9999 linked under 1000).
     assert stored in (expected, {**expected, "9999": ("新部门", "1000", "1000")})
     assert Tenant.objects.filter(tenant_id="tenant-a").count() == 1
+
+
+@pytest.mark.parametrize(
+    "writer", ["portable", "postgresql"] if connection.vendor == "postgresql" else ["portable"]
+)
+def test_tabs_newlines_and_backslashes_are_stored_as_sent(writer):
+    # PostgreSQL's writer streams rows as COPY text, where these characters must be escaped;
+    # among plain rows, so that a block of both kinds is written.
+    special = {
+        "T\t1": ("tab\there", ""),
+        "N\n1": ("line\nbreak\r\n", "T\t1"),
+        "B\\1": ("back\\slash\\", "N\n1"),
+        "\\N": ("\\N", "B\\1"),
+        "E1": ("ends in \\", "\\N"),
+    }
+    items = [(code, name, parent) for code, (name, parent) in special.items()]
+    items += [(f"P{n:03d}", f"plain {n}", "E1") for n in range(50)]
+
+    services.all_org_sync(tenant_id=TENANT_ID, is_test=False, departments=items, writer=writer)
+
+    stored = tree()
+    assert len(stored) == len(items)
+    for code, (name, parent) in special.items():
+        assert stored[code] == (name, parent, parent or None), repr(code)
+    assert stored["P007"] == ("plain 7", "E1", "E1")
