@@ -57,7 +57,7 @@ def fast_validated_event(item: dict) -> dict | None:
     """`UsageEventSerializer(data=item).validated_data` for an event whose values are plainly
     valid (ASCII ids, a plain positive decimal, an ISO-8601 time), without DRF's per-field
     machinery; None for anything else: then the serializer decides, and names the problem.
-    tests/test_metering_fast_validation.py holds it to the serializer's answer."""
+    tests/metering/test_metering_fast_path.py holds it to the serializer's answer."""
     instance_id = item.get("instanceId")
     event_id = item.get("eventId")
     if not (_plain_id(instance_id, 64) and _plain_id(event_id, 128)):

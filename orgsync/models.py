@@ -20,7 +20,7 @@ class Department(models.Model):
     # naming a missing tenant is refused, the tenants it names stay locked against deletion
     # until the commit, a tenant's delete removes its departments. On SQLite, which serialises
     # every writer, the services write only under their tenant and the ORM's cascade removes
-    # them (tests/test_org_tenant_integrity.py).
+    # them (tests/orgsync/test_org_tenant_integrity.py).
     tenant = models.ForeignKey(
         "tenants.Tenant",
         on_delete=models.CASCADE,

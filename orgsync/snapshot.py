@@ -150,7 +150,7 @@ def plan_changes(
 ) -> Plan:
     """`plan` for a re-sync, from the items that are new, edited or relinked (`changed`), the
     codes dropped (`gone`) and the stored rows of those codes (`rows`, for their ids): the same
-    rows to write as `plan` from the whole tree (tests/test_org_snapshot_diff.py)."""
+    rows to write as `plan` from the whole tree (tests/orgsync/test_org_snapshot_diff.py)."""
     id_of = {row[1]: row[0] for row in rows}
     result = Plan()
     create, update = result.create, result.update

@@ -309,7 +309,7 @@ def _extension_check(field: ExtensionField, drf: fastvalidate.Check):
 # that. Like orgsync's validate_org_items, the columns only ever accept: a list they do not
 # find plainly valid, in any way, goes item by item through UserSerializer's compiled checks
 # and DRF, which alone describe a refusal, so its message cannot depend on the path.
-# tests/test_user_columns.py holds the two paths to the same answers.
+# tests/tenants/test_user_columns.py holds the two paths to the same answers.
 
 
 class NotPlain(Exception):
