@@ -7,10 +7,10 @@ missed whatever it did not foresee (`accessToken`, a nested `sk`, a secret in a 
 JSON); an allow-list fails closed.
 
 `NAMED_FIELDS` is the list, in this one place; tests/koogallery/inbound/test_journal_redaction.py
-checks it against the field tables of the spec. `mask_text` applies it to any text, valid JSON or not, with a tolerant
-tokenizer: keys stay, values are kept only under a named key, and JSON text that Huawei sends
-inside a string (`userList`, `orgInfoList`, `orgInfo`, `license_code_info`) is masked the same
-way. Text that needs no masking comes out exactly as it went in.
+checks it against the field tables of the spec. `mask_text` applies it to any text, valid JSON or
+not, with a tolerant tokenizer: keys stay, values are kept only under a named key, and JSON text
+that Huawei sends inside a string (`userList`, `orgInfoList`, `orgInfo`, `license_code_info`) is
+masked the same way. Text that needs no masking comes out exactly as it went in.
 """
 
 import functools
