@@ -202,62 +202,7 @@ def measure_api(repeat: int, deep_code: str) -> None:
 
 
 def measure_browser(deep_code: str) -> None:
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    port = harness.free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "runserver",
-            f"127.0.0.1:{port}",
-            "--noreload",
-            "--insecure",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    profile = tempfile.mkdtemp(prefix="bench-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    try:
-        base = f"http://localhost:{port}"
-        harness.wait_until_listening(port)
-        user = get_user_model().objects.create_user("bench-browser", is_staff=True)
-        client = Client()
-        client.force_login(user)
-        driver.get(f"{base}/healthz")
-        driver.add_cookie(
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "path": "/",
-            }
-        )
-
-        def until(script: str) -> None:
-            wait = WebDriverWait(driver, 120, poll_frequency=0.01)
-            wait.until(lambda d: d.execute_script(script))
+    with chromium_on_runserver(wait_s=120) as (driver, base, until):
 
         def node(code: str) -> str:
             return f"document.querySelector('li.org-node[data-org-code={code}]')"
@@ -314,10 +259,6 @@ def measure_browser(deep_code: str) -> None:
             f"const n = {node(deep_code)}; return n !== null && n.classList.contains('org-found')",
         )
         in_dom("departments in the DOM at the end")
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-        harness.stop(server, timeout=10)
 
 
 # --- shapes (issue 14) ---------------------------------------------------------------------------
@@ -741,9 +682,9 @@ def _deepest_code(items: list[dict]) -> str:
 
 
 @contextmanager
-def chromium_on_runserver():
-    """(driver signed in as staff, base URL, until(script)) with runserver --insecure on
-    loopback against the database this process uses."""
+def chromium_on_runserver(wait_s: float = 60):
+    """(driver signed in as staff, base URL, until(script): waits up to `wait_s`) with
+    runserver --insecure on loopback against the database this process uses."""
     from django.conf import settings
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -760,9 +701,19 @@ def chromium_on_runserver():
     profile = tempfile.mkdtemp(prefix="bench-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-dev-shm-usage", "--window-size=1366,768",
-                 f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1366,768",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     try:
@@ -773,7 +724,7 @@ def chromium_on_runserver():
         driver.add_cookie({"name": name, "value": value, "path": "/"})
 
         def until(script: str) -> None:
-            WebDriverWait(driver, 60, poll_frequency=0.01).until(
+            WebDriverWait(driver, wait_s, poll_frequency=0.01).until(
                 lambda d: d.execute_script(script)
             )
 

@@ -24,7 +24,7 @@ from koogallery.inbound.serializers import (
     LenientObjectField,
     call_time,
 )
-from koogallery.protocol.jsonbody import BodyError, has_nul, lenient_list
+from koogallery.protocol.jsonbody import has_nul
 
 from .models import Role, SyncFlag
 
@@ -545,24 +545,4 @@ class UserColumns:
 
 @fastvalidate.compiler(UserListField)
 def _user_list_check(field: UserListField, drf: fastvalidate.Check):
-    if field.validators:
-        return None
-    columns = UserColumns.compile(field.child)
-    item_check = fastvalidate.field_check(field.child)
-    allow_empty = field.allow_empty
-
-    def check(value: Any) -> Any:
-        items = value
-        if type(value) is str:
-            try:
-                items = lenient_list(value)
-            except BodyError:
-                return drf(value)
-        if type(items) is list and (items or allow_empty):
-            users = columns(items) if columns is not None else None
-            if users is not None:
-                return users
-            return [item_check(item) for item in items]
-        return drf(value)
-
-    return check
+    return fastvalidate.lenient_list_check(field, drf, columns=UserColumns.compile(field.child))
