@@ -59,12 +59,14 @@ _USER_COUNTS = (
     "WHERE tenant_id = %s AND department_id IS NOT NULL GROUP BY department_id"
 )
 
-# A branch counts users per department (an index probe each) rather than aggregating all the
+# A branch counts users per department (a probe of (tenant, org_code) each: a user is linked to
+# the department of its org_code, and department_id has no index) rather than aggregating all the
 # tenant's users: with stale statistics the planner would otherwise join a 5,000-node branch
 # to a 20,000-row aggregate in a nested loop (seconds instead of milliseconds).
 _BRANCH_ROWS = (
     f"SELECT {_TREE_COLUMNS}, (SELECT COUNT(*) FROM {USERS} u "  # noqa: S608
-    "WHERE u.tenant_id = %s AND u.department_id = d.id) AS direct_users "
+    "WHERE u.tenant_id = %s AND u.org_code = d.org_code AND u.department_id = d.id) "
+    "AS direct_users "
     f"FROM {DEPARTMENTS} d JOIN sub ON sub.id = d.id "
     "WHERE d.tenant_id = %s ORDER BY d.org_code"
 )

@@ -410,10 +410,10 @@ def _delete(cursor, writer, at: Stamp, org_code) -> None:
             f"children AS (UPDATE {DEPARTMENTS} c SET parent_id = NULL, updated_at = %s FROM gone"
             " WHERE c.tenant_id = %s AND c.parent_id = gone.id), "
             f"members AS (UPDATE {USERS} u SET department_id = NULL FROM gone"
-            " WHERE u.tenant_id = %s AND u.department_id = gone.id), "
+            " WHERE u.tenant_id = %s AND u.org_code = %s AND u.department_id = gone.id), "
             f"synced AS ({mark_synced}) "
             "SELECT 1",
-            [tenant_pk, org_code, now, tenant_pk, tenant_pk, *mark_params],
+            [tenant_pk, org_code, now, tenant_pk, tenant_pk, org_code, *mark_params],
         )
         return
     cursor.execute(
@@ -429,8 +429,8 @@ def _delete(cursor, writer, at: Stamp, org_code) -> None:
         )
         cursor.execute(
             f"UPDATE {USERS} SET department_id = NULL "  # noqa: S608
-            "WHERE tenant_id = %s AND department_id = %s",
-            [tenant_pk, row[0]],
+            "WHERE tenant_id = %s AND org_code = %s AND department_id = %s",
+            [tenant_pk, org_code, row[0]],
         )
         cursor.execute(
             f"DELETE FROM {DEPARTMENTS} WHERE tenant_id = %s AND id = %s",  # noqa: S608

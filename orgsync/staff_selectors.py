@@ -228,14 +228,17 @@ def _count_totals(tenant: Tenant, nodes: list[TreeNode]) -> None:
     # PostgreSQL evaluates a recursive CTE only as far as the outer LIMIT reads; SQLite takes
     # the LIMIT inside it. Either way the walk is breadth first and stops at the budget.
     sql = (
-        f"WITH RECURSIVE walk(origin, id, level) AS ("  # noqa: S608
-        f" SELECT id, id, 0 FROM {DEPARTMENTS} WHERE tenant_id = %s AND id IN ({_marks(ids)})"
-        f" UNION ALL SELECT w.origin, c.id, w.level + 1 FROM {_step('w.id', 'parent_id')}"
-        f" WHERE (w.level > 0 OR c.id NOT IN ({_marks(ids)}))"
+        f"WITH RECURSIVE walk(origin, id, code, level) AS ("  # noqa: S608
+        f" SELECT id, id, org_code, 0 FROM {DEPARTMENTS} "
+        f"WHERE tenant_id = %s AND id IN ({_marks(ids)})"
+        " UNION ALL SELECT w.origin, c.id, c.org_code, w.level + 1 "
+        f"FROM {_step('w.id', 'parent_id')} WHERE (w.level > 0 OR c.id NOT IN ({_marks(ids)}))"
         f"{'' if postgresql else ' LIMIT %s'}) "
         "SELECT w.origin, w.level, "
-        f"(SELECT COUNT(*) FROM {USERS} u WHERE u.tenant_id = %s AND u.department_id = w.id) "
-        f"FROM (SELECT origin, id, level FROM walk{' LIMIT %s' if postgresql else ''}) w"
+        # Users through (tenant, org_code): department_id has no index (tenants migration 0005).
+        f"(SELECT COUNT(*) FROM {USERS} u WHERE u.tenant_id = %s AND u.org_code = w.code "
+        "AND u.department_id = w.id) "
+        f"FROM (SELECT origin, id, code, level FROM walk{' LIMIT %s' if postgresql else ''}) w"
     )
     params = [tenant.pk, *ids, tenant.pk, *ids, TOTALS_WALK + 1, tenant.pk]
     if postgresql:
@@ -576,7 +579,9 @@ def _with_authorizations(users: QuerySet[TenantUser], tenant: Tenant) -> QuerySe
 def department_users(*, tenant: Tenant, department: Department) -> QuerySet[TenantUser]:
     """The users assigned to `department`, each with its authorisations (role, enabled and
     state per application, spec §2.6 authSync)."""
-    users = TenantUser.objects.filter(tenant=tenant, department=department).order_by("user_name")
+    users = TenantUser.objects.filter(
+        tenant=tenant, org_code=department.org_code, department=department
+    ).order_by("user_name")
     return _with_authorizations(users, tenant)
 
 

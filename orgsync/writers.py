@@ -222,11 +222,13 @@ def _apply_postgresql(
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
     with connection.cursor() as cursor:
         if plan.delete:
+            # Users through (tenant, org_code): department_id has no index (tenants 0005).
+            code_of = {row[0]: row[1] for row in stored}
             cursor.execute(
                 f"UPDATE {USERS} u SET department_id = NULL "  # noqa: S608
-                "FROM unnest(%s::bigint[]) AS gone(id) "
-                "WHERE u.tenant_id = %s AND u.department_id = gone.id",
-                [plan.delete, tenant.pk],
+                "FROM unnest(%s::bigint[], %s::text[]) AS gone(id, code) "
+                "WHERE u.tenant_id = %s AND u.org_code = gone.code AND u.department_id = gone.id",
+                [plan.delete, [code_of[pk] for pk in plan.delete], tenant.pk],
             )
             cursor.execute(
                 f"DELETE FROM {DEPARTMENTS} d USING unnest(%s::bigint[]) AS gone(id) "  # noqa: S608
@@ -315,8 +317,11 @@ def _apply_portable(
 ) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
+    code_of = {row[0]: row[1] for row in stored}
     for chunk in _chunks(plan.delete):
-        TenantUser.objects.filter(tenant=tenant, department_id__in=chunk).update(department=None)
+        TenantUser.objects.filter(
+            tenant=tenant, org_code__in=[code_of[pk] for pk in chunk], department_id__in=chunk
+        ).update(department=None)
         # The remaining children of these rows are relinked by the plan's updates below.
         Department.objects.filter(tenant=tenant, id__in=chunk).delete()
     stamp = connection.ops.adapt_datetimefield_value(now)

@@ -342,7 +342,14 @@ def render_tree(page, *, tenant: Tenant, departments: int) -> SafeString:
 
 
 def _node_html(node, tenant: Tenant) -> str:
-    users_url = changelist_url(TenantUser, department__id__exact=node.id, data=_data_param(tenant))
+    # Through (tenant, org_code), which is indexed; department_id is not (migration 0005).
+    users_url = changelist_url(
+        TenantUser,
+        tenant__id__exact=tenant.pk,
+        org_code=node.org_code,
+        department__id__exact=node.id,
+        data=_data_param(tenant),
+    )
     orphan = (
         format_html(" <em>(parent {} not synced)</em>", node.parent_code)
         if node.is_orphan

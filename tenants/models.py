@@ -140,6 +140,15 @@ class TenantUser(models.Model):
     user_name = models.CharField(max_length=64)
     name = models.CharField(max_length=64, blank=True)
     org_code = models.CharField(max_length=64, blank=True, help_text="as received")
+    # The department of `org_code` in the tenant, once it exists (§2.6): derived data, kept by
+    # the sync services under the tenant's row lock, which link a user only to a department read
+    # in that transaction and unlink users before deleting a department (the ORM's SET_NULL does
+    # the same for other deletes). No index and no database constraint (issue 17), as for
+    # Department.parent: a foreign key's deferred check cost a first load linking 20,000
+    # waiting users ~0.1 s at commit; and with the column in no index, linking them is a HOT
+    # update (the table keeps room on its pages, migration 0005) instead of a new entry in every
+    # index of the table, ~0.1 s more. Users of a department are found through
+    # (tenant, org_code), which the link follows by construction.
     department = models.ForeignKey(
         "orgsync.Department",
         null=True,
@@ -147,6 +156,8 @@ class TenantUser(models.Model):
         on_delete=models.SET_NULL,
         related_name="users",
         help_text="linked once a department with org_code exists",
+        db_index=False,
+        db_constraint=False,
     )
     position = models.CharField(max_length=64, blank=True)
     employee_code = models.CharField(max_length=64, blank=True)

@@ -16,7 +16,7 @@ from koogallery.protocol.resultcodes import KooGalleryError
 from orgsync import services
 from orgsync.models import Department
 from tenants.models import SyncFlag, Tenant, TenantUser
-from tests.support.org_kit import dangling_parents, tree, user_links
+from tests.support.org_kit import dangling_parents, misplaced_users, tree, user_links
 from tests.support.org_model import CODES, PARENTS, Model
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +88,7 @@ def test_both_writers_leave_the_tree_the_rules_describe(operations):
             assert tree(tenant_id) == model.tree(), (writer, operation)
             assert user_links(tenant_id) == model.users(), (writer, operation)
             assert dangling_parents(tenant_id) == [], (writer, operation)
+            assert misplaced_users(tenant_id) == [], (writer, operation)
 
 
 def test_the_service_returns_the_department_as_written():

@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from orgsync import services
 from orgsync.models import Department
 from tenants.models import Tenant, TenantUser
+from tests.support.org_kit import misplaced_users
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +128,35 @@ def test_a_tenant_cannot_be_deleted_under_an_uncommitted_insert(postgres_only):
         other.close()
     assert not Department.objects.filter(tenant_id=tenant.pk).exists()
     assert not Tenant.objects.filter(pk=tenant.pk).exists()
+
+
+# --- users' department links (no constraint either: tenants migration 0005) ------------------
+
+
+def test_a_department_deleted_through_the_orm_unassigns_its_users():
+    """The admin and any other ORM delete: Django's SET_NULL unlinks them (no database
+    constraint would)."""
+    tenant = loaded("tenant-orm-delete")
+    user = TenantUser.objects.get(tenant=tenant)
+
+    Department.objects.get(pk=user.department_id).delete()
+
+    user.refresh_from_db()
+    assert (user.org_code, user.department_id) == ("D029", None)
+    assert misplaced_users("tenant-orm-delete") == []
+    assert Department.objects.filter(tenant=tenant, org_code="D029").exists() is False
+
+
+def test_departments_dropped_by_a_resync_unassign_their_users_and_only_theirs():
+    tenant = loaded("tenant-resync-drop")
+    TenantUser.objects.create(tenant=tenant, user_name="u2", org_code="D001")
+    services.all_org_sync(
+        tenant_id="tenant-resync-drop", is_test=False, departments=[("D000", "top", "")]
+    )
+    items = [(f"D{n:03d}", f"部门 {n}", "D000" if n else "") for n in range(2)]
+    services.all_org_sync(tenant_id="tenant-resync-drop", is_test=False, departments=items)
+
+    links = dict(TenantUser.objects.filter(tenant=tenant).values_list("user_name", "department"))
+    assert links["u1"] is None
+    assert links["u2"] == Department.objects.get(tenant=tenant, org_code="D001").pk
+    assert misplaced_users("tenant-resync-drop") == []

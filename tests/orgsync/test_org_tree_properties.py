@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from koogallery.protocol.resultcodes import KooGalleryError
 from orgsync import selectors, services
 from tenants.models import SyncFlag, Tenant, TenantUser
-from tests.support.org_kit import dangling_parents, tree, user_links
+from tests.support.org_kit import dangling_parents, misplaced_users, tree, user_links
 from tests.support.org_model import CODES, PARENTS, Model
 
 pytestmark = pytest.mark.django_db
@@ -125,5 +125,6 @@ def test_any_sequence_of_syncs_leaves_the_tree_the_rules_describe(writer, operat
         assert tree(tenant_id) == model.tree(), operation
         assert user_links(tenant_id) == model.users(), operation
         assert dangling_parents(tenant_id) == [], operation
+        assert misplaced_users(tenant_id) == [], operation
 
     assert forest_shape(selectors.department_forest(tenant=owner)) == model_forest(model)

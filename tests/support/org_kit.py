@@ -114,6 +114,20 @@ def dangling_parents(tenant_id: str = TENANT_ID, is_test: bool = False) -> list[
     )
 
 
+def misplaced_users(tenant_id: str = TENANT_ID, is_test: bool = False) -> list[str]:
+    """Users whose `department_id` is not the department of their org_code in their tenant
+    (unset while it exists, or naming another or a missing department). The link has no
+    database constraint (issue 17): the services must keep it so."""
+    users = TenantUser.objects.filter(tenant__tenant_id=tenant_id, tenant__is_test=is_test)
+    departments = Department.objects.filter(tenant__tenant_id=tenant_id, tenant__is_test=is_test)
+    id_of = dict(departments.values_list("org_code", "id"))
+    return sorted(
+        name
+        for name, code, linked in users.values_list("user_name", "org_code", "department_id")
+        if linked != id_of.get(code)
+    )
+
+
 def user_links(tenant_id: str = TENANT_ID, is_test: bool = False) -> dict:
     """user_name → (org_code as received, code of the linked department or None)."""
     users = TenantUser.objects.filter(tenant__tenant_id=tenant_id, tenant__is_test=is_test)
