@@ -466,16 +466,18 @@ def all_org_sync(
     # The snapshot the departments still are (no other change since, which clears the digest):
     # it was checked for cycles and diffed when applied, and would be diffed to no writes now.
     repeated = digest is not None and digest == tenant.org_snapshot_digest
+    writer = writer or writers.default_writer()
+    ahead = None
     if not repeated:
         # A tenant with departments is re-synced from the rows that change (issue 17).
         held = writers.load_items(tenant)
         if held:
             plan, stored = _resync_plan(tenant, items, held)
         else:
-            parent_of = snapshot.links(items)
-            cycle = snapshot.find_cycle(parent_of)
-            if cycle:
-                raise InvalidParam(str(snapshot.CycleError(cycle)))
+            # A first load: every item is new. PostgreSQL draws their ids and reads the
+            # waiting users while Python looks for a cycle and plans.
+            stored = []
+            plan, ahead = writers.read_ahead(tenant, len(items), lambda: _first_plan(items), writer)
     last_change = tenant.org_call_time
     if call_time is not None and last_change is not None and call_time < last_change:
         return SnapshotResult(tenant, 0, 0, 0, 0, stale=len(items))
@@ -483,10 +485,7 @@ def all_org_sync(
     if repeated:
         _mark_synced(tenant, now, call_time, digest)  # the call's time counts as before
         return SnapshotResult(tenant, 0, 0, 0, unchanged=len(items))
-    if not held:
-        stored = writers.load(tenant)
-        plan = snapshot.plan(stored, items, parent_of)
-    writers.apply(tenant, plan, stored, now, writer or writers.default_writer(), call_time)
+    writers.apply(tenant, plan, stored, now, writer, call_time, ahead)
     _mark_synced(tenant, now, call_time, digest)
     return SnapshotResult(
         tenant=tenant,
@@ -495,6 +494,15 @@ def all_org_sync(
         deleted=len(plan.delete),
         unchanged=plan.unchanged,
     )
+
+
+def _first_plan(items: dict[str, OrgItem]) -> snapshot.Plan:
+    """The plan of a snapshot for a tenant without departments; refuses a cycle."""
+    parent_of = snapshot.links(items)
+    cycle = snapshot.find_cycle(parent_of)
+    if cycle:
+        raise InvalidParam(str(snapshot.CycleError(cycle)))
+    return snapshot.first_plan(items, parent_of)
 
 
 def _resync_plan(

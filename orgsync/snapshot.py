@@ -104,6 +104,14 @@ def plan(stored: list[Stored], snapshot: dict[str, OrgItem], parent_of: dict[str
     return result
 
 
+def first_plan(snapshot: dict[str, OrgItem], parent_of: dict[str, str]) -> Plan:
+    """`plan` for a tenant that has no departments: every item is created, in orgCode order
+    (the order the PostgreSQL writer copies them in), without looking for stored rows."""
+    get = parent_of.get
+    create = [(code, item[1], item[2], get(code)) for code, item in sorted(snapshot.items())]
+    return Plan(create=create)
+
+
 # --- a re-sync: diff and cycle check from the changed rows only (issue 17) -------------------
 # The stored departments obey the model's rule: a row is linked to the department its
 # `parent_code` names when that exists in the tenant, and is unlinked (an orphan, or top level)

@@ -11,8 +11,11 @@ Every statement carries the tenant (STYLE.md §7). The caller holds the tenant's
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
+from typing import TypeVar
 
 from django.db import connection, connections, transaction
 
@@ -31,20 +34,11 @@ COPY_BLOCK = 10_000
 
 DEPARTMENTS = Department._meta.db_table
 USERS = TenantUser._meta.db_table
+T = TypeVar("T")
 
 
 def default_writer() -> str:
     return "postgresql" if connection.vendor == "postgresql" else "portable"
-
-
-def load(tenant: Tenant) -> list[Stored]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, org_code, org_name, parent_code, parent_id FROM {DEPARTMENTS} "  # noqa: S608
-            "WHERE tenant_id = %s",
-            [tenant.pk],
-        )
-        return cursor.fetchall()
 
 
 def load_items(tenant: Tenant) -> list[tuple[str, str, str]]:
@@ -88,11 +82,13 @@ def apply(
     now: datetime,
     writer: str,
     call_time: datetime | None = None,
+    ahead: "ReadAhead | None" = None,
 ) -> None:
     """Write the plan; created and updated rows keep `call_time`, the time of the call (§2.3;
-    unchanged rows are not written: the tenant's `org_snapshot_time` stands for them)."""
+    unchanged rows are not written: the tenant's `org_snapshot_time` stands for them).
+    `ahead`: what `read_ahead` read for a first load (PostgreSQL)."""
     if writer == "postgresql":
-        _apply_postgresql(tenant, plan, stored, now, call_time)
+        _apply_postgresql(tenant, plan, stored, now, call_time, ahead)
     elif writer == "portable":
         _apply_portable(tenant, plan, stored, now, call_time)
     else:  # pragma: no cover - programming error
@@ -116,6 +112,60 @@ def link_users(tenant: Tenant) -> int:
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
+_WAITING_USERS = (
+    f"SELECT id, org_code FROM {USERS} "  # noqa: S608
+    "WHERE tenant_id = %s AND department_id IS NULL AND org_code <> ''"
+)
+_LINK_USERS = (
+    f"UPDATE {USERS} u SET department_id = v.department_id "  # noqa: S608
+    "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, department_id) "
+    "WHERE u.tenant_id = %s AND u.id = v.id"
+)
+_DRAW_IDS = (
+    "WITH drawn AS (SELECT nextval(%s::regclass) AS n FROM generate_series(1, %s)) "
+    "SELECT min(n), max(n), CASE WHEN max(n) - min(n) + 1 = count(*) THEN NULL "
+    "ELSE array_agg(n) END FROM drawn"
+)
+_sequence: list[str] = []  # the departments' id sequence, once looked up (it never changes)
+
+
+@dataclass
+class ReadAhead:
+    """Read for a first load while Python checked the snapshot: ids for the new rows, and the
+    users waiting for a department, as (id, org_code)."""
+
+    ids: list[int] | range
+    waiting: list[tuple[int, str]]
+
+
+def read_ahead(tenant: Tenant, count: int, work: Callable[[], T], writer: str):
+    """`work()` (the cycle check and plan of a first load: Python only), and on PostgreSQL,
+    meanwhile, `count` ids drawn and the waiting users read: (what `work` returned, ReadAhead
+    or None). Both statements only read (a sequence's draws are not undone by a rollback,
+    which leaves a gap, as any failed insert does); they are sent in a pipeline before `work`
+    starts, so the server answers them on the other core instead of after it (issue 17). An
+    exception from `work` leaves the pipeline, and the transaction, as they were."""
+    if writer != "postgresql" or count == 0:
+        return work(), None
+    sequence = _sequence_name()
+    pg = connection.connection
+    with pg.pipeline(), pg.cursor() as draw, pg.cursor() as users:
+        draw.execute(_DRAW_IDS, [sequence, count])
+        users.execute(_WAITING_USERS, [tenant.pk])
+        result = work()
+        low, high, scattered = draw.fetchone()
+        waiting = users.fetchall()
+    ids = range(low, high + 1) if scattered is None else scattered
+    return result, ReadAhead(ids, waiting)
+
+
+def _sequence_name() -> str:
+    if not _sequence:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [DEPARTMENTS])
+            _sequence.append(cursor.fetchone()[0])
+    return _sequence[0]
+
 # COPY text format: backslash, tab, newline and carriage return are escaped; NUL cannot occur
 # (the serializers refuse it, as PostgreSQL text cannot hold it).
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -124,24 +174,27 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 def _allocate_ids(cursor, count: int) -> list[int] | range:
     """Primary keys for new rows from the table's own sequence, so that children can be written
     already linked to parents created in the same call (one pass, no UPDATE afterwards)."""
-    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [DEPARTMENTS])
-    (sequence,) = cursor.fetchone()
     # The sequence is resolved once: calling pg_get_serial_sequence per row costs 10x more.
     # Unless another session drew from it meanwhile, the values are one run: its ends say which,
     # instead of 100,000 values read back.
-    cursor.execute(
-        "WITH drawn AS (SELECT nextval(%s::regclass) AS n FROM generate_series(1, %s)) "
-        "SELECT min(n), max(n), CASE WHEN max(n) - min(n) + 1 = count(*) THEN NULL "
-        "ELSE array_agg(n) END FROM drawn",
-        [sequence, count],
-    )
+    cursor.execute(_DRAW_IDS, [_sequence_name(), count])
     low, high, scattered = cursor.fetchone()
     return range(low, high + 1) if scattered is None else scattered
 
 
-def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time) -> None:
-    """Stream new rows with COPY as text blocks (write_row costs ~7 µs a row in Python); the
-    server inserts one block while the next is being built.
+def _copy_new_rows(cursor, blocks: Iterator[str]) -> None:
+    """Stream new rows with COPY as text blocks (write_row costs ~7 µs a row in Python); with
+    a generator, the server inserts one block while the next is being built."""
+    with cursor.copy(
+        f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, parent_id, "
+        "call_time, created_at, updated_at) FROM STDIN"
+    ) as copy:
+        for text in blocks:
+            copy.write(text)
+
+
+def _copy_blocks(tenant, create, new_ids, id_of, now, call_time) -> Iterator[str]:
+    """The new rows as COPY text, COPY_BLOCK rows a block.
 
     A block is built from the values as they are, then its tabs, newlines and backslashes are
     counted: only a block whose values hold one of them (or a carriage return) is built again
@@ -161,36 +214,32 @@ def _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time) -> No
             ]
         )
 
-    with cursor.copy(
-        f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, parent_id, "
-        "call_time, created_at, updated_at) FROM STDIN"
-    ) as copy:
-        for start in range(0, len(rows), COPY_BLOCK):
-            part = rows[start : start + COPY_BLOCK]
-            text = block(part)
-            nulls = [row[3] for _, row in part].count(None)  # parent_id \N
-            nulls += len(part) if call_time is None else 0  # call_time \N
-            if (
-                text.count("\t") != 8 * len(part)
-                or text.count("\n") != len(part)
-                or text.count("\\") != nulls
-                or "\r" in text
-            ):
-                text = block(
-                    [
+    for start in range(0, len(rows), COPY_BLOCK):
+        part = rows[start : start + COPY_BLOCK]
+        text = block(part)
+        nulls = [row[3] for _, row in part].count(None)  # parent_id \N
+        nulls += len(part) if call_time is None else 0  # call_time \N
+        if (
+            text.count("\t") != 8 * len(part)
+            or text.count("\n") != len(part)
+            or text.count("\\") != nulls
+            or "\r" in text
+        ):
+            text = block(
+                [
+                    (
+                        new_id,
                         (
-                            new_id,
-                            (
-                                c.translate(_COPY_ESCAPES),
-                                n.translate(_COPY_ESCAPES),
-                                p.translate(_COPY_ESCAPES),
-                                k,
-                            ),
-                        )
-                        for new_id, (c, n, p, k) in part
-                    ]
-                )
-            copy.write(text)
+                            c.translate(_COPY_ESCAPES),
+                            n.translate(_COPY_ESCAPES),
+                            p.translate(_COPY_ESCAPES),
+                            k,
+                        ),
+                    )
+                    for new_id, (c, n, p, k) in part
+                ]
+            )
+        yield text
 
 
 def _link_waiting_users(cursor, tenant: Tenant, id_of: dict[str, int]) -> int:
@@ -198,26 +247,40 @@ def _link_waiting_users(cursor, tenant: Tenant, id_of: dict[str, int]) -> int:
     transaction are not known yet, and with them missing the planner may drive the correlated
     UPDATE from 100k new departments into 20k waiting users (minutes). Reading the waiting
     users and joining an `unnest` by primary key has no such plan."""
-    cursor.execute(
-        f"SELECT id, org_code FROM {USERS} "  # noqa: S608
-        "WHERE tenant_id = %s AND department_id IS NULL AND org_code <> ''",
-        [tenant.pk],
-    )
-    pairs = [(pk, id_of[code]) for pk, code in cursor.fetchall() if code in id_of]
+    cursor.execute(_WAITING_USERS, [tenant.pk])
+    pairs = _link_params(tenant, cursor.fetchall(), id_of)
     if pairs:
-        users, departments = zip(*pairs, strict=True)
-        cursor.execute(
-            f"UPDATE {USERS} u SET department_id = v.department_id "  # noqa: S608
-            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, department_id) "
-            "WHERE u.tenant_id = %s AND u.id = v.id",
-            [list(users), list(departments), tenant.pk],
-        )
-    return len(pairs)
+        cursor.execute(_LINK_USERS, pairs)
+    return len(pairs[0]) if pairs else 0
+
+
+def _link_params(tenant: Tenant, waiting: list[tuple[int, str]], id_of: dict[str, int]) -> list:
+    """_LINK_USERS's parameters for the waiting users whose department is in `id_of`, or []."""
+    pairs = [(pk, id_of[code]) for pk, code in waiting if code in id_of]
+    if not pairs:
+        return []
+    users, departments = zip(*pairs, strict=True)
+    return [list(users), list(departments), tenant.pk]
+
+
+def _copy_while_linking(cursor, tenant, blocks: Iterator[str], ahead: ReadAhead, id_of) -> int:
+    """A first load's COPY, with its waiting users linked first: the UPDATE is sent in a
+    pipeline and runs on the server while Python builds the COPY text (the link does not
+    need the rows yet: it has no foreign key, and all of it commits or nothing does)."""
+    params = _link_params(tenant, ahead.waiting, id_of)
+    pg = connection.connection
+    with pg.pipeline(), pg.cursor() as link:
+        if params:
+            link.execute(_LINK_USERS, params)
+        built = list(blocks)
+    _copy_new_rows(cursor, iter(built))
+    return len(params[0]) if params else 0
 
 
 def _apply_postgresql(
-    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time
+    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time, ahead
 ) -> None:
+    linked = None
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
     with connection.cursor() as cursor:
@@ -240,9 +303,15 @@ def _apply_postgresql(
             # (tenant, org_code) and the primary key take the rows in their own order, in place
             # of 100,000 inserts scattered over the index (COPY ~40% faster, issue 17).
             create = sorted(plan.create, key=itemgetter(0))
-            new_ids = _allocate_ids(cursor, len(create))
+            if ahead is not None and len(ahead.ids) != len(create):
+                ahead = None  # (not a first load's plan: draw ids as usual)
+            new_ids = _allocate_ids(cursor, len(create)) if ahead is None else ahead.ids
             id_of.update(zip(map(itemgetter(0), create), new_ids, strict=True))
-            _copy_new_rows(cursor, tenant, create, new_ids, id_of, now, call_time)
+            blocks = _copy_blocks(tenant, create, new_ids, id_of, now, call_time)
+            if ahead is None:
+                _copy_new_rows(cursor, blocks)
+            else:
+                linked = _copy_while_linking(cursor, tenant, blocks, ahead, id_of)
         if plan.update:
             ids, names, parent_codes, links = zip(*plan.update, strict=True)
             cursor.execute(
@@ -262,7 +331,8 @@ def _apply_postgresql(
                     tenant.pk,
                 ],
             )
-        linked = _link_waiting_users(cursor, tenant, id_of) if plan.create else 0
+        if linked is None:
+            linked = _link_waiting_users(cursor, tenant, id_of) if plan.create else 0
     stale = [DEPARTMENTS] if plan.writes >= ANALYZE_AFTER_WRITES else []
     if linked >= ANALYZE_AFTER_WRITES:
         stale.append(USERS)

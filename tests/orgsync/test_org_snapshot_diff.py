@@ -10,7 +10,7 @@ as they are, parents created or dropped under waiting children all happen often.
 """
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from koogallery.protocol.resultcodes import InvalidParam
@@ -131,3 +131,16 @@ def test_a_move_that_closes_a_cycle_is_refused_as_before(edits, message, monkeyp
 
     assert whole_tree(TREE, items) == message
     assert changed_rows(TREE, items, monkeypatch) == message
+
+
+@given(st.lists(item, max_size=12))
+def test_a_first_plan_creates_what_the_full_diff_creates_in_code_order(items):
+    snap = snapshot.last_wins(items)
+    parent_of = snapshot.links(snap)
+    assume(snapshot.find_cycle(parent_of) is None)
+    reference = snapshot.plan([], snap, parent_of)
+
+    first = snapshot.first_plan(snap, parent_of)
+
+    assert first.create == sorted(reference.create)
+    assert (first.update, first.delete, first.writes) == ([], [], len(snap))
