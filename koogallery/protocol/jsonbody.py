@@ -5,6 +5,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 
 class BodyError(ValueError):
     pass
@@ -48,7 +50,35 @@ def parse_json(raw: bytes | str, *, unique_keys: bool = False) -> Any:
     Also refused (BodyError): numbers beyond a float's range or Python's 4300 integer digits,
     nesting deeper than MAX_DEPTH, unpaired surrogate escapes (such a value can be neither
     stored nor re-encoded as UTF-8).
+
+    orjson parses first: it reads bytes as they are and takes half the stdlib's time (46
+    against 94 ms for a 7.8 MB allOrgSync body, issue 17). Its value is kept only where it is
+    certainly the stdlib's; otherwise `parse_json_stdlib` parses, so every value and every
+    BodyError message is exactly the stdlib path's:
+    - anything orjson refuses (NaN/Infinity, 1e400, surrogate escapes that do not pair,
+      invalid UTF-8, a BOM, control characters in strings, trailing commas, leading zeros,
+      nesting past 1024, str input holding a lone surrogate) goes to the stdlib path, which
+      refuses it with its own message or accepts it;
+    - orjson reads an integer beyond 64 bits as a float where json gives the int, so a value
+      holding any float (KooGallery's bodies hold none), or nested deeper than MAX_DEPTH,
+      goes to the stdlib path too;
+    - orjson cannot report duplicate keys: `unique_keys` (V1 bodies, small) is the stdlib
+      path's alone. Without it both keep the last value at the first key's place.
+    orjson never yields a lone surrogate, so the re-encoding check is the stdlib path's alone.
     """
+    if not unique_keys:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if _floatless_within_depth(value):
+                return value
+    return parse_json_stdlib(raw, unique_keys=unique_keys)
+
+
+def parse_json_stdlib(raw: bytes | str, *, unique_keys: bool = False) -> Any:
+    """`parse_json` with the stdlib's json alone: the reference for every value and message."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
@@ -77,6 +107,36 @@ def parse_json(raw: bytes | str, *, unique_keys: bool = False) -> Any:
         except UnicodeEncodeError as exc:
             raise BodyError("malformed JSON: unpaired surrogate escape") from exc
     return value
+
+
+# The types `_floatless_within_depth` collects a level deeper: containers, and floats so that
+# meeting one ends the walk.
+_CONTAINERS_AND_FLOATS = frozenset((dict, list, float))
+
+
+def _floatless_within_depth(value: Any) -> bool:
+    """Whether an orjson value holds no float and nests at most MAX_DEPTH deep, i.e. is the
+    value the stdlib path gives. `_check_depth`'s level walk, which looks at every value
+    anyway; floats go into the next level with the containers, where iterating one raises
+    TypeError: no second pass (~3 ms more than `_check_depth`'s ~23 on the 100k body)."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return kind is not float
+    level, depth = [value], 1
+    try:
+        while level:
+            deeper = [
+                child
+                for item in level
+                for child in (item.values() if type(item) is dict else item)
+                if type(child) in _CONTAINERS_AND_FLOATS
+            ]
+            if deeper and depth >= MAX_DEPTH:
+                return False  # too deep, or a float at MAX_DEPTH: the stdlib path says which
+            level, depth = deeper, depth + 1
+    except TypeError:  # `for child in 1.5`: the level before held a float
+        return False
+    return True
 
 
 def _check_depth(value: Any) -> None:
