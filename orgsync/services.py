@@ -506,7 +506,7 @@ def _first_plan(items: dict[str, OrgItem]) -> snapshot.Plan:
 
 
 def _resync_plan(
-    tenant: Tenant, items: dict[str, OrgItem], held: list[OrgItem]
+    tenant: Tenant, items: dict[str, OrgItem], held: list[OrgItem] | list[str]
 ) -> tuple[snapshot.Plan, list[snapshot.Stored]]:
     """The plan of a snapshot for a tenant that has departments (`held`, as items), and the
     stored rows the writers need the ids of; refuses a cycle as `find_cycle` does, before any
@@ -523,7 +523,7 @@ def _resync_plan(
     created = {code for code in codes if code not in known}
     gone = []
     if len(items) - len(created) < len(held):  # some stored codes are not listed
-        gone = [row[0] for row in held if row[0] not in items]
+        gone = [code for code in map(snapshot.stored_code, held) if code not in items]
     relinked = snapshot.relinked(items, created.union(gone), codes)
     if relinked or gone:
         rows += writers.load_codes(tenant, {item[0] for item in relinked}.union(gone) - known)

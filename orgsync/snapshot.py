@@ -7,7 +7,8 @@ semantics: the writers only decide *how* rows are written, never *which*.
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import filterfalse
+from itertools import compress, filterfalse
+from operator import not_
 
 from .serializers import OrgItem
 
@@ -122,10 +123,24 @@ def first_plan(snapshot: dict[str, OrgItem], parent_of: dict[str, str]) -> Plan:
 # through a department that is new or edited: only those need looking at.
 
 
-def fresh(stored: list[OrgItem], snapshot: dict[str, OrgItem]) -> list[OrgItem]:
+LINE = "\t"  # joins a stored row's fields in the lines `writers.load_items` may give
+
+
+def fresh(stored: list[OrgItem] | list[str], snapshot: dict[str, OrgItem]) -> list[OrgItem]:
     """The items of `snapshot` that are new or edited (name or parent code), in its order;
-    `stored` holds the tenant's rows as (code, name, parent code) tuples."""
+    `stored` holds the tenant's rows as (code, name, parent code) tuples, or as lines of them
+    joined by LINE, none of whose fields holds LINE (an item whose fields do has more than two
+    LINEs when joined, so it matches no line: it differs from every stored row)."""
+    if stored and type(stored[0]) is str:
+        items = list(snapshot.values())
+        held = set(stored).__contains__
+        return list(compress(items, map(not_, map(held, map(LINE.join, items)))))
     return list(filterfalse(set(stored).__contains__, snapshot.values()))
+
+
+def stored_code(row: OrgItem | str) -> str:
+    """The code of a row as `fresh` takes it (a tuple, or a line)."""
+    return row.partition(LINE)[0] if type(row) is str else row[0]
 
 
 def relinked(snapshot: dict[str, OrgItem], moved: set[str], skip: set[str]) -> list[OrgItem]:
