@@ -61,6 +61,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from bench import _harness as harness  # noqa: E402
 from bench import auth_sync as auth_bench  # noqa: E402
 from bench import org_sync as org_bench  # noqa: E402
+from bench.load import CpuAccount  # noqa: E402
 
 METERING_TOKEN = "bench-metering-token-0123456789abcdef"
 FLOOR_TABLE = "bench_floor_department"
@@ -219,6 +220,12 @@ def post_usage(port: int, requests: list[harness.Request], clients: int) -> floa
     if problems:
         raise Void(f"{len(problems)} request(s) refused; first: {problems[0]}")
     return wall
+
+
+def _own_cpu() -> float:
+    """CPU seconds this process (and its children) used so far: the usage clients' share."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _spin() -> None:
@@ -484,11 +491,12 @@ class Figures:
         print(f"  VOID {row}: {why}", flush=True)
 
 
-def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, list]:
+def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, list]:
     from orgsync.models import Department
     from tenants.models import TenantUser
 
     rng = random.Random(17)
+    port = service.port
     http = harness.Connection("127.0.0.1", port, timeout=120)
     items = org_tree(args.departments)
     changed, moved, target = org_bench.renamed_and_moved(items, random.Random(18))
@@ -596,15 +604,21 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
             if "usage" in wanted:
                 requests = usage_requests(instance_ids, args.events, args.per_request, rng)
                 harness_wait_quiet(args)
+                cpu = CpuAccount(service.pid, args.database_url, args.db)
+                cpu.sample()
+                client_cpu = _own_cpu()
                 try:
                     wall = post_usage(port, requests, args.clients)
                 except Void as exc:
                     figures.voided("usage", str(exc))
                 else:
+                    used = {"client": _own_cpu() - client_cpu, **cpu.sample()}
                     figures.add("usage", args.events / wall)
                     print(
                         f"  {'usage':<15} {args.events / wall:8.0f} events/s ({args.events:,} "
-                        f"in {wall:.1f} s)  load {os.getloadavg()[0]:.2f}",
+                        f"in {wall:.1f} s)  load {os.getloadavg()[0]:.2f}; CPU ms per 1,000 "
+                        "events: "
+                        + ", ".join(f"{k} {v / args.events * 1e6:.1f}" for k, v in used.items()),
                         flush=True,
                     )
             if "oversubscribed" in wanted:
@@ -614,7 +628,11 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
                 harness_wait_quiet(args)
                 with busy_loops(2):
                     kit_row(
-                        "oversubscribed", tenant, "allOrgSync", request, None,
+                        "oversubscribed",
+                        tenant,
+                        "allOrgSync",
+                        request,
+                        None,
                         check_count(tenant, len(items)),
                     )
     finally:
@@ -645,9 +663,7 @@ def report(args, figures: Figures, load_before, load_after) -> None:
         unit = (lambda v: f"{v:9.0f}") if rate else (lambda v: f"{v * 1000:7.0f}ms")
         median = statistics.median(values)
         ratios = figures.ratios.get(row, [])
-        ratio_text = (
-            f"{min(ratios):9.2f} / {statistics.median(ratios):4.2f}" if ratios else ""
-        )
+        ratio_text = f"{min(ratios):9.2f} / {statistics.median(ratios):4.2f}" if ratios else ""
         goal_text, verdict = "", ""
         if row in GOALS:
             kind, bound, judged = GOALS[row]
@@ -727,7 +743,7 @@ def main() -> None:
         ExitStack() as cleanup,
     ):
         cleanup.callback(lambda: [conn.close() for conn in _quiet_conn])
-        port, log_path, figures = service.port, service.log_path, Figures()
+        log_path, figures = service.log_path, Figures()
         with psycopg.connect(args.database_url) as conn:
             version = conn.info.server_version
         print(
@@ -736,7 +752,7 @@ def main() -> None:
             flush=True,
         )
         load_before = os.getloadavg()
-        items, instance_ids = measure(args, port, figures, wanted)
+        items, instance_ids = measure(args, service, figures, wanted)
         load_after = os.getloadavg()
         report(args, figures, load_before, load_after)
         if args.profile:
