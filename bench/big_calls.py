@@ -29,10 +29,10 @@ the machine's load hits them alike); best, median and worst are printed:
 - oversubscribed: `first` while two busy-loop processes run beside the service.
 
 --profile runs allOrgSync first, its identical re-sync and the change, authSync and one usage
-request again in this process (Django's test client through the whole middleware stack; no
-socket) under cProfile and prints where the time goes, grouped by phase, and the functions
-with most own time. The journal's `duration_ms` ("server" below) ends before the commit; over
-HTTP, the body is read (ops/wsgi.py) before it starts.
+request (those of the rows measured) again in this process (Django's test client through the
+whole middleware stack; no socket) under cProfile and prints where the time goes, grouped by
+phase, and the functions with most own time. The journal's `duration_ms` ("server" below) ends
+before the commit; over HTTP, the body is read (ops/wsgi.py) before it starts.
 """
 
 import argparse
@@ -364,9 +364,12 @@ def profile_report(name: str, profiler: cProfile.Profile, total: float, plain: f
     return "\n".join(lines)
 
 
-def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Path) -> None:
-    """allOrgSync first, authSync and one usage request, each once unprofiled (a fresh tenant,
-    new events) and once under cProfile; the service's log lines go to `log_path`."""
+def profile_calls(
+    args, items: list[dict], instance_ids: list[str], log_path: Path, wanted: set[str]
+) -> None:
+    """allOrgSync first, authSync and one usage request (those of the `wanted` rows), each once
+    unprofiled (a fresh tenant, new events) and once under cProfile; the service's log lines go
+    to `log_path`."""
     sender = InProcess()
     rng = random.Random(17)
 
@@ -408,6 +411,12 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
         "authSync": auth_call,
         "usage": usage_call,
     }
+    if not wanted & {"floor", *ORG_ROWS, "oversubscribed"}:  # (the re-syncs need the first)
+        calls = {name: make for name, make in calls.items() if not name.startswith("allOrg")}
+    if "authSync" not in wanted:
+        del calls["authSync"]
+    if "usage" not in wanted:
+        del calls["usage"]
     print(
         f"\nprofiles (in this process, {args.departments} departments, {args.users} users, "
         f"{args.per_request} events per request):",
@@ -758,7 +767,7 @@ def main() -> None:
         if args.profile:
             if not instance_ids:
                 instance_ids = add_instances(args.instances, prefix="profile-od")
-            profile_calls(args, items, instance_ids, log_path)
+            profile_calls(args, items, instance_ids, log_path, wanted)
             print(f"load average after the profiles: {os.getloadavg()[0]:.2f}")
 
 
