@@ -25,7 +25,11 @@ the machine's load hits them alike); best, median and worst are printed:
 - resync: the identical list again; change: 1,000 renames and a 5,000-node division moved.
 - authSync: --users users (bench/auth_sync.py's) in one call, to a fresh tenant.
 - usage: --events events through POST /api/usage, --per-request each (default 1,000), from
-  --clients concurrent clients (default 4) over --instances on-demand instances; events/s.
+  --clients concurrent clients (default 4) over --instances on-demand instances; events/s, and
+  the CPU each side used per 1,000 events: the clients (threads of this process, bodies built
+  before the clock starts), the gunicorn workers, the scratch database's PostgreSQL backends.
+  The clients are not what limits the row: about 2 ms of CPU per 1,000 events against some 45
+  for the service and PostgreSQL together, which share the machine's CPUs with them.
 - oversubscribed: `first` while two busy-loop processes run beside the service.
 
 --profile runs allOrgSync first, its identical re-sync and the change, authSync and one usage
