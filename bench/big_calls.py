@@ -309,6 +309,7 @@ PROFILES = {
         (1, "  its construction", ["rest_framework/serializers.py:__init__"]),
         (1, "service (metering.services.record_usage)", ["metering/services.py:record_usage"]),
         (2, "shared lock on the closed cursor", ["metering/locks.py:shared_position"]),
+        (2, "PostgreSQL: read, checks, INSERT", ["metering/services.py:_insert_checked"]),
         (2, "checks per event (_check)", ["metering/services.py:_check"]),
         (2, "INSERT (bulk_create)", ["django/db/models/query.py:bulk_create"]),
         (2, "commit", ["django/db/backends/base/base.py:commit"]),
