@@ -25,14 +25,18 @@ the machine's load hits them alike); best, median and worst are printed:
 - resync: the identical list again; change: 1,000 renames and a 5,000-node division moved.
 - authSync: --users users (bench/auth_sync.py's) in one call, to a fresh tenant.
 - usage: --events events through POST /api/usage, --per-request each (default 1,000), from
-  --clients concurrent clients (default 4) over --instances on-demand instances; events/s.
+  --clients concurrent clients (default 4) over --instances on-demand instances; events/s, and
+  the CPU each side used per 1,000 events: the clients (threads of this process, bodies built
+  before the clock starts), the gunicorn workers, the scratch database's PostgreSQL backends.
+  The clients are not what limits the row: about 2 ms of CPU per 1,000 events against some 45
+  for the service and PostgreSQL together, which share the machine's CPUs with them.
 - oversubscribed: `first` while two busy-loop processes run beside the service.
 
 --profile runs allOrgSync first, its identical re-sync and the change, authSync and one usage
-request again in this process (Django's test client through the whole middleware stack; no
-socket) under cProfile and prints where the time goes, grouped by phase, and the functions
-with most own time. The journal's `duration_ms` ("server" below) ends before the commit; over
-HTTP, the body is read (ops/wsgi.py) before it starts.
+request (those of the rows measured) again in this process (Django's test client through the
+whole middleware stack; no socket) under cProfile and prints where the time goes, grouped by
+phase, and the functions with most own time. The journal's `duration_ms` ("server" below) ends
+before the commit; over HTTP, the body is read (ops/wsgi.py) before it starts.
 """
 
 import argparse
@@ -61,6 +65,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from bench import _harness as harness  # noqa: E402
 from bench import auth_sync as auth_bench  # noqa: E402
 from bench import org_sync as org_bench  # noqa: E402
+from bench.load import CpuAccount  # noqa: E402
 
 METERING_TOKEN = "bench-metering-token-0123456789abcdef"
 FLOOR_TABLE = "bench_floor_department"
@@ -221,6 +226,12 @@ def post_usage(port: int, requests: list[harness.Request], clients: int) -> floa
     return wall
 
 
+def _own_cpu() -> float:
+    """CPU seconds this process (and its children) used so far: the usage clients' share."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def _spin() -> None:
     while True:
         pass
@@ -299,6 +310,7 @@ PROFILES = {
         (1, "  its construction", ["rest_framework/serializers.py:__init__"]),
         (1, "service (metering.services.record_usage)", ["metering/services.py:record_usage"]),
         (2, "shared lock on the closed cursor", ["metering/locks.py:shared_position"]),
+        (2, "PostgreSQL: read, checks, INSERT", ["metering/services.py:_insert_checked"]),
         (2, "checks per event (_check)", ["metering/services.py:_check"]),
         (2, "INSERT (bulk_create)", ["django/db/models/query.py:bulk_create"]),
         (2, "commit", ["django/db/backends/base/base.py:commit"]),
@@ -358,9 +370,12 @@ def profile_report(name: str, profiler: cProfile.Profile, total: float, plain: f
     return "\n".join(lines)
 
 
-def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Path) -> None:
-    """allOrgSync first, authSync and one usage request, each once unprofiled (a fresh tenant,
-    new events) and once under cProfile; the service's log lines go to `log_path`."""
+def profile_calls(
+    args, items: list[dict], instance_ids: list[str], log_path: Path, wanted: set[str]
+) -> None:
+    """allOrgSync first, authSync and one usage request (those of the `wanted` rows), each once
+    unprofiled (a fresh tenant, new events) and once under cProfile; the service's log lines go
+    to `log_path`."""
     sender = InProcess()
     rng = random.Random(17)
 
@@ -402,6 +417,12 @@ def profile_calls(args, items: list[dict], instance_ids: list[str], log_path: Pa
         "authSync": auth_call,
         "usage": usage_call,
     }
+    if not wanted & {"floor", *ORG_ROWS, "oversubscribed"}:  # (the re-syncs need the first)
+        calls = {name: make for name, make in calls.items() if not name.startswith("allOrg")}
+    if "authSync" not in wanted:
+        del calls["authSync"]
+    if "usage" not in wanted:
+        del calls["usage"]
     print(
         f"\nprofiles (in this process, {args.departments} departments, {args.users} users, "
         f"{args.per_request} events per request):",
@@ -485,11 +506,12 @@ class Figures:
         print(f"  VOID {row}: {why}", flush=True)
 
 
-def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, list]:
+def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, list]:
     from orgsync.models import Department
     from tenants.models import TenantUser
 
     rng = random.Random(17)
+    port = service.port
     http = harness.Connection("127.0.0.1", port, timeout=120)
     items = org_tree(args.departments)
     changed, moved, target = org_bench.renamed_and_moved(items, random.Random(18))
@@ -597,15 +619,21 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
             if "usage" in wanted:
                 requests = usage_requests(instance_ids, args.events, args.per_request, rng)
                 harness_wait_quiet(args)
+                cpu = CpuAccount(service.pid, args.database_url, args.db)
+                cpu.sample()
+                client_cpu = _own_cpu()
                 try:
                     wall = post_usage(port, requests, args.clients)
                 except Void as exc:
                     figures.voided("usage", str(exc))
                 else:
+                    used = {"client": _own_cpu() - client_cpu, **cpu.sample()}
                     figures.add("usage", args.events / wall)
                     print(
                         f"  {'usage':<15} {args.events / wall:8.0f} events/s ({args.events:,} "
-                        f"in {wall:.1f} s)  load {os.getloadavg()[0]:.2f}",
+                        f"in {wall:.1f} s)  load {os.getloadavg()[0]:.2f}; CPU ms per 1,000 "
+                        "events: "
+                        + ", ".join(f"{k} {v / args.events * 1e6:.1f}" for k, v in used.items()),
                         flush=True,
                     )
             if "oversubscribed" in wanted:
@@ -615,7 +643,11 @@ def measure(args, port: int, figures: Figures, wanted: set[str]) -> tuple[list, 
                 harness_wait_quiet(args)
                 with busy_loops(2):
                     kit_row(
-                        "oversubscribed", tenant, "allOrgSync", request, None,
+                        "oversubscribed",
+                        tenant,
+                        "allOrgSync",
+                        request,
+                        None,
                         check_count(tenant, len(items)),
                     )
     finally:
@@ -646,9 +678,7 @@ def report(args, figures: Figures, load_before, load_after) -> None:
         unit = (lambda v: f"{v:9.0f}") if rate else (lambda v: f"{v * 1000:7.0f}ms")
         median = statistics.median(values)
         ratios = figures.ratios.get(row, [])
-        ratio_text = (
-            f"{min(ratios):9.2f} / {statistics.median(ratios):4.2f}" if ratios else ""
-        )
+        ratio_text = f"{min(ratios):9.2f} / {statistics.median(ratios):4.2f}" if ratios else ""
         goal_text, verdict = "", ""
         if row in GOALS:
             kind, bound, judged = GOALS[row]
@@ -728,7 +758,7 @@ def main() -> None:
         ExitStack() as cleanup,
     ):
         cleanup.callback(lambda: [conn.close() for conn in _quiet_conn])
-        port, log_path, figures = service.port, service.log_path, Figures()
+        log_path, figures = service.log_path, Figures()
         with psycopg.connect(args.database_url) as conn:
             version = conn.info.server_version
         print(
@@ -737,13 +767,13 @@ def main() -> None:
             flush=True,
         )
         load_before = os.getloadavg()
-        items, instance_ids = measure(args, port, figures, wanted)
+        items, instance_ids = measure(args, service, figures, wanted)
         load_after = os.getloadavg()
         report(args, figures, load_before, load_after)
         if args.profile:
             if not instance_ids:
                 instance_ids = add_instances(args.instances, prefix="profile-od")
-            profile_calls(args, items, instance_ids, log_path)
+            profile_calls(args, items, instance_ids, log_path, wanted)
             print(f"load average after the profiles: {os.getloadavg()[0]:.2f}")
 
 

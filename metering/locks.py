@@ -20,14 +20,23 @@ def _touch(name: CursorName) -> None:
         cursor.execute(f"UPDATE {TABLE} SET position = position WHERE name = %s", [name])  # noqa: S608
 
 
+def _held(name: CursorName) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT position FROM {TABLE} WHERE name = %s FOR SHARE", [name])  # noqa: S608
+        return cursor.fetchone()
+
+
 def shared_position(name: CursorName) -> datetime | None:
     """The cursor's position, held (shared) until the current transaction ends."""
-    # The migration creates the rows; a flushed test database may have lost them.
-    MeteringCursor.objects.get_or_create(name=name)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT position FROM {TABLE} WHERE name = %s FOR SHARE", [name])  # noqa: S608
-            return cursor.fetchone()[0]
+        # One statement when the row is there (every usage call takes this lock).
+        row = _held(name)
+        if row is None:
+            # The migration creates the rows; a flushed test database may have lost them.
+            MeteringCursor.objects.get_or_create(name=name)
+            row = _held(name)
+        return row[0]
+    MeteringCursor.objects.get_or_create(name=name)
     if connection.vendor == "sqlite":
         _touch(name)
     return MeteringCursor.objects.get(name=name).position

@@ -31,8 +31,14 @@ class RecordState(models.TextChoices):
 class UsageEvent(models.Model):
     """One consumption reported by our product: `quantity` of the billing item at a moment."""
 
-    event_id = models.CharField(max_length=128, unique=True, help_text="the reporter's id")
-    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="usage_events")
+    # Unique through Meta.constraints (one index; a unique field would add a LIKE index too).
+    event_id = models.CharField(max_length=128, help_text="the reporter's id")
+    instance = models.ForeignKey(
+        Instance,
+        on_delete=models.PROTECT,
+        related_name="usage_events",
+        db_index=False,  # metering_event_instance (instance, occurred_at) serves every lookup
+    )
     quantity = models.DecimalField(max_digits=19, decimal_places=4)
     occurred_at = models.DateTimeField()
     hour_start = models.DateTimeField(help_text="the UTC hour of occurred_at")
@@ -45,6 +51,8 @@ class UsageEvent(models.Model):
             # queryInstance totals and package windows read one instance's events by time.
             models.Index(fields=["instance", "occurred_at"], name="metering_event_instance"),
         ]
+        # Every recorded event writes each index: no more of them than reads need (issue 17).
+        constraints = [models.UniqueConstraint(fields=["event_id"], name="uniq_usage_event_id")]
         ordering = ["-occurred_at", "-id"]
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ import pytest
 from instances import services as lifecycle
 from instances.models import ChargingMode
 from metering import services
-from metering.models import UsageEvent
+from metering.models import CursorName, MeteringCursor, UsageEvent
 from tests.support.metering_kit import TOKEN, hour, make_instance
 
 pytestmark = pytest.mark.django_db
@@ -284,6 +284,18 @@ def test_usage_for_a_closed_hour_is_refused(client, fake_koogallery):
     (error,) = refused(client, event("od-1", at=hour(2) + timedelta(minutes=59)))["errors"]
     assert (error["field"], error["code"]) == ("occurredAt", "period_closed")
     assert "no second record" in error["message"]
+
+
+def test_usage_is_recorded_when_the_cursor_rows_were_lost(client):
+    """The migration creates the cursor rows; a flushed database may have lost them: the first
+    call makes them again (and a closed hour is still refused after)."""
+    make_instance("od-1")
+    MeteringCursor.objects.all().delete()
+    assert post(client, event("od-1")).status_code == 201
+    assert MeteringCursor.objects.filter(name=CursorName.CLOSED).exists()
+    MeteringCursor.objects.filter(name=CursorName.CLOSED).update(position=hour(1))
+    (error,) = refused_keep(client, event("od-1", event_id="e-2"))
+    assert (error["field"], error["code"]) == ("occurredAt", "period_closed")
 
 
 def test_naive_times_are_utc(client):
