@@ -7,6 +7,7 @@ import time
 import pytest
 from django.db import close_old_connections, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from koogallery.inbound.journal import InboundCall
 from koogallery.protocol.times import kit_time
@@ -210,6 +211,20 @@ def test_both_writers_rewrite_only_the_rows_that_change(writer):
     assert {code for code in first if changed[code] != first[code]} == {"110", "111"}
     assert all(changed[code][0] == first[code][0] for code in first)
     assert tree() == {**LINKED, "110": ("研发中心", "100", "100"), "111": ("平台组", "200", "200")}
+
+
+@pytest.mark.parametrize(
+    "writer", ["portable", "postgresql"] if connection.vendor == "postgresql" else ["portable"]
+)
+def test_new_departments_carry_the_time_they_were_written(writer):
+    """The PostgreSQL writer's COPY leaves created_at and updated_at to the database's clock."""
+    before = timezone.now()
+    services.all_org_sync(tenant_id=TENANT_ID, is_test=False, departments=TREE, writer=writer)
+    after = timezone.now()
+
+    times = list(Department.objects.values_list("created_at", "updated_at"))
+    assert len(times) == len(TREE)
+    assert all(before <= created == updated <= after for created, updated in times)
 
 
 def test_a_parent_not_in_the_snapshot_leaves_the_child_at_the_top_with_its_code(kg):
