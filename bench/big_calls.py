@@ -493,6 +493,8 @@ class Figures:
         self.ratios: dict[str, list[float]] = {}
         self.loads: dict[str, list[float]] = {}
         self.notes: dict[str, str] = {}
+        # (CPU of the call: its gunicorn worker and PostgreSQL backend) / (CPU of the floor)
+        self.cpu_ratios: dict[str, list[float]] = {}
         self.void: dict[str, list[str]] = {}
 
     def add(self, row: str, value: float, floor: float | None = None) -> None:
@@ -545,10 +547,17 @@ def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, li
         2 * args.workers,
     )
 
+    cpu = CpuAccount(service.pid, args.database_url, args.db)
+
+    def cpu_note(used: dict[str, float]) -> str:
+        return "; CPU ms " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in used.items())
+
     def kit_row(row: str, tenant: str, endpoint: str, request, floor, verify=None) -> None:
         harness_wait_quiet(args)
         http.connect()  # a new connection, as KooGallery's; connecting is not timed
+        cpu.sample()
         seconds, status, data = timed(http, request)
+        used = cpu.sample()
         try:
             server_ms = accepted_kit(status, data, endpoint=endpoint, tenant_id=tenant)
             if verify:
@@ -558,9 +567,12 @@ def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, li
             return
         figures.add(row, seconds, floor)
         ratio = f"  {seconds / floor:4.2f} x floor" if floor and row in ORG_ROWS else ""
+        if floor and row in ORG_ROWS and floor_cpu:
+            figures.cpu_ratios.setdefault(row, []).append(sum(used.values()) / floor_cpu[-1])
+            ratio += f" (CPU {figures.cpu_ratios[row][-1]:4.2f} x)"
         print(
             f"  {row:<15} {seconds * 1000:8.0f} ms (server {server_ms:.0f} ms){ratio}  "
-            f"load {os.getloadavg()[0]:.2f}",
+            f"load {os.getloadavg()[0]:.2f}{cpu_note(used)}",
             flush=True,
         )
 
@@ -580,15 +592,23 @@ def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, li
 
         return verify
 
+    floor_cpu: list[float] = []  # CPU seconds of each floor: its Python and its backend
     try:
         for run in range(args.runs):
             print(f"run {run + 1} of {args.runs}:", flush=True)
             floor = None
             if wanted & {"floor", *ORG_ROWS}:
                 harness_wait_quiet(args)
+                cpu.sample()
+                client_cpu = _own_cpu()
                 floor = floor_seconds(floor_conn, items)
+                used = {"client": _own_cpu() - client_cpu, "postgres": cpu.sample()["postgres"]}
+                floor_cpu.append(sum(used.values()))
                 figures.add("floor", floor)
-                print(f"  {'floor':<15} {floor * 1000:8.0f} ms  load {os.getloadavg()[0]:.2f}")
+                print(
+                    f"  {'floor':<15} {floor * 1000:8.0f} ms  load {os.getloadavg()[0]:.2f}"
+                    f"{cpu_note(used)}"
+                )
             if wanted & set(ORG_ROWS):
                 tenant = f"big-{run}"
                 org_bench.add_waiting_users(tenant, items)
@@ -619,7 +639,6 @@ def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, li
             if "usage" in wanted:
                 requests = usage_requests(instance_ids, args.events, args.per_request, rng)
                 harness_wait_quiet(args)
-                cpu = CpuAccount(service.pid, args.database_url, args.db)
                 cpu.sample()
                 client_cpu = _own_cpu()
                 try:
@@ -705,6 +724,12 @@ def report(args, figures: Figures, load_before, load_after) -> None:
         )
     for row, note in figures.notes.items():
         print(f"  {row}: {note}")
+    for row, ratios in figures.cpu_ratios.items():
+        print(
+            f"  {row}: CPU (gunicorn worker + PostgreSQL backend) x the floor's (its Python + "
+            f"backend): best {min(ratios):.2f}, median {statistics.median(ratios):.2f} "
+            "(steadier than wall time on a shared machine; not the goal)"
+        )
     if "usage" in figures.values:
         print(
             f"  usage: {args.events:,} events a run in requests of {args.per_request}, "
