@@ -475,9 +475,9 @@ def all_org_sync(
             plan, stored = _resync_plan(tenant, items, held)
         else:
             # A first load: every item is new. PostgreSQL draws their ids and reads the
-            # waiting users while Python looks for a cycle and plans.
+            # waiting users while Python looks for a cycle and sorts the codes.
             stored = []
-            plan, ahead = writers.read_ahead(tenant, len(items), lambda: _first_plan(items), writer)
+            codes, ahead = writers.read_ahead(tenant, len(items), lambda: _first(items), writer)
     last_change = tenant.org_call_time
     if call_time is not None and last_change is not None and call_time < last_change:
         return SnapshotResult(tenant, 0, 0, 0, 0, stale=len(items))
@@ -485,7 +485,13 @@ def all_org_sync(
     if repeated:
         _mark_synced(tenant, now, call_time, digest)  # the call's time counts as before
         return SnapshotResult(tenant, 0, 0, 0, unchanged=len(items))
-    writers.apply(tenant, plan, stored, now, writer, call_time, ahead)
+    if ahead is not None:  # a first load on PostgreSQL
+        writers.write_first_load(tenant, items, codes, ahead, call_time)
+        _mark_synced(tenant, now, call_time, digest)
+        return SnapshotResult(tenant, created=len(codes), updated=0, deleted=0, unchanged=0)
+    if not held:
+        plan = snapshot.first_plan(items, snapshot.links(items))
+    writers.apply(tenant, plan, stored, now, writer, call_time)
     _mark_synced(tenant, now, call_time, digest)
     return SnapshotResult(
         tenant=tenant,
@@ -496,13 +502,12 @@ def all_org_sync(
     )
 
 
-def _first_plan(items: dict[str, OrgItem]) -> snapshot.Plan:
-    """The plan of a snapshot for a tenant without departments; refuses a cycle."""
-    parent_of = snapshot.links(items)
-    cycle = snapshot.find_cycle(parent_of)
+def _first(items: dict[str, OrgItem]) -> list[str]:
+    """The codes of a snapshot for a tenant without departments, sorted; refuses a cycle."""
+    cycle = snapshot.find_cycle(snapshot.links(items))
     if cycle:
         raise InvalidParam(str(snapshot.CycleError(cycle)))
-    return snapshot.first_plan(items, parent_of)
+    return sorted(items)
 
 
 def _resync_plan(

@@ -100,13 +100,11 @@ def apply(
     now: datetime,
     writer: str,
     call_time: datetime | None = None,
-    ahead: "ReadAhead | None" = None,
 ) -> None:
     """Write the plan; created and updated rows keep `call_time`, the time of the call (§2.3;
-    unchanged rows are not written: the tenant's `org_snapshot_time` stands for them).
-    `ahead`: what `read_ahead` read for a first load (PostgreSQL)."""
+    unchanged rows are not written: the tenant's `org_snapshot_time` stands for them)."""
     if writer == "postgresql":
-        _apply_postgresql(tenant, plan, stored, now, call_time, ahead)
+        _apply_postgresql(tenant, plan, stored, now, call_time)
     elif writer == "portable":
         _apply_portable(tenant, plan, stored, now, call_time)
     else:  # pragma: no cover - programming error
@@ -211,31 +209,31 @@ def _copy_new_rows(cursor, blocks: Iterator[str]) -> None:
             copy.write(text)
 
 
-def _copy_blocks(tenant, create, new_ids, id_of, call_time) -> Iterator[str]:
-    """The new rows as COPY text, COPY_BLOCK rows a block.
+def _copy_blocks(tenant, codes, items, new_ids, id_of, call_time) -> Iterator[str]:
+    """The new rows as COPY text, COPY_BLOCK rows a block: row i is `codes[i]`, id `new_ids[i]`,
+    name and parent code `items[i][1]` and `items[i][2]` (an OrgItem, or a plan's create
+    tuple). The parent is linked when its code is in `id_of`: of the snapshot's codes, it holds
+    the new ones and the kept ones read, every linked parent among them, and no other code
+    (the plan's link, by construction).
 
     A block is built from the values as they are, then its tabs, newlines and backslashes are
     counted: only a block whose values hold one of them (or a carriage return) is built again
     with COPY's escapes (counting is ~20x cheaper than looking at every value)."""
-    null = "\\N"
+    null, get, esc = "\\N", id_of.get, _COPY_ESCAPES
     called = null if call_time is None else call_time.isoformat()
     tail = f"\t{called}\n"  # created_at, updated_at: the column defaults (the database's now())
     prefix = f"\t{tenant.pk}\t"
-    rows = list(zip(new_ids, create, strict=True))
-
-    def block(rows) -> str:
-        return "".join(
+    codes, items = list(codes), list(items)
+    for start in range(0, len(codes), COPY_BLOCK):
+        end = start + COPY_BLOCK
+        part = list(zip(new_ids[start:end], codes[start:end], items[start:end], strict=True))
+        text = "".join(
             [
-                f"{new_id}{prefix}{code}\t{name}\t{parent_code}\t"
-                f"{id_of[link] if link else null}{tail}"
-                for new_id, (code, name, parent_code, link) in rows
+                f"{pk}{prefix}{code}\t{item[1]}\t{item[2]}\t{get(item[2], null)}{tail}"
+                for pk, code, item in part
             ]
         )
-
-    for start in range(0, len(rows), COPY_BLOCK):
-        part = rows[start : start + COPY_BLOCK]
-        text = block(part)
-        nulls = [row[3] for _, row in part].count(None)  # parent_id \N
+        nulls = len(part) - sum(map(id_of.__contains__, [item[2] for _, _, item in part]))
         nulls += len(part) if call_time is None else 0  # call_time \N
         if (
             text.count("\t") != 6 * len(part)
@@ -243,18 +241,11 @@ def _copy_blocks(tenant, create, new_ids, id_of, call_time) -> Iterator[str]:
             or text.count("\\") != nulls
             or "\r" in text
         ):
-            text = block(
+            text = "".join(
                 [
-                    (
-                        new_id,
-                        (
-                            c.translate(_COPY_ESCAPES),
-                            n.translate(_COPY_ESCAPES),
-                            p.translate(_COPY_ESCAPES),
-                            k,
-                        ),
-                    )
-                    for new_id, (c, n, p, k) in part
+                    f"{pk}{prefix}{code.translate(esc)}\t{item[1].translate(esc)}\t"
+                    f"{item[2].translate(esc)}\t{get(item[2], null)}{tail}"
+                    for pk, code, item in part
                 ]
             )
         yield text
@@ -296,9 +287,8 @@ def _copy_while_linking(cursor, tenant, blocks: Iterator[str], ahead: ReadAhead,
 
 
 def _apply_postgresql(
-    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time, ahead
+    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time
 ) -> None:
-    linked = None
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
     with connection.cursor() as cursor:
@@ -321,15 +311,10 @@ def _apply_postgresql(
             # (tenant, org_code) and the primary key take the rows in their own order, in place
             # of 100,000 inserts scattered over the index (COPY ~40% faster, issue 17).
             create = sorted(plan.create, key=itemgetter(0))
-            if ahead is not None and len(ahead.ids) != len(create):
-                ahead = None  # (not a first load's plan: draw ids as usual)
-            new_ids = _allocate_ids(cursor, len(create)) if ahead is None else ahead.ids
+            new_ids = _allocate_ids(cursor, len(create))
             id_of.update(zip(map(itemgetter(0), create), new_ids, strict=True))
-            blocks = _copy_blocks(tenant, create, new_ids, id_of, call_time)
-            if ahead is None:
-                _copy_new_rows(cursor, blocks)
-            else:
-                linked = _copy_while_linking(cursor, tenant, blocks, ahead, id_of)
+            codes = map(itemgetter(0), create)
+            _copy_new_rows(cursor, _copy_blocks(tenant, codes, create, new_ids, id_of, call_time))
         if plan.update:
             ids, names, parent_codes, links = zip(*plan.update, strict=True)
             cursor.execute(
@@ -349,9 +334,27 @@ def _apply_postgresql(
                     tenant.pk,
                 ],
             )
-        if linked is None:
-            linked = _link_waiting_users(cursor, tenant, id_of) if plan.create else 0
-    stale = [DEPARTMENTS] if plan.writes >= ANALYZE_AFTER_WRITES else []
+        linked = _link_waiting_users(cursor, tenant, id_of) if plan.create else 0
+    _analyze_after(plan.writes, linked)
+
+
+def write_first_load(
+    tenant: Tenant, items: dict, codes: list[str], ahead: ReadAhead, call_time
+) -> None:
+    """A first load on PostgreSQL (the tenant has no departments): every item of the checked
+    snapshot `items` is created, in the order of `codes` (sorted), with the ids and waiting
+    users `read_ahead` read. The COPY text is built from the snapshot itself: no plan of
+    100,000 tuples to build first (issue 17)."""
+    id_of = dict(zip(codes, ahead.ids, strict=True))
+    rows = list(map(items.__getitem__, codes))
+    blocks = _copy_blocks(tenant, codes, rows, ahead.ids, id_of, call_time)
+    with connection.cursor() as cursor:
+        linked = _copy_while_linking(cursor, tenant, blocks, ahead, id_of)
+    _analyze_after(len(codes), linked)
+
+
+def _analyze_after(writes: int, linked: int) -> None:
+    stale = [DEPARTMENTS] if writes >= ANALYZE_AFTER_WRITES else []
     if linked >= ANALYZE_AFTER_WRITES:
         stale.append(USERS)
     if stale:

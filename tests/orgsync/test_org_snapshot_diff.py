@@ -156,7 +156,9 @@ def test_a_first_plan_creates_what_the_full_diff_creates_in_code_order(items):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "odd", ["a\tb", "a\\b", "a\nb", "a\rb"], ids=["tab", "backslash", "newline", "return"]
+    "odd",
+    ["a\tb", "a\\b", "a\nb", "a\rb", "\\N"],
+    ids=["tab", "backslash", "newline", "return", "null-marker"],
 )
 def test_a_resync_diffs_rows_whose_names_copy_escapes(odd):
     """PostgreSQL reads a tenant's rows with COPY as lines, unless a value needed escaping;
