@@ -77,6 +77,7 @@ USERS = TenantUser._meta.db_table
 TENANTS = Tenant._meta.db_table
 REMOVED = RemovedDepartment._meta.db_table
 WRITERS = ("postgresql", "portable")
+_LATER = "later"  # a digest not worked out yet (a real one is 64 hex digits, or None)
 
 # The fields of the department a singleOrgSync returns; its timestamps are deferred.
 _FIELDS = ("id", "tenant_id", "org_code", "org_name", "parent_code", "parent_id")
@@ -461,11 +462,13 @@ def all_org_sync(
     by database).
     """
     items = snapshot.last_wins(departments)
-    digest = snapshot.digest(items)
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
     # The snapshot the departments still are (no other change since, which clears the digest):
     # it was checked for cycles and diffed when applied, and would be diffed to no writes now.
-    repeated = digest is not None and digest == tenant.org_snapshot_digest
+    # With no digest stored (a first load, or a change since), it is worked out when needed.
+    known = tenant.org_snapshot_digest
+    digest = snapshot.digest(items) if known else _LATER
+    repeated = digest == known and digest is not None
     writer = writer or writers.default_writer()
     ahead = None
     if not repeated:
@@ -485,10 +488,15 @@ def all_org_sync(
     if repeated:
         _mark_synced(tenant, now, call_time, digest)  # the call's time counts as before
         return SnapshotResult(tenant, 0, 0, 0, unchanged=len(items))
-    if ahead is not None:  # a first load on PostgreSQL
-        writers.write_first_load(tenant, items, codes, ahead, call_time)
+    if ahead is not None:  # a first load on PostgreSQL: the digest while the rows are copied
+        later = snapshot.digest if digest is _LATER else lambda _: digest
+        digest = writers.write_first_load(
+            tenant, items, codes, ahead, call_time, meanwhile=lambda: later(items)
+        )
         _mark_synced(tenant, now, call_time, digest)
         return SnapshotResult(tenant, created=len(codes), updated=0, deleted=0, unchanged=0)
+    if digest is _LATER:
+        digest = snapshot.digest(items)
     if not held:
         plan = snapshot.first_plan(items, snapshot.links(items))
     writers.apply(tenant, plan, stored, now, writer, call_time)

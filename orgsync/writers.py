@@ -272,18 +272,39 @@ def _link_params(tenant: Tenant, waiting: list[tuple[int, str]], id_of: dict[str
     return [list(users), list(departments), tenant.pk]
 
 
-def _copy_while_linking(cursor, tenant, blocks: Iterator[str], ahead: ReadAhead, id_of) -> int:
+def _copy_while_linking(
+    cursor, tenant, blocks: Iterator[str], ahead: ReadAhead, id_of, meanwhile: Callable[[], T]
+) -> tuple[int, T]:
     """A first load's COPY, with its waiting users linked first: the UPDATE is sent in a
     pipeline and runs on the server while Python builds the COPY text (the link does not
-    need the rows yet: it has no foreign key, and all of it commits or nothing does)."""
+    need the rows yet: it has no foreign key, and all of it commits or nothing does). While
+    the server takes the rows, `meanwhile()` runs in a thread: this one waits on the socket
+    without the GIL, so Python work that no write depends on costs no time there.
+    (links made, what `meanwhile` returned)"""
     params = _link_params(tenant, ahead.waiting, id_of)
     pg = connection.connection
     with pg.pipeline(), pg.cursor() as link:
         if params:
             link.execute(_LINK_USERS, params)
         built = list(blocks)
-    _copy_new_rows(cursor, iter(built))
-    return len(params[0]) if params else 0
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, meanwhile()))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    helper = threading.Thread(target=run, name="orgsync-meanwhile")
+    helper.start()
+    try:
+        _copy_new_rows(cursor, iter(built))
+    finally:
+        helper.join()
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return (len(params[0]) if params else 0), value
 
 
 def _apply_postgresql(
@@ -339,18 +360,25 @@ def _apply_postgresql(
 
 
 def write_first_load(
-    tenant: Tenant, items: dict, codes: list[str], ahead: ReadAhead, call_time
-) -> None:
+    tenant: Tenant,
+    items: dict,
+    codes: list[str],
+    ahead: ReadAhead,
+    call_time,
+    meanwhile: Callable[[], T],
+) -> T:
     """A first load on PostgreSQL (the tenant has no departments): every item of the checked
     snapshot `items` is created, in the order of `codes` (sorted), with the ids and waiting
     users `read_ahead` read. The COPY text is built from the snapshot itself: no plan of
-    100,000 tuples to build first (issue 17)."""
+    100,000 tuples to build first (issue 17). Returns what `meanwhile()` returned, which ran
+    while the server took the rows (`_copy_while_linking`)."""
     id_of = dict(zip(codes, ahead.ids, strict=True))
     rows = list(map(items.__getitem__, codes))
     blocks = _copy_blocks(tenant, codes, rows, ahead.ids, id_of, call_time)
     with connection.cursor() as cursor:
-        linked = _copy_while_linking(cursor, tenant, blocks, ahead, id_of)
+        linked, value = _copy_while_linking(cursor, tenant, blocks, ahead, id_of, meanwhile)
     _analyze_after(len(codes), linked)
+    return value
 
 
 def _analyze_after(writes: int, linked: int) -> None:
