@@ -17,8 +17,8 @@ Rows, each measured --runs times, interleaved (each run measures every row once,
 the machine's load hits them alike); best, median and worst are printed:
 - floor: what PostgreSQL alone needs to take the same departments as a linked adjacency list:
   ids and parent ids worked out in Python, one COPY (text blocks) into a table with its primary
-  key and natural-key unique index, one transaction (psycopg 3); the ratios below are to the
-  floor of the same run.
+  key and natural-key unique index, one transaction (psycopg 3); best of --floor-tries (3),
+  as the issue measures it; the ratios below are to the floor of the same run.
 - first: allOrgSync of --departments (bench/org_sync.py's tree: 5,000-department divisions,
   depth up to 8, random order) into a fresh tenant whose 20,000 users arrived first; after
   --neighbours tenants of 5,000 departments (default 20) share the tables.
@@ -598,16 +598,21 @@ def measure(args, service, figures: Figures, wanted: set[str]) -> tuple[list, li
             print(f"run {run + 1} of {args.runs}:", flush=True)
             floor = None
             if wanted & {"floor", *ORG_ROWS}:
-                harness_wait_quiet(args)
-                cpu.sample()
-                client_cpu = _own_cpu()
-                floor = floor_seconds(floor_conn, items)
-                used = {"client": _own_cpu() - client_cpu, "postgres": cpu.sample()["postgres"]}
+                tries = []  # (seconds, CPU used)
+                for _ in range(args.floor_tries):
+                    harness_wait_quiet(args)
+                    cpu.sample()
+                    client_cpu = _own_cpu()
+                    seconds = floor_seconds(floor_conn, items)
+                    used = {"client": _own_cpu() - client_cpu, "postgres": cpu.sample()["postgres"]}
+                    tries.append((seconds, used))
+                floor, used = min(tries, key=lambda t: t[0])
                 floor_cpu.append(sum(used.values()))
                 figures.add("floor", floor)
                 print(
-                    f"  {'floor':<15} {floor * 1000:8.0f} ms  load {os.getloadavg()[0]:.2f}"
-                    f"{cpu_note(used)}"
+                    f"  {'floor':<15} {floor * 1000:8.0f} ms  (best of "
+                    + " / ".join(f"{t * 1000:.0f}" for t, _ in tries)
+                    + f")  load {os.getloadavg()[0]:.2f}{cpu_note(used)}"
                 )
             if wanted & set(ORG_ROWS):
                 tenant = f"big-{run}"
@@ -740,6 +745,7 @@ def report(args, figures: Figures, load_before, load_after) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--floor-tries", type=int, default=3, help="the floor: best of these")
     parser.add_argument("--only", nargs="*", help=f"rows to measure (substring of {ROWS})")
     parser.add_argument("--departments", type=int, default=100_000)
     parser.add_argument("--neighbours", type=int, default=20, help="tenants of 5,000 departments")
