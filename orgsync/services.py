@@ -491,7 +491,7 @@ def all_org_sync(
     if ahead is not None:  # a first load on PostgreSQL: the digest while the rows are copied
         later = snapshot.digest if digest is _LATER else lambda _: digest
         digest = writers.write_first_load(
-            tenant, items, codes, ahead, call_time, meanwhile=lambda: later(items)
+            tenant, items, codes, ahead, meanwhile=lambda: later(items)
         )
         _mark_synced(tenant, now, call_time, digest)
         return SnapshotResult(tenant, created=len(codes), updated=0, deleted=0, unchanged=0)
@@ -499,7 +499,7 @@ def all_org_sync(
         digest = snapshot.digest(items)
     if not held:
         plan = snapshot.first_plan(items, snapshot.links(items))
-    writers.apply(tenant, plan, stored, now, writer, call_time)
+    writers.apply(tenant, plan, stored, now, writer)
     _mark_synced(tenant, now, call_time, digest)
     return SnapshotResult(
         tenant=tenant,

@@ -102,14 +102,14 @@ def apply(
     stored: list[Stored],
     now: datetime,
     writer: str,
-    call_time: datetime | None = None,
 ) -> None:
-    """Write the plan; created and updated rows keep `call_time`, the time of the call (§2.3;
-    unchanged rows are not written: the tenant's `org_snapshot_time` stands for them)."""
+    """Write the plan. The rows get no call time of their own (§2.3): the snapshot's is the
+    tenant's `org_snapshot_time`, which stands for every department it lists, written or not
+    (see `Department.call_time`)."""
     if writer == "postgresql":
-        _apply_postgresql(tenant, plan, stored, now, call_time)
+        _apply_postgresql(tenant, plan, stored, now)
     elif writer == "portable":
-        _apply_portable(tenant, plan, stored, now, call_time)
+        _apply_portable(tenant, plan, stored, now)
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown writer {writer!r}")
 
@@ -205,14 +205,14 @@ def _copy_new_rows(cursor, blocks: Iterator[str]) -> None:
     """Stream new rows with COPY as text blocks (write_row costs ~7 µs a row in Python); with
     a generator, the server inserts one block while the next is being built."""
     with cursor.copy(
-        f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, parent_id, "
-        "call_time) FROM STDIN"
+        f"COPY {DEPARTMENTS} (id, tenant_id, org_code, org_name, parent_code, parent_id) "
+        "FROM STDIN"
     ) as copy:
         for text in blocks:
             copy.write(text)
 
 
-def _copy_blocks(tenant, codes, rows, new_ids, id_of, call_time) -> Iterator[str]:
+def _copy_blocks(tenant, codes, rows, new_ids, id_of) -> Iterator[str]:
     """The new rows as COPY text, COPY_BLOCK rows a block: row i is `codes[i]`, id `new_ids[i]`,
     name and parent code `row[1]` and `row[2]` of its row (an OrgItem, or a plan's create
     tuple): `rows[i]`, or `rows[codes[i]]` when `rows` maps codes to rows (a snapshot). The
@@ -225,8 +225,8 @@ def _copy_blocks(tenant, codes, rows, new_ids, id_of, call_time) -> Iterator[str
     counted: only a block whose values hold one of them (or a carriage return) is built again
     with COPY's escapes (counting is ~20x cheaper than looking at every value)."""
     null, get, esc = "\\N", id_of.get, _COPY_ESCAPES
-    called = null if call_time is None else call_time.isoformat()
-    tail = f"\t{called}\n"  # created_at, updated_at: the column defaults (the database's now())
+    # call_time is NULL (see `apply`); created_at, updated_at: the column defaults (the
+    # database's now()): parsing 100,000 timestamps costs a first load's COPY ~40 ms.
     prefix = f"\t{tenant.pk}\t"
     codes = list(codes)
     by_code = isinstance(rows, dict)
@@ -239,14 +239,13 @@ def _copy_blocks(tenant, codes, rows, new_ids, id_of, call_time) -> Iterator[str
         part = list(zip(new_ids[start:end], chunk, taken, strict=True))
         text = "".join(
             [
-                f"{pk}{prefix}{code}\t{item[1]}\t{item[2]}\t{get(item[2], null)}{tail}"
+                f"{pk}{prefix}{code}\t{item[1]}\t{item[2]}\t{get(item[2], null)}\n"
                 for pk, code, item in part
             ]
         )
         nulls = len(part) - sum(map(id_of.__contains__, [item[2] for _, _, item in part]))
-        nulls += len(part) if call_time is None else 0  # call_time \N
         if (
-            text.count("\t") != 6 * len(part)
+            text.count("\t") != 5 * len(part)
             or text.count("\n") != len(part)
             or text.count("\\") != nulls
             or "\r" in text
@@ -254,7 +253,7 @@ def _copy_blocks(tenant, codes, rows, new_ids, id_of, call_time) -> Iterator[str
             text = "".join(
                 [
                     f"{pk}{prefix}{code.translate(esc)}\t{item[1].translate(esc)}\t"
-                    f"{item[2].translate(esc)}\t{get(item[2], null)}{tail}"
+                    f"{item[2].translate(esc)}\t{get(item[2], null)}\n"
                     for pk, code, item in part
                 ]
             )
@@ -318,7 +317,7 @@ def _copy_meanwhile(cursor, blocks: Iterator[str], meanwhile: Callable[[], T]) -
 
 
 def _apply_postgresql(
-    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time
+    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime
 ) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
@@ -345,19 +344,17 @@ def _apply_postgresql(
             new_ids = _allocate_ids(cursor, len(create))
             id_of.update(zip(map(itemgetter(0), create), new_ids, strict=True))
             codes = map(itemgetter(0), create)
-            _copy_new_rows(cursor, _copy_blocks(tenant, codes, create, new_ids, id_of, call_time))
+            _copy_new_rows(cursor, _copy_blocks(tenant, codes, create, new_ids, id_of))
         if plan.update:
             ids, names, parent_codes, links = zip(*plan.update, strict=True)
             cursor.execute(
                 f"UPDATE {DEPARTMENTS} d SET org_name = v.org_name, "  # noqa: S608
-                "parent_code = v.parent_code, parent_id = v.parent_id, updated_at = %s, "
-                "call_time = COALESCE(%s::timestamptz, d.call_time) "
+                "parent_code = v.parent_code, parent_id = v.parent_id, updated_at = %s "
                 "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
                 "AS v(id, org_name, parent_code, parent_id) "
                 "WHERE d.tenant_id = %s AND d.id = v.id",
                 [
                     now,
-                    call_time,
                     list(ids),
                     list(names),
                     list(parent_codes),
@@ -374,7 +371,6 @@ def write_first_load(
     items: dict,
     codes: list[str],
     ahead: ReadAhead,
-    call_time,
     meanwhile: Callable[[], T],
 ) -> T:
     """A first load on PostgreSQL (the tenant has no departments): every item of the checked
@@ -385,7 +381,7 @@ def write_first_load(
     link; they are linked after the COPY (one UPDATE; no foreign key, and all of it commits or
     nothing does). Returns what `meanwhile()` returned (issue 17)."""
     id_of = dict(zip(codes, ahead.ids, strict=True))
-    blocks = _copy_blocks(tenant, codes, items, ahead.ids, id_of, call_time)
+    blocks = _copy_blocks(tenant, codes, items, ahead.ids, id_of)
 
     def spare() -> tuple[T, list]:
         return meanwhile(), _link_params(tenant, ahead.waiting, id_of)
@@ -448,7 +444,7 @@ def _by_level(create: list, known: dict[str, int]) -> list[list]:
 
 
 def _apply_portable(
-    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime, call_time
+    tenant: Tenant, plan: Plan, stored: list[Stored], now: datetime
 ) -> None:
     deleted = set(plan.delete)
     id_of = {row[1]: row[0] for row in stored if row[0] not in deleted}
@@ -460,15 +456,14 @@ def _apply_portable(
         # The remaining children of these rows are relinked by the plan's updates below.
         Department.objects.filter(tenant=tenant, id__in=chunk).delete()
     stamp = connection.ops.adapt_datetimefield_value(now)
-    called = connection.ops.adapt_datetimefield_value(call_time)
     with connection.cursor() as cursor:
         # Parents first, so every row is inserted already linked. executemany and a read-back
         # of the ids by code: bulk_create's model machinery costs 5x more for 100k rows.
         for group in _by_level(plan.create, id_of):
             cursor.executemany(
                 f"INSERT INTO {DEPARTMENTS} (tenant_id, org_code, org_name, parent_code, "  # noqa: S608
-                "parent_id, call_time, created_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "parent_id, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         tenant.pk,
@@ -476,7 +471,6 @@ def _apply_portable(
                         name,
                         parent_code,
                         id_of[link] if link else None,
-                        called,
                         stamp,
                         stamp,
                     )
@@ -495,10 +489,10 @@ def _apply_portable(
             # bulk_update's CASE expressions, which grow with the batch.
             cursor.executemany(
                 f"UPDATE {DEPARTMENTS} SET org_name = %s, parent_code = %s, "  # noqa: S608
-                "parent_id = %s, call_time = COALESCE(%s, call_time), updated_at = %s "
+                "parent_id = %s, updated_at = %s "
                 "WHERE tenant_id = %s AND id = %s",
                 [
-                    (name, parent_code, id_of[link] if link else None, called, stamp, tenant.pk, pk)
+                    (name, parent_code, id_of[link] if link else None, stamp, tenant.pk, pk)
                     for pk, name, parent_code, link in plan.update
                 ],
             )

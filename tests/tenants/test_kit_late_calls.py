@@ -278,6 +278,22 @@ def test_a_department_change_older_than_the_last_full_snapshot_is_skipped(sync, 
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_departments_of_a_first_load_take_its_time(sync, version):
+    """A first load writes no time on its rows (the tenant's snapshot time stands for them):
+    a change older than the load is still skipped, a newer one applied, and kept against an
+    older one after it."""
+    sync("allOrgSync", version, "全量", T2)
+
+    assert sync("singleOrgSync", version, "旧", T1)["resultCode"] == "000000"
+    assert tree_state() == {"100": "全量"}
+    assert stale_count() == 1
+
+    sync("singleOrgSync", version, "新", T3)
+    sync("singleOrgSync", version, "中", T2)
+    assert tree_state() == {"100": "新"}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_a_full_snapshot_older_than_the_last_department_change_is_skipped(sync, version):
     sync("allOrgSync", version, "全量", T1)
     sync("singleOrgSync", version, "新", T3)
