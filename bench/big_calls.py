@@ -275,7 +275,7 @@ PROFILES = {
         (1, "list items (validate_org_items)", ["orgsync/serializers.py:validate_org_items"]),
         (0, "service (orgsync.services.all_org_sync)", ["orgsync/services.py:all_org_sync"]),
         (1, "last wins, parent links", ["snapshot.py:last_wins", "snapshot.py:links"]),
-        (1, "cycle check (find_cycle)", ["orgsync/snapshot.py:find_cycle"]),
+        (1, "cycle check, first load (_first)", ["orgsync/services.py:_first"]),
         (1, "tenant row lock (ensure_tenant)", ["tenants/services.py:ensure_tenant"]),
         (1, "read stored departments as items", ["orgsync/writers.py:load_items"]),
         (1, "first load: cycle check, ids + waiting users read", ["writers.py:read_ahead"]),

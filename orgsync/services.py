@@ -511,11 +511,17 @@ def all_org_sync(
 
 
 def _first(items: dict[str, OrgItem]) -> list[str]:
-    """The codes of a snapshot for a tenant without departments, sorted; refuses a cycle."""
-    cycle = snapshot.find_cycle(snapshot.links(items))
-    if cycle:
-        raise InvalidParam(str(snapshot.CycleError(cycle)))
+    """The codes of a snapshot for a tenant without departments, sorted; refuses a cycle.
+    The walk over the snapshot itself answers whether there is one (no map of parent links to
+    build first, ~25 ms of a 100k load); the rare refusal describes it as ever."""
+    if snapshot.has_cycle_through(items, items):
+        raise _cycle_refused(items)
     return sorted(items)
+
+
+def _cycle_refused(items: dict[str, OrgItem]) -> InvalidParam:
+    """The refusal of a snapshot with a cycle, described by the walk over all of it."""
+    return InvalidParam(str(snapshot.CycleError(snapshot.find_cycle(snapshot.links(items)))))
 
 
 def _resync_plan(
@@ -529,8 +535,7 @@ def _resync_plan(
     changed = snapshot.fresh(held, items)
     codes = {item[0] for item in changed}
     if snapshot.has_cycle_through(items, codes):
-        # Described by the walk over the whole snapshot: the same message as ever.
-        raise InvalidParam(str(snapshot.CycleError(snapshot.find_cycle(snapshot.links(items)))))
+        raise _cycle_refused(items)
     rows = writers.load_codes(tenant, codes | {item[2] for item in changed if item[2]})
     known = {row[1] for row in rows}
     created = {code for code in codes if code not in known}

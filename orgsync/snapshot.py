@@ -155,14 +155,18 @@ def has_cycle_through(snapshot: dict[str, OrgItem], starts: Iterable[str]) -> bo
     """Whether the snapshot's parent links have a cycle reachable from `starts`: `find_cycle`'s
     walk, begun only there (each code visited once)."""
     walk_of: dict[str, int] = {}
+    get = snapshot.get
     for walk, start in enumerate(starts):
-        node: str | None = start
-        while node is not None and node not in walk_of:
+        node = start
+        while node not in walk_of:
+            item = get(node)
+            if item is None:  # a parent code not listed (or ""): the walk ends at a root
+                break
             walk_of[node] = walk
-            parent = snapshot[node][2]
-            node = parent if parent in snapshot else None
-        if node is not None and walk_of[node] == walk:
-            return True
+            node = item[2]
+        else:  # the walk met a code already walked: its own if it came back to itself
+            if walk_of[node] == walk:
+                return True
     return False
 
 

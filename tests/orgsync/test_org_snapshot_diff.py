@@ -142,6 +142,16 @@ def test_a_move_that_closes_a_cycle_is_refused_as_before(edits, message, monkeyp
 
 
 @given(st.lists(item, max_size=12))
+def test_the_walk_over_the_snapshot_finds_a_cycle_when_the_walk_over_its_links_does(items):
+    """A first load asks `has_cycle_through` from every code (no map of links built first)."""
+    snap = snapshot.last_wins(items)
+
+    found = snapshot.has_cycle_through(snap, snap)
+
+    assert found == (snapshot.find_cycle(snapshot.links(snap)) is not None)
+
+
+@given(st.lists(item, max_size=12))
 def test_a_first_plan_creates_what_the_full_diff_creates_in_code_order(items):
     snap = snapshot.last_wins(items)
     parent_of = snapshot.links(snap)
