@@ -461,19 +461,24 @@ def all_org_sync(
     (`_resync_plan`). `writer` chooses how rows are written ("postgresql" or "portable"; default
     by database).
     """
-    items = snapshot.last_wins(departments)
     tenant = ensure_tenant(tenant_id=tenant_id, is_test=is_test, lock=True)
     # The snapshot the departments still are (no other change since, which clears the digest):
     # it was checked for cycles and diffed when applied, and would be diffed to no writes now.
     # With no digest stored (a first load, or a change since), it is worked out when needed.
+    # Meanwhile PostgreSQL reads the rows any other snapshot is compared with.
     known = tenant.org_snapshot_digest
-    digest = snapshot.digest(items) if known else _LATER
+
+    def look() -> tuple[dict[str, OrgItem], str | object | None]:
+        items = snapshot.last_wins(departments)
+        return items, (snapshot.digest(items) if known else _LATER)
+
+    (items, digest), stored_items = writers.load_items_while(tenant, look)
     repeated = digest == known and digest is not None
     writer = writer or writers.default_writer()
     ahead = None
     if not repeated:
         # A tenant with departments is re-synced from the rows that change (issue 17).
-        held = writers.load_items(tenant)
+        held = stored_items()
         if held:
             plan, stored = _resync_plan(tenant, items, held)
         else:
