@@ -210,7 +210,13 @@ def redacted_text(raw: bytes, parsed: Any) -> str:
     else:
         return ""
     cut = len(text) > limit
-    masked = redaction.mask_text(text[:limit] if cut else text)
+    if cut:
+        # Up to the last value that ends within the limit, when no key there needs a mask
+        # (a big list of named fields, as allOrgSync and authSync send); otherwise the
+        # tokenizer masks what the limit keeps.
+        masked = redaction.kept_prefix(text[:limit]) or redaction.mask_text(text[:limit])
+    else:
+        masked = redaction.mask_text(text)
     if len(masked) > limit:  # masks can be longer than what they replace
         masked, cut = masked[:limit], True
     return masked + f"… [truncated, {size} bytes]" if cut else masked

@@ -162,6 +162,33 @@ def mask_text(text: str) -> str:
     return _masked_tokens(text)
 
 
+# A JSON string (closed), and a bracket: what `kept_prefix` needs to close a cut text.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+_CLOSER = {"{": "}", "[": "]"}
+
+
+def kept_prefix(text: str) -> str | None:
+    """For JSON cut short (a journal body over its limit): its prefix up to the last closing
+    bracket, if that prefix, closed with the brackets it leaves open, is JSON that `mask_text`
+    keeps as it is; None otherwise. The tokenizer would keep such a prefix as it is too: the
+    tokens are the same up to that bracket, and none of the keys they hold needs a mask.
+    Nothing is looked at twice in Python: ~1 ms for 64 KB of a big kit call, where the
+    tokenizer takes ~14 (issue 17). A bracket inside a string can only make the closed text
+    invalid, which answers None (then the tokenizer masks the text, as ever)."""
+    end = max(text.rfind("}"), text.rfind("]")) + 1
+    if not end:
+        return None
+    head = text[:end]
+    open_: list[str] = []
+    for bracket in _BRACKET.findall(_STRING.sub("", head)):
+        if bracket in _CLOSER:
+            open_.append(_CLOSER[bracket])
+        elif not open_ or open_.pop() != bracket:
+            return None
+    return head if unchanged_by_mask(head + "".join(reversed(open_))) else None
+
+
 class _Masked(Exception):
     pass
 

@@ -11,6 +11,8 @@ import json
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from koogallery.inbound.journal import InboundCall
 from koogallery.protocol.redaction import (
@@ -18,6 +20,7 @@ from koogallery.protocol.redaction import (
     REDACTED,
     _masked_tokens,
     classify,
+    kept_prefix,
     mask_text,
     unchanged_by_mask,
 )
@@ -218,3 +221,43 @@ def test_the_fast_path_agrees_with_the_tokenizer():
         else:
             assert mask_text(text) == _masked_tokens(text)
     assert judged > 20
+
+
+# --- a cut body kept up to its last closing bracket (issue 17) ----------------------------------
+KEYS = ["orgCode", "orgName", "userList", "mobile", "clientSecret", "token", "x", "a}b", 'q"]']
+SCALARS = st.none() | st.booleans() | st.integers() | st.text("a{}[]\",:\\ 1", max_size=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner),
+    max_leaves=24,
+)
+
+
+@given(VALUES, st.integers(0, 4000), st.booleans())
+def test_a_kept_prefix_is_what_the_tokenizer_keeps_of_the_cut_text(value, at, spaced):
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": ") if spaced else (",", ":"))
+    cut = text[: at % (len(text) + 1)]
+
+    head = kept_prefix(cut)
+
+    if head is not None:
+        assert cut.startswith(head)
+        assert mask_text(cut).startswith(head)
+
+
+def test_a_cut_list_of_named_fields_is_kept_up_to_its_last_whole_item():
+    items = [{"orgCode": f"{n:07d}", "orgName": f"部门 {n}", "parentCode": ""} for n in range(99)]
+    text = json.dumps({"tenantId": "t", "orgInfoList": items}, ensure_ascii=False)[:2000]
+
+    head = kept_prefix(text)
+
+    assert head is not None and head.endswith('"parentCode": ""}')
+    assert json.loads(head + "]}")["orgInfoList"] == items[: head.count("orgCode")]
+
+
+def test_a_cut_text_with_a_key_to_mask_is_left_to_the_tokenizer():
+    items = [{"orgCode": f"{n:07d}", "token": SECRET} for n in range(99)]
+    text = json.dumps({"tenantId": "t", "orgInfoList": items})[:2000]
+
+    assert kept_prefix(text) is None
+    assert SECRET not in mask_text(text)
