@@ -210,12 +210,14 @@ def _judged_pairs(pairs: list[tuple[str, Any]]) -> dict:
             if not _PLAIN_CONTACT.fullmatch(str(value)):
                 raise _Masked
         elif state == ENCODED:
-            if isinstance(value, str) and not unchanged_by_mask(value):
-                raise _Masked
-            if isinstance(value, list) and any(
-                not isinstance(item, dict) and item is not None for item in value
-            ):
-                raise _Masked
+            if isinstance(value, str):
+                if not unchanged_by_mask(value):
+                    raise _Masked
+            elif isinstance(value, list):
+                if any(not isinstance(item, dict) and item is not None for item in value):
+                    raise _Masked
+            elif not isinstance(value, dict):
+                raise _Masked  # a number or a boolean, which the tokenizer masks there
     return dict(pairs)
 
 

@@ -212,6 +212,8 @@ def test_the_fast_path_agrees_with_the_tokenizer():
         '{"userList":["plain text"]}',
         '[{"tenantId":"t"}, 5]',
         '{"note":null,"memo":""}',
+        '[{"userList":false}]',  # JSON text's field holding a boolean: masked (found below)
+        '{"orgInfoList":7}',
     ]
     judged = 0
     for text in texts:
@@ -231,6 +233,14 @@ VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner),
     max_leaves=24,
 )
+
+
+@given(VALUES, st.booleans())
+def test_json_judged_unchanged_is_what_the_tokenizer_leaves_unchanged(value, spaced):
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": ") if spaced else (",", ":"))
+
+    if unchanged_by_mask(text):
+        assert _masked_tokens(text) == text
 
 
 @given(VALUES, st.integers(0, 4000), st.booleans())
