@@ -468,11 +468,14 @@ def all_org_sync(
     # Meanwhile PostgreSQL reads the rows any other snapshot is compared with.
     known = tenant.org_snapshot_digest
 
-    def look() -> tuple[dict[str, OrgItem], str | object | None]:
+    def look() -> tuple[dict[str, OrgItem], snapshot.Lines | None, str | object | None]:
         items = snapshot.last_wins(departments)
-        return items, (snapshot.digest(items) if known else _LATER)
+        if not known:
+            return items, None, _LATER
+        lines = snapshot.as_lines(items)  # the digest's text, and the diff's lines
+        return items, lines, snapshot.digest(items, lines)
 
-    (items, digest), stored_items = writers.load_items_while(tenant, look)
+    (items, lines, digest), stored_items = writers.load_items_while(tenant, look)
     repeated = digest == known and digest is not None
     writer = writer or writers.default_writer()
     ahead = None
@@ -480,7 +483,7 @@ def all_org_sync(
         # A tenant with departments is re-synced from the rows that change (issue 17).
         held = stored_items()
         if held:
-            plan, stored = _resync_plan(tenant, items, held)
+            plan, stored = _resync_plan(tenant, items, held, lines)
         else:
             # A first load: every item is new. PostgreSQL draws their ids and reads the
             # waiting users while Python looks for a cycle and sorts the codes.
@@ -530,14 +533,17 @@ def _cycle_refused(items: dict[str, OrgItem]) -> InvalidParam:
 
 
 def _resync_plan(
-    tenant: Tenant, items: dict[str, OrgItem], held: list[OrgItem] | list[str]
+    tenant: Tenant,
+    items: dict[str, OrgItem],
+    held: list[OrgItem] | list[str],
+    lines: snapshot.Lines | None = None,
 ) -> tuple[snapshot.Plan, list[snapshot.Stored]]:
     """The plan of a snapshot for a tenant that has departments (`held`, as items), and the
     stored rows the writers need the ids of; refuses a cycle as `find_cycle` does, before any
     write. Only the items that are new or edited are looked at, and the stored rows of those
     and of their parents read again, with their ids (see snapshot.py): a re-sync that renames
     a thousand and moves one root of 100,000 handles a few thousand rows, not 100,000."""
-    changed = snapshot.fresh(held, items)
+    changed = snapshot.fresh(held, items, lines)
     codes = {item[0] for item in changed}
     if snapshot.has_cycle_through(items, codes):
         raise _cycle_refused(items)

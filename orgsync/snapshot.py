@@ -44,18 +44,53 @@ def last_wins(items: Iterable[OrgItem]) -> dict[str, OrgItem]:
     return {item[0]: item for item in items}
 
 
-def digest(snapshot: dict[str, OrgItem]) -> str | None:
+LINE = "\t"  # joins a stored row's fields in the lines `writers.load_items` may give
+
+
+@dataclass
+class Lines:
+    """A snapshot's items as lines "code<TAB>name<TAB>parent code" (`LINE`), in its order, as
+    `writers.load_items` reads stored rows; `text` is them joined by newlines."""
+
+    rows: list[str]
+    text: str
+
+
+def as_lines(snapshot: dict[str, OrgItem]) -> Lines | None:
+    """The snapshot as `Lines`, or None when a field holds a tab, a newline or NUL (a line would
+    not split back into its item). Made once, they serve the digest and the diff (`fresh`)."""
+    rows = list(map(LINE.join, snapshot.values()))
+    text = "\n".join(rows)
+    if (
+        text.count(LINE) != 2 * len(rows)
+        or text.count("\n") != max(len(rows) - 1, 0)
+        or "\x00" in text
+    ):
+        return None
+    return Lines(rows, text)
+
+
+def digest(snapshot: dict[str, OrgItem], lines: Lines | None = None) -> str | None:
     """SHA-256 of a snapshot after `last_wins`, in its order, as the writers see it: equal
     digests, equal departments (issue 17); None if it cannot be told apart that way.
 
-    Fields are joined with NUL, which the serializers refuse in every field, and every item has
-    three: the text splits back into exactly the items. Should NUL ever get through, the text
+    The text hashed is the snapshot's lines (`as_lines`; passed in when already made), which
+    split back into exactly the items. A snapshot whose fields hold a tab or a newline has no
+    such lines: its fields are joined with NUL instead (another prefix, so the two forms never
+    meet), which the serializers refuse in every field; should NUL ever get through, the text
     is ambiguous and the snapshot gets no digest (it is then always diffed). ~25 ms for 100k.
     """
+    lines = lines or as_lines(snapshot)
+    if lines is not None:
+        return hashlib.sha256(b"allOrgSync/2\n" + _utf8(lines.text)).hexdigest()
     text = "\x00".join(map("\x00".join, snapshot.values()))  # (3x faster than a chain)
     if text.count("\x00") != max(3 * len(snapshot) - 1, 0):
         return None
-    return hashlib.sha256(b"allOrgSync/1\x00" + text.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(b"allOrgSync/1\x00" + _utf8(text)).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 def links(snapshot: dict[str, OrgItem]) -> dict[str, str]:
@@ -123,18 +158,20 @@ def first_plan(snapshot: dict[str, OrgItem], parent_of: dict[str, str]) -> Plan:
 # through a department that is new or edited: only those need looking at.
 
 
-LINE = "\t"  # joins a stored row's fields in the lines `writers.load_items` may give
 
-
-def fresh(stored: list[OrgItem] | list[str], snapshot: dict[str, OrgItem]) -> list[OrgItem]:
+def fresh(
+    stored: list[OrgItem] | list[str], snapshot: dict[str, OrgItem], lines: Lines | None = None
+) -> list[OrgItem]:
     """The items of `snapshot` that are new or edited (name or parent code), in its order;
     `stored` holds the tenant's rows as (code, name, parent code) tuples, or as lines of them
     joined by LINE, none of whose fields holds LINE (an item whose fields do has more than two
-    LINEs when joined, so it matches no line: it differs from every stored row)."""
+    LINEs when joined, so it matches no line: it differs from every stored row). `lines`: the
+    snapshot's, when already made (`as_lines`)."""
     if stored and type(stored[0]) is str:
         items = list(snapshot.values())
         held = set(stored).__contains__
-        return list(compress(items, map(not_, map(held, map(LINE.join, items)))))
+        joined = lines.rows if lines else map(LINE.join, items)
+        return list(compress(items, map(not_, map(held, joined))))
     return list(filterfalse(set(stored).__contains__, snapshot.values()))
 
 

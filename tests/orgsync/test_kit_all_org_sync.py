@@ -588,6 +588,9 @@ def test_the_same_departments_in_another_order_are_diffed(kg):
         ([("a", "b", ""), ("c", "d", "")], [("c", "d", ""), ("a", "b", "")]),
         ([("a", "b", "")], [("a", "b", ""), ("c", "d", "a")]),
         ([], [("a", "b", "")]),
+        # A tab or a newline in a field: the lines would read back otherwise (NUL-joined).
+        ([("a", "b\tc", "")], [("a", "b", "c")]),
+        ([("a", "b\nc\td", "")], [("a", "b", ""), ("c", "d", "")]),
     ],
 )
 def test_snapshot_digests_tell_different_snapshots_apart(one, other):

@@ -73,10 +73,12 @@ def changed_rows(
         writers, "load_codes", lambda tenant, codes: [row for row in rows if row[1] in codes]
     )
     triples = [(code, name, parent) for code, (name, parent) in held.items()]
+    made = None
     if lines:
         triples = [snapshot.LINE.join(row) for row in triples]
+        made = snapshot.as_lines(items)  # the snapshot's own, as the digest made them
     try:
-        plan, _ = services._resync_plan(None, items, triples)
+        plan, _ = services._resync_plan(None, items, triples, made)
     except InvalidParam as exc:
         assert exc.code == "000002"
         return exc.message
