@@ -35,17 +35,23 @@ the machine's load hits them alike); best, median and worst are printed:
 --profile runs allOrgSync first, its identical re-sync and the change, authSync and one usage
 request (those of the rows measured) again in this process (Django's test client through the
 whole middleware stack; no socket) under cProfile and prints where the time goes, grouped by
-phase, and the functions with most own time. The journal's `duration_ms` ("server" below) ends
-before the commit; over HTTP, the body is read (ops/wsgi.py) before it starts.
+phase, and the functions with most own time. --timeline runs the first load and the change
+--runs times again in this process, unprofiled, and prints when each step started and how long
+it took on the call's own clock (and the page faults): what overlaps what. The journal's
+`duration_ms` ("server" below) ends before the commit; over HTTP, the body is read
+(ops/wsgi.py) before it starts.
 """
 
 import argparse
 import cProfile
+import functools
+import importlib
 import json
 import multiprocessing
 import os
 import pstats
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -66,6 +72,7 @@ from bench import _harness as harness  # noqa: E402
 from bench import auth_sync as auth_bench  # noqa: E402
 from bench import org_sync as org_bench  # noqa: E402
 from bench.load import CpuAccount  # noqa: E402
+from ops.gunicorn import GC_THRESHOLDS  # noqa: E402
 
 METERING_TOKEN = "bench-metering-token-0123456789abcdef"
 FLOOR_TABLE = "bench_floor_department"
@@ -464,6 +471,109 @@ def profile_one(args, sender, name: str, make) -> str:
     return profile_report(name, profiler, total, plain)
 
 
+# --- timeline: where the wall time of a call goes, unprofiled ------------------------------------
+# module:function; each call of one is a span (start, duration) on the call's own clock.
+TIMELINE = [
+    "koogallery.inbound.journal:body_digest",
+    "koogallery.protocol.jsonbody:parse_json",
+    "koogallery.inbound.journal:redacted_text",
+    "koogallery.protocol.signing:verify_v2",
+    "orgsync.serializers:validate_org_items",
+    "orgsync.services:all_org_sync",
+    "orgsync.writers:load_items_while",
+    "orgsync.snapshot:last_wins",
+    "orgsync.snapshot:as_lines",
+    "orgsync.snapshot:digest",
+    "orgsync.writers:_lines",
+    "orgsync.writers:read_ahead",
+    "orgsync.services:_first",
+    "orgsync.snapshot:has_cycle_through",
+    "orgsync.services:_resync_plan",
+    "orgsync.snapshot:fresh",
+    "orgsync.writers:load_codes",
+    "orgsync.writers:apply",
+    "orgsync.writers:write_first_load",
+    "orgsync.writers:_copy_new_rows",
+    "orgsync.writers:_link_params",
+    "orgsync.writers:_link",
+    "orgsync.services:_mark_synced",
+]
+
+
+@contextmanager
+def spans(functions: list[str]):
+    """Each function of `functions` wrapped to note (name, start, end) of every call into the
+    list yielded, where its module and every project module that imported it name it."""
+    noted: list[tuple[str, float, float]] = []
+    undo = []
+    for spec in functions:
+        module_name, name = spec.split(":")
+        original = getattr(importlib.import_module(module_name), name)
+
+        @functools.wraps(original)
+        def wrapper(*args, _original=original, _name=name, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                noted.append((_name, started, time.perf_counter()))
+
+        for module in list(sys.modules.values()):
+            where = getattr(module, "__name__", "") or ""
+            if where.split(".")[0] in ("koogallery", "orgsync", "tenants") and (
+                getattr(module, name, None) is original
+            ):
+                setattr(module, name, wrapper)
+                undo.append((module, name, original))
+    try:
+        yield noted
+    finally:
+        for module, name, original in undo:
+            setattr(module, name, original)
+
+
+def timeline_calls(args, items: list[dict], log_path: Path) -> None:
+    """The first load and the change, each `args.runs` times in this process (fresh tenants),
+    with the wall-clock span of every TIMELINE function that ran, and the page faults."""
+    import gc
+
+    sender = InProcess()
+    changed = org_bench.renamed_and_moved(items, random.Random(18))[0]
+    print(
+        f"\ntimeline (in this process, unprofiled; gunicorn's GC thresholds; "
+        f"{args.departments} departments): start and duration of each step, ms",
+        flush=True,
+    )
+    with harness.stderr_to(log_path, append=True):
+        warm = f"timeline-warm-{uuid.uuid4().hex[:6]}"  # imports and connections
+        _, status, data = timed(sender, all_org_sync(warm, items[:100]))
+        accepted_kit(status, data, endpoint="allOrgSync", tenant_id=warm)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+        for name in ("first", "change"):
+            for n in range(args.runs):
+                tenant = f"timeline-{name}-{n}-{uuid.uuid4().hex[:6]}"
+                org_bench.add_waiting_users(tenant, items)
+                request = all_org_sync(tenant, items)
+                if name == "change":
+                    seconds, status, data = timed(sender, request)
+                    accepted_kit(status, data, endpoint="allOrgSync", tenant_id=tenant)
+                    request = all_org_sync(tenant, changed)
+                harness_wait_quiet(args)
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                with spans(TIMELINE) as noted:
+                    started = time.perf_counter()
+                    seconds, status, data = timed(sender, request)
+                accepted_kit(status, data, endpoint="allOrgSync", tenant_id=tenant)
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+                print(f"allOrgSync {name}, call {n + 1}: {seconds * 1000:.0f} ms, {faults} faults")
+                for step, start, end in sorted(noted, key=lambda span: span[1]):
+                    print(
+                        f"  {step:<22} {(start - started) * 1000:7.1f} {(end - start) * 1000:7.1f}"
+                    )
+
+
 # --- the run -------------------------------------------------------------------------------------
 _quiet_conn: list[psycopg.Connection] = []
 
@@ -756,6 +866,11 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1000)
     harness.add_service_arguments(parser)
     parser.add_argument("--profile", action="store_true", help="profile the calls in-process")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="the wall-clock steps of the first load and the change, in-process, unprofiled",
+    )
     harness.add_scratch_arguments(parser, db="bench_big_calls", redis_db=12)
     args = parser.parse_args()
     wanted = {row for row in ROWS if not args.only or any(o in row for o in args.only)}
@@ -801,6 +916,8 @@ def main() -> None:
         items, instance_ids = measure(args, service, figures, wanted)
         load_after = os.getloadavg()
         report(args, figures, load_before, load_after)
+        if args.timeline:
+            timeline_calls(args, items, log_path)
         if args.profile:
             if not instance_ids:
                 instance_ids = add_instances(args.instances, prefix="profile-od")
