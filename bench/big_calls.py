@@ -72,7 +72,7 @@ from bench import _harness as harness  # noqa: E402
 from bench import auth_sync as auth_bench  # noqa: E402
 from bench import org_sync as org_bench  # noqa: E402
 from bench.load import CpuAccount  # noqa: E402
-from ops.gunicorn import GC_THRESHOLDS  # noqa: E402
+from ops.gunicorn import GC_THRESHOLDS, HEAP_RESERVE_MB, reserve_heap  # noqa: E402
 
 METERING_TOKEN = "bench-metering-token-0123456789abcdef"
 FLOOR_TABLE = "bench_floor_department"
@@ -540,7 +540,7 @@ def timeline_calls(args, items: list[dict], log_path: Path) -> None:
     sender = InProcess()
     changed = org_bench.renamed_and_moved(items, random.Random(18))[0]
     print(
-        f"\ntimeline (in this process, unprofiled; gunicorn's GC thresholds; "
+        f"\ntimeline (in this process, unprofiled; gunicorn's GC thresholds and heap reserve; "
         f"{args.departments} departments): start and duration of each step, ms",
         flush=True,
     )
@@ -551,6 +551,7 @@ def timeline_calls(args, items: list[dict], log_path: Path) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        reserve = reserve_heap(HEAP_RESERVE_MB)  # noqa: F841 (kept while the calls run)
         for name in ("first", "change"):
             for n in range(args.runs):
                 tenant = f"timeline-{name}-{n}-{uuid.uuid4().hex[:6]}"
