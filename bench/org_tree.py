@@ -701,19 +701,9 @@ def chromium_on_runserver(wait_s: float = 60):
     profile = tempfile.mkdtemp(prefix="bench-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1366,768",
-        f"--user-data-dir={profile}",
-    ):
+    from tests.support.sso_fixtures import CHROMIUM_FLAGS  # the tests' browser, as they run it
+
+    for flag in (*CHROMIUM_FLAGS, "--window-size=1366,768", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     try:
