@@ -44,13 +44,13 @@ def last_wins(items: Iterable[OrgItem]) -> dict[str, OrgItem]:
     return {item[0]: item for item in items}
 
 
-LINE = "\t"  # joins a stored row's fields in the lines `writers.load_items` may give
+LINE = "\t"  # joins a stored row's fields in the lines `writers.load_items_while` may give
 
 
 @dataclass
 class Lines:
     """A snapshot's items as lines "code<TAB>name<TAB>parent code" (`LINE`), in its order, as
-    `writers.load_items` reads stored rows; `text` is them joined by newlines."""
+    `writers.load_items_while` reads stored rows; `text` is them joined by newlines."""
 
     rows: list[str]
     text: str

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from operator import itemgetter
 from typing import TypeVar
 
@@ -53,29 +54,20 @@ _LINES = (
 )
 
 
-def load_items(tenant: Tenant) -> list[tuple[str, str, str]] | list[str]:
-    """The tenant's departments as a snapshot lists them: what a re-sync is compared with (the
-    fewer columns, the cheaper 100k rows are to read). Either (code, name, parent code) tuples
-    or, on PostgreSQL, the same as lines "code<TAB>name<TAB>parent code" (`snapshot.LINE`),
-    read as one text: one string a row instead of three, and one hash each to compare, for
-    ~20 ms instead of ~70 for 100k rows (issue 17). Lines are given only when no value holds a
-    tab or a newline (the text then has exactly two tabs a row and a newline between rows):
-    then a line splits back into its row."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_LINES, [tenant.pk])
-            return _lines(tenant, *cursor.fetchone())
-    return _items(tenant)
-
-
 def load_items_while(tenant: Tenant, work: Callable[[], T]) -> tuple[T, Callable[[], list]]:
-    """`work()`, and on PostgreSQL, meanwhile, the tenant's departments read as `load_items`
-    reads them: the query is sent in a pipeline before `work` starts, so the server aggregates
-    the rows on the other core (issue 17). Returns what `work` returned and a function that
-    gives the departments (split into lines only if called: an identical re-sync never
-    does)."""
+    """`work()`, and meanwhile the tenant's departments read as a snapshot lists them: what a
+    re-sync is compared with. Returns what `work` returned and a function that gives the
+    departments, as (code, name, parent code) tuples or, on PostgreSQL, as lines
+    "code<TAB>name<TAB>parent code" (`snapshot.LINE`).
+
+    On PostgreSQL the rows are read as one text (one string a row instead of three, and one
+    hash each to compare: ~20 ms instead of ~70 for 100k rows), sent in a pipeline before
+    `work` starts, so the server aggregates them on the other core; they are split into lines
+    only if the function is called (an identical re-sync never does), and only when no value
+    holds a tab or a newline (the text then has exactly two tabs a row and a newline between
+    rows): then a line splits back into its row (issue 17)."""
     if connection.vendor != "postgresql":
-        return work(), lambda: load_items(tenant)
+        return work(), lambda: _items(tenant)
     pg = connection.connection
     with pg.pipeline(), pg.cursor() as cursor:
         cursor.execute(_LINES, [tenant.pk])
@@ -240,12 +232,11 @@ def _copy_new_rows(cursor, blocks: Iterator[str]) -> None:
 
 def _copy_blocks(tenant, codes, rows, new_ids, id_of) -> Iterator[str]:
     """The new rows as COPY text, COPY_BLOCK rows a block: row i is `codes[i]`, id `new_ids[i]`,
-    name and parent code `row[1]` and `row[2]` of its row (an OrgItem, or a plan's create
-    tuple): `rows[i]`, or `rows[codes[i]]` when `rows` maps codes to rows (a snapshot). The
-    parent is linked when its code is in `id_of`: of the snapshot's codes, it holds the new ones
-    and the kept ones read, every linked parent among them, and no other code (the plan's link,
-    by construction). Lazy: each block is built when the COPY asks for it, while the server
-    takes the one before.
+    name and parent code `row[1]` and `row[2]` of the i-th of `rows` (OrgItems, or a plan's
+    create tuples), which are taken a block at a time. The parent is linked when its code is
+    in `id_of`: of the snapshot's codes, it holds the new ones and the kept ones read, every
+    linked parent among them, and no other code (the plan's link, by construction). Lazy: each
+    block is built when the COPY asks for it, while the server takes the one before.
 
     A block is built from the values as they are, then its tabs, newlines and backslashes are
     counted: only a block whose values hold one of them (or a carriage return) is built again
@@ -254,15 +245,11 @@ def _copy_blocks(tenant, codes, rows, new_ids, id_of) -> Iterator[str]:
     # call_time is NULL (see `apply`); created_at, updated_at: the column defaults (the
     # database's now()): parsing 100,000 timestamps costs a first load's COPY ~40 ms.
     prefix = f"\t{tenant.pk}\t"
-    codes = list(codes)
-    by_code = isinstance(rows, dict)
-    if not by_code:
-        rows = list(rows)
+    codes, rows = list(codes), iter(rows)
     for start in range(0, len(codes), COPY_BLOCK):
         end = start + COPY_BLOCK
         chunk = codes[start:end]
-        taken = map(rows.__getitem__, chunk) if by_code else rows[start:end]
-        part = list(zip(new_ids[start:end], chunk, taken, strict=True))
+        part = list(zip(new_ids[start:end], chunk, islice(rows, len(chunk)), strict=True))
         text = "".join(
             [
                 f"{pk}{prefix}{code}\t{item[1]}\t{item[2]}\t{get(item[2], null)}\n"
@@ -407,7 +394,7 @@ def write_first_load(
     link; they are linked after the COPY (one UPDATE; no foreign key, and all of it commits or
     nothing does). Returns what `meanwhile()` returned (issue 17)."""
     id_of = dict(zip(codes, ahead.ids, strict=True))
-    blocks = _copy_blocks(tenant, codes, items, ahead.ids, id_of)
+    blocks = _copy_blocks(tenant, codes, map(items.__getitem__, codes), ahead.ids, id_of)
 
     def spare() -> tuple[T, list]:
         return meanwhile(), _link_params(tenant, ahead.waiting, id_of)

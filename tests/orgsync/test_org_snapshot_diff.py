@@ -19,7 +19,8 @@ from orgsync.models import Department
 
 CODES = ["A", "B", "C", "D", "E", "F", "G"]
 PARENTS = ["", "Z", *CODES]  # "Z" is never listed: a parent that does not exist
-NAMES = ["甲", "乙", "丙\t丁"]  # a tab: stored rows then cannot be lines (`writers.load_items`)
+# A tab: stored rows then cannot be lines (`writers.load_items_while`).
+NAMES = ["甲", "乙", "丙\t丁"]
 
 item = st.tuples(st.sampled_from(CODES), st.sampled_from(NAMES), st.sampled_from(PARENTS))
 
@@ -67,7 +68,7 @@ def whole_tree(held: dict[str, tuple], items: dict) -> snapshot.Plan | str:
 def changed_rows(
     held: dict[str, tuple], items: dict, monkeypatch, lines: bool = False
 ) -> snapshot.Plan | str:
-    """`_resync_plan` from the stored rows as tuples, or as lines (`writers.load_items`)."""
+    """`_resync_plan` from the stored rows as tuples, or as lines (`writers.load_items_while`)."""
     rows = stored_rows(held)
     monkeypatch.setattr(
         writers, "load_codes", lambda tenant, codes: [row for row in rows if row[1] in codes]
@@ -97,7 +98,7 @@ def comparable(outcome: snapshot.Plan | str):
 def test_the_changed_rows_give_the_refusals_and_writes_of_the_whole_tree(case):
     held, items = case
     expected = comparable(whole_tree(held, items))
-    # Lines only where writers.load_items gives them: no stored value holds a tab.
+    # Lines only where writers.load_items_while gives them: no stored value holds a tab.
     forms = [False, True] if not any("\t" in name for name, _ in held.values()) else [False]
     for lines in forms:
         with pytest.MonkeyPatch.context() as monkeypatch:
